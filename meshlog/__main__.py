@@ -1,0 +1,3 @@
+from meshlog.cli import app
+
+app(prog_name="meshlog")

@@ -1,0 +1,52 @@
+"""The typer front end: parse options, call the library, print, exit. The one error boundary."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+
+from meshlog.cli.exit_codes import ExitCode, exit_code_for
+from meshlog.errors import FormatError, MeshlogError
+
+app = typer.Typer(
+    name="meshlog",
+    help="Triage Istio sidecar (Envoy) access logs: what is failing, where, and why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(message: str) -> None:
+    """A diagnostic line on stderr (stdout is for data)."""
+    print(f"meshlog: {message}", file=sys.stderr, flush=True)
+
+
+def boundary(func: F) -> F:
+    """Turn a ``MeshlogError`` into one stderr line (plus a caret for formats) and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MeshlogError as exc:
+            say(f"error: {exc}")
+            if isinstance(exc, FormatError) and exc.format:
+                print(exc.caret(), file=sys.stderr)
+            raise typer.Exit(exit_code_for(exc)) from None
+        except BrokenPipeError:
+            sys.stderr.close()  # the reader went away (| head): not an error
+            raise typer.Exit(ExitCode.OK) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+from meshlog.cli import commands  # noqa: E402,F401  (registers the commands)

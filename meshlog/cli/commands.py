@@ -1,0 +1,186 @@
+"""The commands. Each one reads options, calls the library, and prints; no logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from meshlog.cli import app, boundary, say
+from meshlog.cli.exit_codes import ExitCode
+from meshlog.errors import UnparsedLinesError
+from meshlog.export import write_rows
+from meshlog.flags import FLAGS, describe
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.formats.detect import resolve
+from meshlog.formats.presets import PRESETS
+from meshlog.parse import AccessLog
+from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
+
+
+class RowOutput(str, Enum):
+    ndjson = "ndjson"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+class ReportOutput(str, Enum):
+    text = "text"
+    json = "json"
+
+
+Paths = Annotated[Optional[list[str]], typer.Argument(help="Log files, directories or - for stdin (default).")]
+FormatOpt = Annotated[
+    Optional[str],
+    typer.Option("--format", "-f", help="A preset (istio, istio-json, envoy, …) or an Envoy format string."),
+]
+FormatFileOpt = Annotated[Optional[str], typer.Option("--format-file", help="A file holding the format string.")]
+MeshConfigOpt = Annotated[
+    Optional[str],
+    typer.Option("--mesh-config", help="Istio MeshConfig, istio ConfigMap or IstioOperator YAML."),
+]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Unparsed lines are an error (exit 4).")]
+
+
+def _announce(fmt: CompiledFormat) -> None:
+    say(f"format: detected {fmt.name or 'a custom format'} (use --format to choose)")
+
+
+def _warn_format(fmt: CompiledFormat) -> None:
+    for warning in fmt.warnings:
+        say(f"warning: {warning}")
+
+
+def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int, str] | None, strict: bool) -> None:
+    """Line accounting on stderr, then the exit code the run deserves."""
+    say(
+        f"lines: {log_counts['total']} total, {log_counts['access']} access, "
+        f"{log_counts['unparsed']} unparsed, {log_counts['other']} other"
+    )
+    for stats in run.sources:
+        if stats.invalid_utf8:
+            say(f"{stats.name}: {stats.invalid_utf8} line(s) with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
+    if first_unparsed is not None:
+        source, line_no, reason = first_unparsed
+        say(f"first unparsed line: {source}:{line_no}: {reason}")
+        if strict:
+            raise UnparsedLinesError(log_counts["unparsed"], source, line_no, reason)
+    for error in run.errors:
+        say(f"error: {error}")
+    if run.errors:
+        raise typer.Exit(ExitCode.INPUT)
+
+
+def _start(fmt_opts: FormatOptions) -> Run:
+    fmt = compile_options(fmt_opts)
+    if fmt is not None:
+        _warn_format(fmt)
+    return Run(fmt)
+
+
+@app.command()
+@boundary
+def parse(
+    paths: Paths = None,
+    output: Annotated[RowOutput, typer.Option("--output", "-o", help="Row format.")] = RowOutput.ndjson,
+    out: Annotated[Optional[str], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    format: FormatOpt = None,
+    format_file: FormatFileOpt = None,
+    mesh_config: MeshConfigOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Typed rows out, one per access-log line (with source and line_no)."""
+    run = _start(FormatOptions(format, format_file, mesh_config))
+    if output is RowOutput.parquet and out is None and sys.stdout.isatty():
+        say("error: parquet is binary; redirect stdout or use --out FILE")
+        raise typer.Exit(ExitCode.USAGE)
+    sink = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
+    counts = {"total": 0, "access": 0, "unparsed": 0, "other": 0}
+    first_bad: tuple[str, int, str] | None = None
+    collected: list[AccessLog] = []
+    streaming = output in (RowOutput.ndjson, RowOutput.csv)
+    try:
+        for n, log in enumerate(parse_paths(paths or [], run, on_format=lambda f: (_announce(f), _warn_format(f)))):
+            c = log.counts
+            for key in counts:
+                counts[key] += getattr(c, key)
+            if first_bad is None and log.unparsed.height:
+                first_bad = tuple(log.unparsed.select("source", "line_no", "reason").row(0))  # type: ignore[assignment]
+            if streaming:
+                write_rows(log.requests, output.value, sink, header=(n == 0))
+                sink.flush()
+            else:
+                collected.append(log)
+        if not streaming and run.format is not None:
+            write_rows(AccessLog.concat(collected, run.format).requests, output.value, sink)
+    finally:
+        if out:
+            sink.close()
+    _finish(run, counts, first_bad, strict)
+
+
+@app.command()
+@boundary
+def summarize(
+    paths: Paths = None,
+    output: Annotated[ReportOutput, typer.Option("--output", "-o", help="text or json.")] = ReportOutput.text,
+    top: Annotated[int, typer.Option("--top", help="Rows per table.")] = 10,
+    format: FormatOpt = None,
+    format_file: FormatFileOpt = None,
+    mesh_config: MeshConfigOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Status codes, response flags, latency and retries, in one screen."""
+    from meshlog.cli.render import render_summary
+    from meshlog.reports.summary import summary_dict
+
+    run = _start(FormatOptions(format, format_file, mesh_config))
+    logs = list(parse_paths(paths or [], run, on_format=lambda f: (_announce(f), _warn_format(f))))
+    if run.format is None:
+        say("error: no input lines")
+        raise typer.Exit(ExitCode.INPUT)
+    log = AccessLog.concat(logs, run.format)
+    summary = summary_dict(log, top=top)
+    if output is ReportOutput.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_summary(summary, log)
+    c = log.counts
+    first = log.unparsed.select("source", "line_no", "reason").row(0) if log.unparsed.height else None
+    _finish(run, {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}, first, strict)  # type: ignore[arg-type]
+
+
+@app.command()
+@boundary
+def formats(
+    show: Annotated[
+        Optional[str], typer.Option("--show", help="A preset name or format string: show how it compiles.")
+    ] = None,
+) -> None:
+    """List the presets, or show how one format compiles (fields, types, regex)."""
+    if show is None:
+        for name, (_, what) in PRESETS.items():
+            print(f"{name:24} {what}")
+        return
+    fmt = resolve(show)
+    _warn_format(fmt)
+    print(f"encoding: {fmt.encoding}")
+    for f in fmt.fields:
+        print(f"  {f.column:36} {f.kind.value:12} {f.source}")
+    if fmt.encoding == "text":
+        print(f"regex: {fmt.regex}")
+
+
+@app.command()
+@boundary
+def flags(codes: Annotated[Optional[list[str]], typer.Argument(help="Flags (UF, URX,UF, …); all when none.")] = None) -> None:
+    """What Envoy's response flags mean."""
+    wanted = [c for code in (codes or list(FLAGS)) for c in code.split(",") if c]
+    for code in wanted:
+        flag = describe(code)
+        print(f"{flag.code:6} {flag.name:34} {flag.meaning}")

@@ -1,0 +1,32 @@
+"""Exit codes: scripts can tell a usage mistake from bad input from a strict-mode failure."""
+
+from __future__ import annotations
+
+import enum
+
+from meshlog.errors import (
+    ConfigError,
+    DetectionError,
+    FormatError,
+    InputError,
+    MeshlogError,
+    UnparsedLinesError,
+)
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    USAGE = 2  # bad option, bad format string, unreadable config, format not detected
+    INPUT = 3  # an input could not be read (others may have been)
+    STRICT = 4  # --strict and some lines did not parse
+    UNREACHABLE = 5  # a server (Prometheus, a sidecar) did not answer
+
+
+def exit_code_for(error: MeshlogError) -> ExitCode:
+    if isinstance(error, (FormatError, ConfigError, DetectionError)):
+        return ExitCode.USAGE
+    if isinstance(error, InputError):
+        return ExitCode.INPUT
+    if isinstance(error, UnparsedLinesError):
+        return ExitCode.STRICT
+    return ExitCode.USAGE

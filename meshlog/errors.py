@@ -1,0 +1,56 @@
+"""Typed errors: every one says *where* (a format column, a source line, a URL)."""
+
+from __future__ import annotations
+
+
+class MeshlogError(Exception):
+    """Base of every error meshlog raises on purpose; the CLI turns it into one stderr line."""
+
+
+class FormatError(MeshlogError):
+    """A format string that Envoy would reject, with the column (1-based) where it goes wrong."""
+
+    def __init__(self, message: str, fmt: str, column: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.format = fmt
+        self.column = column
+
+    def __str__(self) -> str:
+        return f"format error at column {self.column}: {self.message}"
+
+    def caret(self) -> str:
+        """The format string with a caret under the offending column (one line of the format)."""
+        line_start = self.format.rfind("\n", 0, self.column - 1) + 1
+        line_end = self.format.find("\n", self.column - 1)
+        line = self.format[line_start : None if line_end < 0 else line_end]
+        return f"  {line}\n  {' ' * (self.column - 1 - line_start)}^"
+
+
+class ConfigError(MeshlogError):
+    """A mesh config / format file that cannot be read or holds no usable access-log format."""
+
+
+class InputError(MeshlogError):
+    """Input that cannot be read at all (missing file, broken gzip, ...); names the source."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+class UnparsedLinesError(MeshlogError):
+    """Strict mode: some lines did not parse. Carries the first one for the message."""
+
+    def __init__(self, count: int, source: str, line_no: int, reason: str) -> None:
+        super().__init__(
+            f"{count} line(s) did not parse; first at {source}:{line_no}: {reason}"
+        )
+        self.count = count
+        self.source = source
+        self.line_no = line_no
+        self.reason = reason
+
+
+class DetectionError(MeshlogError):
+    """No preset fits the input: the user must say which format the proxy writes."""

@@ -1,0 +1,140 @@
+"""Lines frame → ``AccessLog``: typed requests, unparsed lines with reasons, other lines by kind.
+
+Every input line lands in exactly one of the three frames, so
+``lines.total == access + unparsed + other`` always holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import polars as pl
+
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.formats.operators import Kind
+from meshlog.parse import jsonl, text
+from meshlog.parse.cast import cast_fields
+from meshlog.parse.classify import other_kind
+from meshlog.parse.derive import cluster_columns
+from meshlog.parse.text import ROW
+
+LINE_COLUMNS = ("source", "line_no", "line")
+UNPARSED_SCHEMA = {"source": pl.String, "line_no": pl.Int64, "line": pl.String, "reason": pl.String}
+OTHER_SCHEMA = {"source": pl.String, "line_no": pl.Int64, "line": pl.String, "kind": pl.String}
+
+
+@dataclass(frozen=True)
+class LineCounts:
+    total: int
+    access: int
+    unparsed: int
+    other: int
+
+
+@dataclass(frozen=True)
+class AccessLog:
+    """One parsed input: ``requests`` (typed), ``unparsed`` (with reasons), ``other`` (by kind)."""
+
+    requests: pl.DataFrame
+    unparsed: pl.DataFrame
+    other: pl.DataFrame
+    format: CompiledFormat
+
+    @property
+    def counts(self) -> LineCounts:
+        a, u, o = self.requests.height, self.unparsed.height, self.other.height
+        return LineCounts(a + u + o, a, u, o)
+
+    @staticmethod
+    def concat(parts: Iterable[AccessLog], fmt: CompiledFormat) -> AccessLog:
+        """Join the logs of several chunks or sources (same format)."""
+        items = list(parts)
+        if not items:
+            return parse_lines(lines_frame([], source="-"), fmt)
+        return AccessLog(
+            pl.concat([p.requests for p in items], how="diagonal_relaxed"),
+            pl.concat([p.unparsed for p in items]),
+            pl.concat([p.other for p in items]),
+            fmt,
+        )
+
+
+def lines_frame(lines: list[str], *, source: str = "-", first_line_no: int = 1) -> pl.DataFrame:
+    """A lines frame from Python strings (tests, small inputs)."""
+    return pl.DataFrame(
+        {
+            "source": [source] * len(lines),
+            "line_no": list(range(first_line_no, first_line_no + len(lines))),
+            "line": lines,
+        },
+        schema={"source": pl.String, "line_no": pl.Int64, "line": pl.String},
+    )
+
+
+def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = True) -> AccessLog:
+    """Parse one lines frame (``source, line_no, line`` + any metadata columns) with a compiled format."""
+    lines = lines.with_row_index(ROW)
+    if fmt.encoding == "json":
+        raw, bad, not_records = _extract_json(lines, fmt)
+    else:
+        raw, unmatched = text.extract(lines, fmt, use_plan=use_plan)
+        bad = pl.DataFrame(schema={ROW: pl.UInt32, "reason": pl.String})
+        not_records = unmatched
+    typed = cast_fields(raw, fmt)
+    cast_failed = typed.filter(pl.col("_reason").is_not_null()).select(ROW, pl.col("_reason").alias("reason"))
+    good = typed.filter(pl.col("_reason").is_null()).drop("_reason", "_keys", strict=False)
+
+    leftovers = lines.join(pl.DataFrame({ROW: not_records}, schema={ROW: pl.UInt32}), on=ROW, how="semi")
+    leftovers = leftovers.with_columns(other_kind().alias("kind"))
+    looks_like = _looks_like_access(fmt)
+    broken = leftovers.filter(pl.col("kind").is_null() & looks_like)
+    if broken.height:
+        reasons = (
+            text.failure_reasons(broken, fmt)
+            if fmt.encoding == "text"
+            else pl.Series("reason", ["not a JSON object"] * broken.height)
+        )
+        bad = pl.concat([bad, broken.select(ROW).with_columns(reasons.alias("reason"))])
+    other = leftovers.filter(pl.col("kind").is_not_null() | ~looks_like).with_columns(
+        pl.col("kind").fill_null("unrecognised")
+    )
+    bad = pl.concat([bad, cast_failed])
+
+    meta = [c for c in lines.columns if c not in (ROW, "line")]
+    requests = lines.select(ROW, *meta).join(good, on=ROW, how="inner").sort(ROW).drop(ROW)
+    unparsed = (
+        lines.join(bad, on=ROW, how="inner").sort(ROW).select(*(c for c in UNPARSED_SCHEMA), *meta_extra(meta))
+    )
+    return AccessLog(
+        cluster_columns(requests),
+        unparsed.cast(UNPARSED_SCHEMA),  # type: ignore[arg-type]
+        other.sort(ROW).select(*OTHER_SCHEMA).cast(OTHER_SCHEMA),  # type: ignore[arg-type]
+        fmt,
+    )
+
+
+def meta_extra(meta: list[str]) -> list[str]:
+    return [c for c in meta if c not in LINE_COLUMNS]
+
+
+def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:
+    """Does a line that failed still look like an access record (so it is *unparsed*, not *other*)?"""
+    line = pl.col("line")
+    if fmt.encoding == "json":
+        return line.str.contains(r"^\s*\{")
+    k = next((i + 1 for i, f in enumerate(fmt.fields) if f.kind is not Kind.STRING), 1)
+    k = min(k, 2, len(fmt.fields))
+    return line.str.contains("^" + fmt.regex_prefix(k))
+
+
+def _extract_json(lines: pl.DataFrame, fmt: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+    is_object = pl.col("line").str.contains(r"^\s*\{")
+    candidates = lines.filter(is_object)
+    raw, bad = jsonl.extract(candidates, fmt)
+    # A JSON line with none of the format's keys is some other JSON (an app log), not a record.
+    records = raw.filter(pl.col("_keys") > 0)
+    not_records = pl.concat(
+        [lines.filter(~is_object)[ROW], raw.filter(pl.col("_keys") == 0)[ROW]]
+    )
+    return records, bad, not_records

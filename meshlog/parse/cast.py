@@ -1,0 +1,78 @@
+"""Raw field strings → typed columns, and a reason for every value that does not fit its type.
+
+Text ``-`` and JSON ``null`` both mean unset and become null. A value that is set but
+cannot be cast makes its line *unparsed*; it is never silently nulled.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from meshlog.formats.compiler import CompiledFormat, Field
+from meshlog.formats.operators import Kind
+
+DATETIME = pl.Datetime("us", "UTC")
+
+DTYPES: dict[Kind, pl.DataType] = {
+    Kind.STRING: pl.String(),
+    Kind.ADDRESS: pl.String(),
+    Kind.FLAGS: pl.String(),
+    Kind.JSON: pl.String(),
+    Kind.INTEGER: pl.Int64(),
+    Kind.MILLISECONDS: pl.Int64(),
+    Kind.BYTES: pl.Int64(),
+    Kind.TIMESTAMP: DATETIME,
+}
+
+_EXPECTED = {
+    Kind.INTEGER: "an integer",
+    Kind.MILLISECONDS: "an integer (milliseconds)",
+    Kind.BYTES: "an integer (bytes)",
+    Kind.TIMESTAMP: "a time",
+}
+
+
+def dtype_of(f: Field) -> pl.DataType:
+    """The column type a field gets (a timestamp whose pattern chrono cannot read stays text)."""
+    if f.kind is Kind.TIMESTAMP and (f.time is None or f.time.chrono is None):
+        return pl.String()
+    return DTYPES[f.kind]
+
+
+def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
+    unset = raw.is_null() | (raw == "-") | ((raw == "") & pl.lit(f.kind is not Kind.STRING))
+    value = pl.when(~unset).then(raw)
+    if f.kind.numeric:
+        return value.cast(pl.Int64, strict=False)
+    if f.kind is Kind.TIMESTAMP and f.time is not None and f.time.chrono is not None:
+        parsed = value.str.to_datetime(f.time.chrono, strict=False, time_unit="us")
+        if f.time.has_zone:
+            return parsed.dt.convert_time_zone("UTC")
+        return parsed.dt.replace_time_zone("UTC")
+    if f.column == "upstream_cluster":  # Istio ≥1.23 alt_stat_name: %UPSTREAM_CLUSTER% ends in ";"
+        return value.str.strip_suffix(";")
+    return value
+
+
+def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> pl.DataFrame:
+    """Typed columns named as the contract says, plus ``_reason`` (null when the row is fine)."""
+    exprs: list[pl.Expr] = []
+    reasons: list[pl.Expr] = []
+    for i, f in enumerate(compiled.fields):
+        raw_col = pl.col(f"f{i}")
+        typed = _typed(f, raw_col)
+        exprs.append(typed.alias(f.column))
+        if dtype_of(f) != pl.String():
+            unset = raw_col.is_null() | raw_col.is_in(["-", ""])
+            reasons.append(
+                pl.when(~unset & typed.is_null()).then(
+                    pl.format(
+                        "field {}: expected {}, got \"{}\"",
+                        pl.lit(f.column),
+                        pl.lit(_EXPECTED[f.kind]),
+                        raw_col.str.slice(0, 40),
+                    )
+                )
+            )
+    reason = pl.coalesce(reasons) if reasons else pl.lit(None, dtype=pl.String)
+    return raw.select(pl.exclude([f"f{i}" for i in range(len(compiled.fields))]), *exprs, reason.alias("_reason"))

@@ -1,0 +1,28 @@
+"""Lines that are not access records: what they are, so none is lost or mistaken for an error.
+
+An istio-proxy container prints pilot-agent logs, Envoy application logs and blank or
+continuation lines beside its access log (``../shared/reference/input-streams.md`` §1.7).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# (kind, regex) in order; the first match names the line.
+OTHER_LINES: tuple[tuple[str, str], ...] = (
+    ("blank", r"^\s*$"),
+    ("envoy-log", r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t(?:trace|debug|info|warning|error|critical)\tenvoy "),
+    ("istio-log", r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t(?:debug|info|warn|error|fatal)\t"),
+    ("envoy-log", r"^\[Envoy \(Epoch \d+\)\] \["),
+    ("envoy-log", r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\]\[\d+\]\[\w+\]"),
+    ("kubectl", r"^error: "),
+    ("json-log", r'^\s*\{.*"level"\s*:.*"msg"\s*:|^\s*\{.*"msg"\s*:.*"level"\s*:'),
+)
+
+
+def other_kind() -> pl.Expr:
+    """The kind of non-access line ``line`` is, or null when it is none of the known kinds."""
+    expr = pl.lit(None, dtype=pl.String)
+    for kind, pattern in reversed(OTHER_LINES):
+        expr = pl.when(pl.col("line").str.contains(pattern)).then(pl.lit(kind)).otherwise(expr)
+    return expr

@@ -1,0 +1,134 @@
+"""Text-mode extraction: lines → one raw string column per field, vectorised.
+
+Two paths over the same lines. The split plan (``formats/plan.py``) cuts most lines
+with ``split_exact`` / ``strip_prefix`` and checks separator counts; the few lines it
+cannot vouch for go through the strict anchored regex. Both give the same raw strings;
+``cast.py`` types them afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import polars as pl
+
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.formats.grammar import Literal
+from meshlog.formats.plan import Const, Leaf, Plan, Regex, Split
+
+ROW = "_row"
+
+
+class _PlanExprs:
+    """Polars expressions for a plan: staged split columns, leaf values and validity checks."""
+
+    def __init__(self, compiled: CompiledFormat) -> None:
+        self.compiled = compiled
+        self.stages: list[list[pl.Expr]] = []
+        self.values: dict[int, pl.Expr] = {}
+        self.checks: list[pl.Expr] = []
+        self._names = itertools.count()
+
+    def walk(self, node: Plan, expr: pl.Expr, depth: int) -> None:
+        if isinstance(node, Const):
+            self.checks.append(expr == node.text)
+        elif isinstance(node, Leaf):
+            value = expr
+            if node.prefix:
+                self.checks.append(expr.str.starts_with(node.prefix))
+                value = value.str.strip_prefix(node.prefix)
+            if node.suffix:
+                self.checks.append(expr.str.ends_with(node.suffix))
+                value = value.str.strip_suffix(node.suffix)
+            if node.prefix and node.suffix:  # "x" with prefix "x" and suffix "x" must not pass
+                self.checks.append(expr.str.len_bytes() >= len(node.prefix) + len(node.suffix))
+            self.values[node.field] = value
+        elif isinstance(node, Split):
+            name = f"_split{next(self._names)}"
+            while len(self.stages) <= depth:
+                self.stages.append([])
+            n = len(node.parts) - 1
+            self.stages[depth].append(expr.str.split_exact(node.sep, n).alias(name))
+            self.checks.append(expr.str.count_matches(node.sep, literal=True) == n)
+            for i, part in enumerate(node.parts):
+                self.walk(part, pl.col(name).struct.field(f"field_{i}"), depth + 1)
+        elif isinstance(node, Regex):
+            pattern = "^" + _tokens_regex(self.compiled, node.tokens) + "$"
+            groups = expr.str.extract_groups(pattern)
+            for token in node.tokens:
+                if isinstance(token, int):
+                    self.values[token] = groups.struct.field(f"f{token}")
+            self.checks.append(expr.str.contains(pattern))
+
+
+def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
+    import re
+
+    return "".join(
+        re.escape(t.text) if isinstance(t, Literal) else f"(?P<f{t}>{compiled.fields[t].pattern})"
+        for t in tokens
+    )
+
+
+def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = True) -> tuple[pl.DataFrame, pl.Series]:
+    """Raw field strings for the lines that match the format, and the row numbers that do not.
+
+    ``lines`` needs a ``line`` column and a ``_row`` index. The result has ``_row`` and one
+    ``String`` column per field (named ``f0``, ``f1``…), in row order.
+    """
+    n = len(compiled.fields)
+    raw_names = [f"f{i}" for i in range(n)]
+    plan = compiled.plan if use_plan else None
+    if plan is not None:
+        exprs = _PlanExprs(compiled)
+        exprs.walk(plan, pl.col("line"), 0)
+        lf = lines.lazy().select(ROW, "line")
+        for stage in exprs.stages:
+            lf = lf.with_columns(stage)
+        fast = lf.select(
+            ROW,
+            pl.all_horizontal(exprs.checks).fill_null(False).alias("_ok"),
+            *(exprs.values[i].alias(raw_names[i]) for i in range(n)),
+        ).collect()
+        good = fast.filter(pl.col("_ok")).drop("_ok")
+        rest = lines.join(fast.filter(~pl.col("_ok")).select(ROW), on=ROW, how="semi")
+    else:
+        good = pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in raw_names}})
+        rest = lines
+    slow = (
+        rest.lazy()
+        .filter(pl.col("line").str.contains(compiled.regex))
+        .select(ROW, pl.col("line").str.extract_groups(compiled.regex).alias("_g"))
+        .select(ROW, *(pl.col("_g").struct.field(c) for c in raw_names))
+        .collect()
+    )
+    matched = pl.concat([good.cast({ROW: pl.UInt32}), slow.cast({ROW: pl.UInt32})]) if slow.height else good
+    if slow.height:
+        matched = matched.sort(ROW)
+    unmatched = rest.join(slow.select(ROW), on=ROW, how="anti")[ROW]
+    return matched, unmatched
+
+
+def failure_reasons(lines: pl.DataFrame, compiled: CompiledFormat) -> pl.Series:
+    """Why each line fails: the first field that no longer matches, its column, and what stood there.
+
+    Runs only on lines that failed; it loops over the format's fields, never over lines.
+    """
+    line = pl.col("line")
+    n = len(compiled.fields)
+    prefixes = {k: "^(" + compiled.regex_prefix(k) + ")" for k in range(n + 1)}
+    reached = pl.lit(0)
+    for k in range(1, n + 1):
+        reached = pl.when(line.str.contains(prefixes[k])).then(k).otherwise(reached)
+    frame = lines.select(line, reached.alias("k"))
+    column = pl.lit(0, dtype=pl.UInt32)
+    for k in frame["k"].unique().to_list():
+        column = pl.when(pl.col("k") == k).then(line.str.extract(prefixes[k], 1).str.len_chars()).otherwise(column)
+    got = line.str.slice(pl.col("col"), 30)
+    reason = pl.format("no match after column {}: trailing text \"{}\"", pl.col("col") + 1, got)
+    for k, f in enumerate(compiled.fields):
+        expected = f"expected {f.column} ({f.kind.value}, {f.source})"
+        reason = pl.when(pl.col("k") == k).then(
+            pl.format("no match at column {}: {}, got \"{}\"", pl.col("col") + 1, pl.lit(expected), got)
+        ).otherwise(reason)
+    return frame.with_columns(column.fill_null(0).alias("col")).select(reason.alias("reason")).to_series()

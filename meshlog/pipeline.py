@@ -1,0 +1,107 @@
+"""From paths and format options to parsed chunks: the one road every command takes.
+
+Sources are read chunk by chunk; the format is compiled once (or detected from the first
+lines of input) and every chunk is parsed with it. Nothing here prints: choices and
+problems are handed back to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from meshlog.errors import ConfigError, DetectionError, MeshlogError
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.formats.detect import SAMPLE_LINES, detect, resolve
+from meshlog.formats.meshconfig import load_mesh_config
+from meshlog.parse import AccessLog, parse_lines
+from meshlog.sources import SourceStats, expand, read_lines
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    """What the user said about the format; all empty means 'detect it'."""
+
+    format: str | None = None
+    format_file: str | None = None
+    mesh_config: str | None = None
+
+
+def compile_options(options: FormatOptions) -> CompiledFormat | None:
+    """The format the options name, or None when it is to be detected from the input."""
+    given = [o for o in (options.format, options.format_file, options.mesh_config) if o]
+    if len(given) > 1:
+        raise ConfigError("give only one of --format, --format-file, --mesh-config")
+    if options.format:
+        return resolve(options.format)
+    if options.format_file:
+        try:
+            text = Path(options.format_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{options.format_file}: cannot read: {exc.strerror}") from None
+        return resolve(text)
+    if options.mesh_config:
+        return load_mesh_config(options.mesh_config)
+    return None
+
+
+@dataclass
+class Run:
+    """State of one run over all inputs: the format in use and what each source reported."""
+
+    format: CompiledFormat | None
+    sources: list[SourceStats] = field(default_factory=list)
+    detected: bool = False
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for s in self.sources for e in s.errors]
+
+
+def parse_paths(
+    paths: list[str], run: Run, *, on_format: Callable[[CompiledFormat], None] | None = None
+) -> Iterator[AccessLog]:
+    """Parse every input chunk by chunk; detect the format from the first lines when none was given.
+
+    A source that cannot be opened or read is recorded in ``run.sources`` and the others go on.
+    """
+    for path in expand(paths):
+        stats = SourceStats(path)
+        run.sources.append(stats)
+        try:
+            chunks = read_lines(path, stats)
+            pending: list[pl.DataFrame] = []
+            for chunk in chunks:
+                if run.format is None:
+                    pending.append(chunk)
+                    sample = pl.concat(pending)
+                    if sample.height < SAMPLE_LINES and not _enough(sample):
+                        continue
+                    _detect(run, sample, on_format)
+                    chunk, pending = sample, []
+                assert run.format is not None
+                yield parse_lines(chunk, run.format)
+            if pending:
+                sample = pl.concat(pending)
+                _detect(run, sample, on_format)
+                assert run.format is not None
+                yield parse_lines(sample, run.format)
+        except MeshlogError as exc:
+            if isinstance(exc, DetectionError):
+                raise
+            stats.errors.append(str(exc))
+
+
+def _enough(sample: pl.DataFrame) -> bool:
+    """Enough non-blank lines to tell formats apart (a live stream may trickle in)."""
+    return sample.filter(pl.col("line").str.strip_chars() != "").height >= 20
+
+
+def _detect(run: Run, sample: pl.DataFrame, on_format: Callable[[CompiledFormat], None] | None) -> None:
+    run.format = detect(sample["line"].to_list())
+    run.detected = True
+    if on_format is not None:
+        on_format(run.format)

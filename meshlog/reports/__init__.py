@@ -1,0 +1,1 @@
+"""Reports: pure functions from an ``AccessLog`` / requests frame to small frames and dicts."""
