@@ -24,7 +24,7 @@ def _spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
     """Prefix text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) with ``'``."""
     starts = "^[" + "".join("\\" + c if c in "+-" else c for c in _FORMULA_START) + "]"
     return frame.with_columns(
-        pl.when(pl.col(c).str.contains(starts) & (pl.col(c) != "-")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c))
+        pl.when(pl.col(c).str.contains(starts) & (pl.col(c) != "-")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
         for c, t in frame.schema.items()
         if t == pl.String
     )

@@ -17,6 +17,7 @@ from meshlog.errors import ConfigError, DetectionError, MeshlogError
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.detect import SAMPLE_LINES, detect, resolve
 from meshlog.formats.meshconfig import load_mesh_config
+from meshlog import envelopes
 from meshlog.parse import AccessLog, parse_lines
 from meshlog.sources import SourceStats, expand, read_lines
 
@@ -74,7 +75,11 @@ def parse_paths(
         try:
             chunks = read_lines(path, stats)
             pending: list[pl.DataFrame] = []
+            wrappers: list[envelopes.Envelope] | None = None
             for chunk in chunks:
+                if wrappers is None:
+                    wrappers = envelopes.detect(chunk["line"])
+                chunk = envelopes.unwrap(chunk, wrappers)
                 if run.format is None:
                     pending.append(chunk)
                     sample = pl.concat(pending)

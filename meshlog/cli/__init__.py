@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -45,6 +46,13 @@ def boundary(func: F) -> F:
             raise typer.Exit(ExitCode.OK) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a bug: still one line, and a way to see more
+            if os.environ.get("MESHLOG_TRACEBACK"):
+                raise
+            say(f"internal error: {type(exc).__name__}: {exc} (rerun with MESHLOG_TRACEBACK=1 and report it)")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

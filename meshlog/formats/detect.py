@@ -27,7 +27,8 @@ def detect(lines: Sequence[str]) -> CompiledFormat:
     """
     sample = [line for line in lines[:SAMPLE_LINES] if line.strip()]
     records = [r for r in (_json_object(line) for line in sample) if r is not None]
-    records = [r for r in records if not ({"level", "msg"} <= r.keys())]  # app logs, not access
+    # Access records share Istio's keys; app logs ({level, msg}) and collector records do not.
+    records = [r for r in records if len(r.keys() & ISTIO_JSON.keys()) >= 3]
     best: tuple[int, str] | None = None
     for name, (fmt, _) in PRESETS.items():
         if name == "istio-json":
