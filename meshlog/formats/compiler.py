@@ -184,7 +184,8 @@ def _field(command: Command, column: str, fmt: str) -> Field:
     kind = kind_of(command.name, command.arg)
     time = None
     if kind is Kind.TIMESTAMP:
-        time = compile_time_format(command.arg, local=command.name.endswith("_LOCAL"), column=command.column)
+        arg_column = command.column + len(command.name) + 2  # after "%NAME("
+        time = compile_time_format(command.arg, local=command.name.endswith("_LOCAL"), fmt=fmt, column=arg_column)
     if command.max_len is not None and kind is not Kind.STRING:
         kind = Kind.STRING  # a truncated value is text, whatever it was
     return Field(column, kind, command.source, time, command.max_len)

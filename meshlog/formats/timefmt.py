@@ -51,8 +51,13 @@ class TimeFormat:
     has_zone: bool  # the text carries its own offset (%z); otherwise it is UTC
 
 
-def compile_time_format(pattern: str | None, *, local: bool = False, column: int = 1) -> TimeFormat:
-    """Translate one START_TIME argument; unknown specifiers keep the column as text, never fail."""
+def compile_time_format(
+    pattern: str | None, *, local: bool = False, fmt: str | None = None, column: int = 1
+) -> TimeFormat:
+    """Translate one START_TIME argument; unknown specifiers keep the column as text.
+
+    ``fmt`` and ``column`` place errors in the whole format string (``column``: where the argument starts).
+    """
     envoy = pattern if pattern else (DEFAULT_LOCAL if local else DEFAULT_UTC)
     regex: list[str] = []
     chrono: list[str] | None = []
@@ -68,11 +73,11 @@ def compile_time_format(pattern: str | None, *, local: bool = False, column: int
             continue
         m = re.match(r"%(E\*S|E\d?S|Ez|\d?f|[A-Za-z%])", envoy[i:])
         if not m:
-            raise FormatError(f"bad time specifier in {envoy!r}", envoy, i + 1)
+            raise FormatError(f"bad time specifier in {envoy!r}", fmt or envoy, column + i)
         spec = m.group(1)
         i += len(m.group(0))
         if spec == "n":
-            raise FormatError("a time format cannot contain a newline (%n)", envoy, i)
+            raise FormatError("a time format cannot contain a newline (%n)", fmt or envoy, column + i - len(m.group(0)))
         if spec in ("z", "Ez"):
             has_zone = True
         if spec.endswith("f"):  # %f = 9 digits, %Nf = N digits (Envoy's own extension)

@@ -1,0 +1,27 @@
+"""Shared paths and helpers for the suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.parse import AccessLog, lines_frame, parse_lines
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SHARED = ROOT.parent / "shared"
+PEER_DATA = SHARED / "peer-data"
+
+
+def parse_text(lines: list[str], fmt: CompiledFormat, *, use_plan: bool = True) -> AccessLog:
+    """Parse Python strings as one source (line numbers from 1)."""
+    return parse_lines(lines_frame(lines, source="test"), fmt, use_plan=use_plan)
+
+
+def row(log: AccessLog, i: int = 0) -> dict[str, object]:
+    return log.requests.row(i, named=True)
+
+
+__all__ = ["ROOT", "FIXTURES", "SHARED", "PEER_DATA", "parse_text", "row", "pl"]
