@@ -15,7 +15,8 @@ import polars as pl
 
 from meshlog.errors import ConfigError, DetectionError, MeshlogError
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.detect import SAMPLE_LINES, detect, resolve
+from meshlog.formats.presets import resolve
+from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.formats.meshconfig import load_mesh_config
 from meshlog import envelopes
 from meshlog.parse import AccessLog, parse_lines

@@ -10,7 +10,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from meshlog.formats.compiler import compile_format
-from meshlog.formats.detect import detect, resolve
+from meshlog.formats.presets import resolve
+from meshlog.parse.detect import detect
 from meshlog.formats.presets import ISTIO_JSON
 from tests.conftest import parse_text, row
 

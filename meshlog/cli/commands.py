@@ -15,7 +15,7 @@ from meshlog.errors import UnparsedLinesError
 from meshlog.export import write_rows
 from meshlog.flags import FLAGS, describe
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.detect import resolve
+from meshlog.formats.presets import resolve
 from meshlog.formats.presets import PRESETS
 from meshlog.parse import AccessLog
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths

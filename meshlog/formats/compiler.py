@@ -15,7 +15,16 @@ from typing import Any, Literal as Lit
 from meshlog.errors import FormatError
 from meshlog.formats import grammar
 from meshlog.formats.grammar import Command, Literal
-from meshlog.formats.operators import ALIASES, HEADER_OPERATORS, Args, Kind, column_name, kind_of, lookup
+from meshlog.formats.operators import (
+    ALIASES,
+    HEADER_OPERATORS,
+    NO_WHITESPACE,
+    Args,
+    Kind,
+    column_name,
+    kind_of,
+    lookup,
+)
 from meshlog.formats.plan import Plan, build_plan
 from meshlog.formats.timefmt import TimeFormat, compile_time_format
 
@@ -25,6 +34,8 @@ _KIND_PATTERNS: dict[Kind, str] = {
     Kind.INTEGER: r"-|\d*",
     Kind.MILLISECONDS: r"-|\d*",
     Kind.BYTES: r"-|\d*",
+    Kind.FLAGS: r"-|[A-Za-z0-9_,]*",
+    Kind.ADDRESS: r"\S*",
 }
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z:]+")
 
@@ -38,12 +49,15 @@ class Field:
     source: str  # the command as written (``%REQ(USER-AGENT):10%``), or the JSON value
     time: TimeFormat | None = None
     max_len: int | None = None
+    token: bool = False  # never holds whitespace
 
     @property
     def pattern(self) -> str:
         """Regex (no groups) for this field's text in a text-mode line."""
         if self.kind is Kind.TIMESTAMP and self.time is not None:
             return rf"-|{self.time.regex}"
+        if self.token:
+            return r"\S*"
         return _KIND_PATTERNS.get(self.kind, r".*?")
 
 
@@ -188,7 +202,8 @@ def _field(command: Command, column: str, fmt: str) -> Field:
         time = compile_time_format(command.arg, local=command.name.endswith("_LOCAL"), fmt=fmt, column=arg_column)
     if command.max_len is not None and kind is not Kind.STRING:
         kind = Kind.STRING  # a truncated value is text, whatever it was
-    return Field(column, kind, command.source, time, command.max_len)
+    token = command.name in NO_WHITESPACE and command.arg is None
+    return Field(column, kind, command.source, time, command.max_len, token)
 
 
 def _check_command(command: Command, fmt: str, warnings: list[str]) -> None:

@@ -138,6 +138,12 @@ OPERATORS: dict[str, Operator] = {
     **_table(Kind.JSON, "CLUSTER_METADATA UPSTREAM_METADATA", Args.REQUIRED),
 }
 
+# Operators whose text never holds whitespace (Envoy writes "_" for spaces in details and SNI;
+# cluster and route names are Kubernetes-style): a tighter pattern keeps look-alike formats apart.
+NO_WHITESPACE = frozenset(
+    {"RESPONSE_CODE_DETAILS", "UPSTREAM_CLUSTER", "UPSTREAM_CLUSTER_RAW", "REQUESTED_SERVER_NAME", "PROTOCOL"}
+)
+
 # Aliases print the same thing; naming uses the short form (REQUEST_HEADER(X) → req_x).
 ALIASES = {"REQUEST_HEADER": "REQ", "RESPONSE_HEADER": "RESP", "RESPONSE_TRAILER": "TRAILER"}
 HEADER_OPERATORS = frozenset({"REQ", "RESP", "TRAILER", "STREAM_INFO_REQ", "REQ_WITHOUT_QUERY"})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from meshlog.formats.compiler import CompiledFormat, compile_format
+
 _ISTIO_HEAD = '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% '
 _ISTIO_MIDDLE = (
     '%BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" '
@@ -75,3 +77,10 @@ PRESETS: dict[str, tuple[str, str]] = {
     "istio-1.1": (ISTIO_1_1, "Istio 1.1 default text format (mixer status field)"),
     "envoy": (ENVOY_DEFAULT, "Envoy's built-in default format"),
 }
+
+
+def resolve(spec: str) -> CompiledFormat:
+    """A preset name or a format string → compiled format."""
+    if spec in PRESETS:
+        return compile_format(PRESETS[spec][0], name=spec)
+    return compile_format(spec)

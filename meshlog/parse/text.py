@@ -109,6 +109,21 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = T
     return matched, unmatched
 
 
+def match_counts(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[int, int]:
+    """(lines the format matches, lines its split plan cuts cleanly): how well a format fits a sample."""
+    regex_hits = lines.select(pl.col("line").str.contains(compiled.regex).sum()).item()
+    plan = compiled.plan
+    if plan is None or not regex_hits:
+        return regex_hits, 0
+    exprs = _PlanExprs(compiled)
+    exprs.walk(plan, pl.col("line"), 0)
+    lf = lines.lazy().select("line")
+    for stage in exprs.stages:
+        lf = lf.with_columns(stage)
+    clean = lf.select(pl.all_horizontal(exprs.checks).fill_null(False).sum()).collect().item()
+    return regex_hits, clean
+
+
 def failure_reasons(lines: pl.DataFrame, compiled: CompiledFormat) -> pl.Series:
     """Why each line fails: the first field that no longer matches, its column, and what stood there.
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from meshlog.formats.compiler import compile_format
-from meshlog.formats.detect import resolve
+from meshlog.formats.presets import resolve
 from meshlog.formats.meshconfig import load_mesh_config
 from meshlog.formats.presets import PRESETS
 from meshlog.parse.cast import dtype_of
