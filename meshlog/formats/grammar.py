@@ -83,7 +83,8 @@ def _build() -> pp.ParserElement:
     literal = pp.Regex(r"[^%]+", flags=re.DOTALL).set_name("literal text")
     literal.set_parse_action(lambda s, loc, t: Literal(t[0], loc + 1))
     grammar = pp.ZeroOrMore(percent | command | literal) + pp.StringEnd()
-    return grammar.leave_whitespace()
+    # pyparsing expands tabs by default; a TAB in a format is a literal TAB in every line.
+    return grammar.leave_whitespace().parse_with_tabs()
 
 
 _GRAMMAR = _build()

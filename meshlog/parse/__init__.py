@@ -6,6 +6,8 @@ Every input line lands in exactly one of the three frames, so
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -83,7 +85,7 @@ def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = Tr
         not_records = unmatched
     typed = cast_fields(raw, fmt)
     cast_failed = typed.filter(pl.col("_reason").is_not_null()).select(ROW, pl.col("_reason").alias("reason"))
-    good = typed.filter(pl.col("_reason").is_null()).drop("_reason", "_keys", strict=False)
+    good = typed.filter(pl.col("_reason").is_null()).drop("_reason")
 
     leftovers = lines.join(pl.DataFrame({ROW: not_records}, schema={ROW: pl.UInt32}), on=ROW, how="semi")
     leftovers = leftovers.with_columns(other_kind().alias("kind"))
@@ -129,12 +131,8 @@ def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:
 
 
 def _extract_json(lines: pl.DataFrame, fmt: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
-    is_object = pl.col("line").str.contains(r"^\s*\{")
-    candidates = lines.filter(is_object)
-    raw, bad = jsonl.extract(candidates, fmt)
-    # A JSON line with none of the format's keys is some other JSON (an app log), not a record.
-    records = raw.filter(pl.col("_keys") > 0)
-    not_records = pl.concat(
-        [lines.filter(~is_object)[ROW], raw.filter(pl.col("_keys") == 0)[ROW]]
-    )
-    return records, bad, not_records
+    # A JSON object that names none of the format's keys is some other JSON (an app log), not a record.
+    keys = "|".join(re.escape(json.dumps(k)) for k in fmt.json_keys)
+    is_record = pl.col("line").str.contains(r"^\s*\{") & pl.col("line").str.contains(f"(?:{keys})\\s*:")
+    raw, bad = jsonl.extract(lines.filter(is_record), fmt)
+    return raw, bad, lines.filter(~is_record)[ROW]

@@ -49,7 +49,9 @@ def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
         if f.time.has_zone:
             return parsed.dt.convert_time_zone("UTC")
         return parsed.dt.replace_time_zone("UTC")
-    if f.column == "upstream_cluster":  # Istio ≥1.23 alt_stat_name: %UPSTREAM_CLUSTER% ends in ";"
+    if f.source in ("%UPSTREAM_CLUSTER%", "%UPSTREAM_CLUSTER_RAW%"):
+        # Istio ≥1.23 sets alt_stat_name "<name>;": %UPSTREAM_CLUSTER% (and JSON upstream_cluster of
+        # 1.23.0–1.23.3 / 1.24.0–1.24.1, which the istio-json preset cannot tell apart) end in ";".
         return value.str.strip_suffix(";")
     return value
 

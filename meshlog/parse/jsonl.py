@@ -28,7 +28,7 @@ def _as_text(value: Any) -> str | None:
 
 
 def extract(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Raw strings per key (``f0``…, with ``_keys``: how many format keys the record had), and bad lines.
+    """Raw strings per key (``f0``…), and the bad lines.
 
     ``lines`` holds only lines that start with ``{``. The second frame is ``_row, reason``.
     """
@@ -55,8 +55,6 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame
             )
     schema = {ROW: pl.UInt32, **{n: pl.String for n in names}}
     raw = pl.concat([g.cast(schema) for g in good]) if good else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
-    present = pl.sum_horizontal(pl.col(n).is_not_null() for n in names) if names else pl.lit(0)
-    raw = raw.with_columns(present.alias("_keys"))
     bad = pl.DataFrame({ROW: bad_rows, "reason": bad_reasons}, schema={ROW: pl.UInt32, "reason": pl.String})
     return raw, bad
 

@@ -29,6 +29,11 @@ class _PlanExprs:
         self.checks: list[pl.Expr] = []
         self._names = itertools.count()
 
+    @property
+    def ok(self) -> pl.Expr:
+        """True for the lines the plan cuts exactly (a lone field needs no check)."""
+        return pl.all_horizontal(self.checks).fill_null(False) if self.checks else pl.lit(True)
+
     def walk(self, node: Plan, expr: pl.Expr, depth: int) -> None:
         if isinstance(node, Const):
             self.checks.append(expr == node.text)
@@ -87,7 +92,7 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = T
             lf = lf.with_columns(stage)
         fast = lf.select(
             ROW,
-            pl.all_horizontal(exprs.checks).fill_null(False).alias("_ok"),
+            exprs.ok.alias("_ok"),
             *(exprs.values[i].alias(raw_names[i]) for i in range(n)),
         ).collect()
         good = fast.filter(pl.col("_ok")).drop("_ok")
@@ -120,7 +125,7 @@ def match_counts(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[int, in
     lf = lines.lazy().select("line")
     for stage in exprs.stages:
         lf = lf.with_columns(stage)
-    clean = lf.select(pl.all_horizontal(exprs.checks).fill_null(False).sum()).collect().item()
+    clean = lf.select(exprs.ok.sum()).collect().item()
     return regex_hits, clean
 
 

@@ -33,6 +33,7 @@ def shape(fmt: str) -> list[tuple[str, ...]]:
         ("%START_TIME(%Y-%m-%dT%H:%M:%S%z)% x", [("cmd", "START_TIME", "'%Y-%m-%dT%H:%M:%S%z'", "None"), ("lit", " x")]),
         ("[%A%][%B%]", [("lit", "["), ("cmd", "A", "None", "None"), ("lit", "]["), ("cmd", "B", "None", "None"), ("lit", "]")]),
         ("%REQ():0%", [("cmd", "REQ", "''", "0")]),
+        ("%A%\t%B%", [("cmd", "A", "None", "None"), ("lit", "\t"), ("cmd", "B", "None", "None")]),
     ],
 )
 def test_tokens(fmt: str, expected: list[tuple[str, ...]]) -> None:

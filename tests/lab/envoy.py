@@ -37,21 +37,21 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from .upstream import ClosedPort, HttpUpstream, TcpEcho
 
 __all__ = [
     "DEFAULT_AUTHORITY",
+    "SERVICES",
     "EnvoyError",
     "EnvoyLab",
     "RequestSpec",
     "Service",
-    "SERVICES",
     "find_envoy",
     "ipv6_available",
 ]
@@ -121,7 +121,9 @@ _APP_PATHS = ("/ok", "/echo", "/status/", "/slow", "/reset")
 SERVICES: tuple[Service, ...] = (
     # Normal app. Unlisted paths (e.g. /nope) have no route -> 404 NR.
     Service(
-        "backend", 8080, "http",
+        "backend",
+        8080,
+        "http",
         (Route("retry-route", "/status/503"), *(Route("default", p) for p in _APP_PATHS)),
     ),
     # VirtualService with a short timeout -> 504 UT.
@@ -146,7 +148,8 @@ class RequestSpec:
 
     ``headers`` go out in order after ``Host: <authority>``; values may be ``str``
     (UTF-8 encoded) or raw ``bytes``. ``content-length`` is added when there is a body.
-    ``ipv6`` sends to the [::1] listener.
+    ``ipv6`` sends to the [::1] listener. Note Envoy's HTTP/1 codec trims leading and
+    trailing spaces/tabs of header values and rejects CR/LF/NUL in them.
     """
 
     method: str = "GET"
@@ -206,8 +209,9 @@ def _addr(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _access_logs(paths: Mapping[str, Path], text: Mapping[str, str | None],
-                 js: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _access_logs(
+    paths: Mapping[str, Path], text: Mapping[str, str | None], js: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """One file logger per format. ``None`` text = no log_format = Envoy's built-in default."""
     out = []
     for name, path in paths.items():
@@ -217,8 +221,7 @@ def _access_logs(paths: Mapping[str, Path], text: Mapping[str, str | None],
         }
         if name in js:
             # Istio sets sort_properties=false; Envoy 1.40 sorts keys anyway.
-            cfg["log_format"] = {"json_format": dict(js[name]),
-                                 "json_format_options": {"sort_properties": False}}
+            cfg["log_format"] = {"json_format": dict(js[name]), "json_format_options": {"sort_properties": False}}
         elif text[name] is not None:
             cfg["log_format"] = {"text_format_source": {"inline_string": text[name]}}
         out.append({"name": "envoy.access_loggers.file", "typed_config": cfg})
@@ -229,28 +232,44 @@ def _route(svc: Service, r: Route) -> dict[str, Any]:
     action: dict[str, Any] = {"cluster": svc.cluster, "timeout": r.timeout}
     if r.retry:
         action["retry_policy"] = ISTIO_RETRY_POLICY
-    route: dict[str, Any] = {"name": r.name, "match": {"prefix": r.prefix}, "route": action,
-                             "decorator": {"operation": f"{svc.fqdn}:{svc.port}/*"}}
+    route: dict[str, Any] = {
+        "name": r.name,
+        "match": {"prefix": r.prefix},
+        "route": action,
+        "decorator": {"operation": f"{svc.fqdn}:{svc.port}/*"},
+    }
     if r.rate_limit_tokens is not None:
-        route["typed_per_filter_config"] = {"envoy.filters.http.local_ratelimit": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "http_local_rate_limiter",
-            "token_bucket": {"max_tokens": r.rate_limit_tokens,
-                             "tokens_per_fill": r.rate_limit_tokens, "fill_interval": "3600s"},
-            "filter_enabled": {"runtime_key": "lab_rl_enabled",
-                               "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-            "filter_enforced": {"runtime_key": "lab_rl_enforced",
-                                "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
-        }}
+        route["typed_per_filter_config"] = {
+            "envoy.filters.http.local_ratelimit": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "http_local_rate_limiter",
+                "token_bucket": {
+                    "max_tokens": r.rate_limit_tokens,
+                    "tokens_per_fill": r.rate_limit_tokens,
+                    "fill_interval": "3600s",
+                },
+                "filter_enabled": {
+                    "runtime_key": "lab_rl_enabled",
+                    "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+                },
+                "filter_enforced": {
+                    "runtime_key": "lab_rl_enforced",
+                    "default_value": {"numerator": 100, "denominator": "HUNDRED"},
+                },
+            }
+        }
     return route
 
 
 def _hcm(access_log: list[dict[str, Any]]) -> dict[str, Any]:
     vhosts = [
-        {"name": svc.authority,
-         "domains": [svc.fqdn, svc.authority, svc.host, f"{svc.host}:{svc.port}"],
-         "routes": [_route(svc, r) for r in svc.routes]}
-        for svc in SERVICES if svc.routes
+        {
+            "name": svc.authority,
+            "domains": [svc.fqdn, svc.authority, svc.host, f"{svc.host}:{svc.port}"],
+            "routes": [_route(svc, r) for r in svc.routes],
+        }
+        for svc in SERVICES
+        if svc.routes
     ]
     return {
         "name": "envoy.filters.network.http_connection_manager",
@@ -261,11 +280,17 @@ def _hcm(access_log: list[dict[str, Any]]) -> dict[str, Any]:
             "use_remote_address": False,
             "route_config": {"name": "8080", "virtual_hosts": vhosts, "validate_clusters": False},
             "http_filters": [
-                {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-                    "stat_prefix": "http_local_rate_limiter"}},
-                {"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                {
+                    "name": "envoy.filters.http.local_ratelimit",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                        "stat_prefix": "http_local_rate_limiter",
+                    },
+                },
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                },
             ],
             "access_log": access_log,
         },
@@ -288,30 +313,53 @@ def _cluster(svc: Service, ports: Mapping[str, int]) -> dict[str, Any]:
     return cluster
 
 
-def build_bootstrap(log_paths: Mapping[str, Path], text_formats: Mapping[str, str | None],
-                    json_formats: Mapping[str, Mapping[str, Any]], ports: Mapping[str, int],
-                    ipv6: bool) -> dict[str, Any]:
+def build_bootstrap(
+    log_paths: Mapping[str, Path],
+    text_formats: Mapping[str, str | None],
+    json_formats: Mapping[str, Mapping[str, Any]],
+    ports: Mapping[str, int],
+    ipv6: bool,
+) -> dict[str, Any]:
     """The whole Envoy config; ``ports`` maps target kind ("http", "echo", "closed") to a port."""
     access_log = _access_logs(log_paths, text_formats, json_formats)
     by_host = {s.host: s for s in SERVICES}
-    listeners = [{"name": "http-ipv4", "address": _addr("127.0.0.1", 0),
-                  "filter_chains": [{"filters": [_hcm(access_log)]}]}]
+    listeners = [
+        {"name": "http-ipv4", "address": _addr("127.0.0.1", 0), "filter_chains": [{"filters": [_hcm(access_log)]}]}
+    ]
     if ipv6:
-        listeners.append({"name": "http-ipv6", "address": _addr("::1", 0),
-                          "filter_chains": [{"filters": [_hcm(access_log)]}]})
+        listeners.append(
+            {"name": "http-ipv6", "address": _addr("::1", 0), "filter_chains": [{"filters": [_hcm(access_log)]}]}
+        )
     for name, host in TCP_LISTENERS.items():
         svc = by_host[host]
-        listeners.append({"name": name, "address": _addr("127.0.0.1", 0), "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": svc.cluster, "cluster": svc.cluster, "access_log": access_log}}]}]})
+        listeners.append(
+            {
+                "name": name,
+                "address": _addr("127.0.0.1", 0),
+                "filter_chains": [
+                    {
+                        "filters": [
+                            {
+                                "name": "envoy.filters.network.tcp_proxy",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                                    "stat_prefix": svc.cluster,
+                                    "cluster": svc.cluster,
+                                    "access_log": access_log,
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        )
     return {
-        "node": {"id": "sidecar~127.0.0.1~meshlog-lab.default~default.svc.cluster.local",
-                 "cluster": "meshlog-lab.default"},
+        "node": {
+            "id": "sidecar~127.0.0.1~meshlog-lab.default~default.svc.cluster.local",
+            "cluster": "meshlog-lab.default",
+        },
         "admin": {"address": _addr("127.0.0.1", 0)},
-        "static_resources": {"listeners": listeners,
-                             "clusters": [_cluster(s, ports) for s in SERVICES]},
+        "static_resources": {"listeners": listeners, "clusters": [_cluster(s, ports) for s in SERVICES]},
     }
 
 
@@ -341,11 +389,22 @@ def _one_line_per_record(fmt: str | None) -> bool:
     return fmt.endswith("\n") and fmt.count("\n") == 1 and not _MULTILINE_OPS.search(fmt)
 
 
+def _resolve_prctl() -> Callable[..., int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _resolve_prctl()  # looked up before fork: the child only makes one C call
+
+
 def _die_with_parent() -> None:
-    """Linux: SIGKILL Envoy if the Python process dies without running __exit__/atexit."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    """Child side: SIGKILL Envoy if the Python process dies without __exit__/atexit."""
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def _count_lines(path: Path) -> int:
@@ -368,10 +427,16 @@ class EnvoyLab:
     user format works (no trailing newline, multi-line values, ...).
     """
 
-    def __init__(self, text_formats: Mapping[str, str | None] | None = None,
-                 json_formats: Mapping[str, Mapping[str, Any]] | None = None, *,
-                 counter: str | None = None, ipv6: bool | None = None,
-                 envoy: str | None = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        text_formats: Mapping[str, str | None] | None = None,
+        json_formats: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        counter: str | None = None,
+        ipv6: bool | None = None,
+        envoy: str | None = None,
+        start_timeout: float = 10.0,
+    ) -> None:
         self.text_formats = dict(text_formats or {})
         self.json_formats = dict(json_formats or {})
         if set(self.text_formats) & set(self.json_formats):
@@ -393,7 +458,7 @@ class EnvoyLab:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def __enter__(self) -> "EnvoyLab":
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -401,8 +466,7 @@ class EnvoyLab:
             raise
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self._stack.close()
 
     def _start(self) -> None:
@@ -415,21 +479,42 @@ class EnvoyLab:
         if self.counter == _COUNTER:
             text[_COUNTER] = _COUNTER_FORMAT
         self.log_paths = {name: self.tmp / f"{i}.log" for i, name in enumerate([*text, *self.json_formats])}
-        config = build_bootstrap(self.log_paths, text, self.json_formats,
-                                 {"http": self.upstream.port, "echo": echo.port, "closed": closed.port},
-                                 self.ipv6)
+        config = build_bootstrap(
+            self.log_paths,
+            text,
+            self.json_formats,
+            {"http": self.upstream.port, "echo": echo.port, "closed": closed.port},
+            self.ipv6,
+        )
         (self.tmp / "envoy.json").write_text(json.dumps(config, indent=1))
         admin_path = self.tmp / "admin.txt"
         self._stderr = (self.tmp / "envoy.stderr").open("wb")
         self._stack.callback(self._stderr.close)
         base_id = (os.getpid() * 64 + next(_BASE_IDS)) % 2_000_000_000
         self._proc = subprocess.Popen(
-            [binary, "-c", str(self.tmp / "envoy.json"), "--concurrency", "1",
-             "--disable-hot-restart", "--base-id", str(base_id), "-l", "warning",
-             "--admin-address-path", str(admin_path),
-             "--file-flush-interval-msec", str(FLUSH_MS)],
-            stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            [
+                binary,
+                "-c",
+                str(self.tmp / "envoy.json"),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--base-id",
+                str(base_id),
+                "-l",
+                "warning",
+                "--admin-address-path",
+                str(admin_path),
+                "--file-flush-interval-msec",
+                str(FLUSH_MS),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            # Only a prctl() call in the child, resolved before fork, so the usual
+            # preexec_fn-with-threads hazard (locks held at fork) does not apply.
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,  # noqa: PLW1509
+        )
         _LIVE.add(self._proc)
         self._stack.callback(self._stop)
         self._wait_ready(admin_path)
@@ -459,7 +544,7 @@ class EnvoyLab:
     def _admin_get(self, path: str) -> str:
         try:
             with urllib.request.urlopen(self.admin + path, timeout=2) as resp:
-                return resp.read().decode()
+                return str(resp.read().decode())
         except OSError:
             return ""
 
@@ -514,8 +599,9 @@ class EnvoyLab:
         self.wait_records(self.records, timeout)
         deadline = time.monotonic() + timeout
         for name, path in self.log_paths.items():
-            line_based = (name in self.json_formats or name == self.counter
-                          or _one_line_per_record(self.text_formats[name]))
+            line_based = (
+                name in self.json_formats or name == self.counter or _one_line_per_record(self.text_formats[name])
+            )
             if line_based:
                 while _count_lines(path) < self.records and time.monotonic() < deadline:
                     time.sleep(0.002)
@@ -566,8 +652,13 @@ class EnvoyLab:
             self.wait_records(n)
         return status
 
-    def get(self, path: str, headers: Mapping[str, str] | None = None,
-            authority: str | None = DEFAULT_AUTHORITY, ipv6: bool = False) -> int:
+    def get(
+        self,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        authority: str | None = DEFAULT_AUTHORITY,
+        ipv6: bool = False,
+    ) -> int:
         """Convenience GET; returns the HTTP status."""
         return self.send(RequestSpec("GET", path, tuple((headers or {}).items()), b"", authority, ipv6))
 
@@ -592,6 +683,7 @@ class EnvoyLab:
             if not result:
                 raise EnvoyError("background request did not finish")
             return result[0]
+
         return join
 
     def tcp(self, listener: str, payload: bytes) -> bytes:
@@ -607,8 +699,11 @@ class EnvoyLab:
         return got
 
 
-def run_formats(text_formats: Mapping[str, str | None], json_formats: Mapping[str, Mapping[str, Any]],
-                requests: Sequence[RequestSpec]) -> dict[str, bytes]:
+def run_formats(
+    text_formats: Mapping[str, str | None],
+    json_formats: Mapping[str, Mapping[str, Any]],
+    requests: Sequence[RequestSpec],
+) -> dict[str, bytes]:
     """Start upstream + Envoy, send ``requests`` in order, stop, return each logger's bytes.
 
     For property tests: record i of every logger belongs to ``requests[i]`` (IPv6 specs
@@ -621,11 +716,3 @@ def run_formats(text_formats: Mapping[str, str | None], json_formats: Mapping[st
             lab.send(spec)
         lab.wait_records(lab.records)
         return lab.stop()
-
-
-@contextlib.contextmanager
-def lab(text_formats: Mapping[str, str | None] | None = None,
-        json_formats: Mapping[str, Mapping[str, Any]] | None = None, **kw: Any) -> Iterator[EnvoyLab]:
-    """Function form of ``EnvoyLab`` for ``with lab(...) as l:`` call sites."""
-    with EnvoyLab(text_formats, json_formats, **kw) as running:
-        yield running

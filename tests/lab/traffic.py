@@ -28,8 +28,9 @@ class Case:
     """One request (or TCP connection) and the outcome the lab config produces for it.
 
     kind: ``http`` normal request; ``abort`` client closes once the upstream has the
-    request (DC); ``hold`` started in the background and kept open by a slow upstream
-    while the *next* case runs (circuit breaker); ``tcp`` one tcp_proxy connection.
+    request (DC); ``hold`` started in the background and kept open by the upstream until
+    the *next* case has been logged, then released (circuit breaker, no timing involved);
+    ``tcp`` one tcp_proxy connection.
     """
 
     name: str
@@ -64,8 +65,7 @@ class Case:
             headers.append(("x-forwarded-for", self.xff))
         if self.b3 is not None:
             headers.append(("x-b3-traceid", self.b3))
-        return RequestSpec(self.method, self.path, tuple(headers), self.body,
-                           _SVC[self.service].authority, self.ipv6)
+        return RequestSpec(self.method, self.path, tuple(headers), self.body, _SVC[self.service].authority, self.ipv6)
 
 
 def _f(*flags: str) -> frozenset[str]:
@@ -77,24 +77,32 @@ _REFUSED = f"{_RESET}{{remote_connection_failure|delayed_connect_error:_Connecti
 
 CASES: tuple[Case, ...] = (
     Case("ok", 200, _f(), 1, "via_upstream", "default", b3="80f198ee56343ba864fe8b2a57d3eff7"),
-    Case("post-xff", 200, _f(), 1, "via_upstream", "default", method="POST", path="/echo",
-         body=b'{"meshlog": "post body"}\n', xff="10.1.2.3"),
+    Case(
+        "post-xff",
+        200,
+        _f(),
+        1,
+        "via_upstream",
+        "default",
+        method="POST",
+        path="/echo",
+        body=b'{"meshlog": "post body"}\n',
+        xff="10.1.2.3",
+    ),
     Case("quote-ua", 200, _f(), 1, "via_upstream", "default", ua_suffix=' "quoted" back\\slash'),
     Case("nr-404", 404, _f("NR"), 0, "route_not_found", None, path="/nope", has_cluster=False),
     Case("uh", 503, _f("UH"), 1, "no_healthy_upstream", "default", service="empty"),
     Case("uf-noretry", 503, _f("UF"), 1, _REFUSED, "down-noretry", service="down", path="/noretry"),
-    Case("uf-retry", 503, _f("URX", "UF"), 3, _REFUSED, "default", service="down",
-         b3="463ac35c9f6413ad48485a3953bb6124"),
+    Case(
+        "uf-retry", 503, _f("URX", "UF"), 3, _REFUSED, "default", service="down", b3="463ac35c9f6413ad48485a3953bb6124"
+    ),
     Case("urx-503", 503, _f("URX"), 3, "via_upstream", "retry-route", path="/status/503"),
     Case("uc-reset", 503, _f("UC"), 1, f"{_RESET}{{connection_termination}}", "default", path="/reset"),
-    Case("ut-504", 504, _f("UT"), 1, "response_timeout", "slow-route", service="reviews",
-         path="/slow?ms=1500"),
+    Case("ut-504", 504, _f("UT"), 1, "response_timeout", "slow-route", service="reviews", path="/slow?ms=1500"),
     Case("rl-first", 200, _f(), 1, "via_upstream", "ratelimit-route", service="ratings"),
     Case("rl-429", 429, _f("RL"), 0, "local_rate_limited", "ratelimit-route", service="ratings"),
-    Case("dc", 0, _f("DC"), 1, "downstream_remote_disconnect", "default", path="/slow?ms=3000",
-         kind="abort"),
-    Case("uo-holder", 200, _f(), 1, "via_upstream", "default", service="tiny", path="/slow?ms=300",
-         kind="hold"),
+    Case("dc", 0, _f("DC"), 1, "downstream_remote_disconnect", "default", path="/slow?ms=3000", kind="abort"),
+    Case("uo-holder", 200, _f(), 1, "via_upstream", "default", service="tiny", path="/slow?ms=10000", kind="hold"),
     Case("uo", 503, _f("UO"), 1, f"{_RESET}{{overflow}}", "default", service="tiny"),
     Case("ipv6-ok", 200, _f(), 1, "via_upstream", "default", ipv6=True, ua_suffix=" (IPv6 client)"),
     Case("ipv6-xff", 200, _f(), 1, "via_upstream", "default", ipv6=True, xff="2001:db8::7"),
@@ -154,13 +162,17 @@ def drive(lab: EnvoyLab, cases: tuple[Case, ...] = CASES) -> list[dict[str, Any]
             holding = (case, join)
             continue
         else:
-            status = lab.send(case.spec())
+            # While a hold is pending its record comes last: wait only for ours.
+            status = lab.send(case.spec(), wait_logged=holding is None)
+            if holding is not None:
+                lab.wait_records(lab.records - 1)
             if status != case.code:
                 raise AssertionError(f"{case.name}: got HTTP {status}, configured {case.code}")
         records.append(expected_record(case))
         if holding is not None:
             held, join = holding
             holding = None
+            lab.upstream.release(held.request_id)
             status = join()
             if status != held.code:
                 raise AssertionError(f"{held.name}: got HTTP {status}, configured {held.code}")

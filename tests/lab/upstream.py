@@ -7,7 +7,7 @@ HTTP endpoints (anything else answers 404):
 
 * ``/ok``            200 ``ok\\n``
 * ``/status/<code>`` that status, body ``status <code>\\n``
-* ``/slow?ms=N``     sleeps N ms (interruptible on shutdown), then 200 ``slow\\n``
+* ``/slow?ms=N``     sleeps N ms or until ``release(request_id)``, then 200 ``slow\\n``
 * ``/reset``         closes the connection without answering (Envoy logs ``UC``)
 * ``/echo``          200 with the request body echoed back
 
@@ -23,9 +23,10 @@ import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["HttpUpstream", "TcpEcho", "ClosedPort"]
+__all__ = ["ClosedPort", "HttpUpstream", "TcpEcho"]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -33,9 +34,9 @@ class _Handler(BaseHTTPRequestHandler):
     # response costs ~40 ms (Nagle + delayed ACK) and pollutes durations.
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: "_Server"
+    server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         """Silence the default stderr request log."""
 
     def _body(self) -> bytes:
@@ -67,8 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(code, f"status {code}\n".encode())
         elif path == "/slow":
             ms = int(parse_qs(url.query).get("ms", ["100"])[0])
-            if self.server.stopping.wait(ms / 1000):
-                self.close_connection = True
+            if not self.server.sleep(self.headers.get("x-request-id"), ms / 1000):
+                self.close_connection = True  # upstream shutting down: just hang up
                 return
             self._reply(200, b"slow\n")
         elif path == "/reset":
@@ -87,6 +88,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.stopping = threading.Event()
         self._seen: set[str] = set()
+        self._released: set[str] = set()
         self._cond = threading.Condition()
         self._conns: set[socket.socket] = set()
 
@@ -95,6 +97,22 @@ class _Server(ThreadingHTTPServer):
             with self._cond:
                 self._seen.add(request_id)
                 self._cond.notify_all()
+
+    def sleep(self, request_id: str | None, seconds: float) -> bool:
+        """Sleep until timeout or release(request_id); False if the server is stopping."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.stopping.is_set() or request_id in self._released, seconds)
+            return not self.stopping.is_set()
+
+    def release(self, request_id: str) -> None:
+        with self._cond:
+            self._released.add(request_id)
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopping.set()
+            self._cond.notify_all()
 
     def wait_for(self, request_id: str, timeout: float) -> bool:
         with self._cond:
@@ -134,21 +152,22 @@ class HttpUpstream:
         assert self._server is not None
         return self._server.wait_for(request_id, timeout)
 
-    def __enter__(self) -> "HttpUpstream":
+    def release(self, request_id: str) -> None:
+        """End the ``/slow`` sleep of the request with this x-request-id now (answers 200)."""
+        assert self._server is not None
+        self._server.release(request_id)
+
+    def __enter__(self) -> Self:
         self._server = _Server()
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         server, self._server = self._server, None
         if server is None:
             return
-        server.stopping.set()
+        server.stop()
         server.shutdown()
         server.close_all()
         server.server_close()
@@ -184,17 +203,13 @@ class TcpEcho:
         assert self._server is not None, "echo server not started"
         return int(self._server.server_address[1])
 
-    def __enter__(self) -> "TcpEcho":
+    def __enter__(self) -> Self:
         self._server = _EchoServer(("127.0.0.1", 0), _EchoHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -218,14 +233,12 @@ class ClosedPort:
         assert self._sock is not None, "closed port not reserved"
         return int(self._sock.getsockname()[1])
 
-    def __enter__(self) -> "ClosedPort":
+    def __enter__(self) -> Self:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
