@@ -1,0 +1,190 @@
+"""The CLI surface: exit codes, stderr words, and the ``summarize -o json`` contract on real-Envoy logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from typer.testing import CliRunner
+
+from meshlog.cli import app
+from tests.conftest import FIXTURES, ROOT
+
+SAMPLE = FIXTURES / "sample" / "istio-proxy.log"
+ISTIO = FIXTURES / "envoy" / "istio"
+CUSTOM = FIXTURES / "envoy" / "custom"
+runner = CliRunner()
+
+
+def expected(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "expected.jsonl").read_text().splitlines()]
+
+
+def test_summarize_json_contract_on_the_sample() -> None:
+    result = runner.invoke(app, ["summarize", str(SAMPLE), "-o", "json"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    sent = expected(ISTIO)
+    assert set(out) >= {"lines", "format", "time_range", "requests", "response_codes", "response_flags", "latency", "retries", "hints"}
+    assert out["lines"] == {"total": 4 + len(sent), "access": len(sent), "unparsed": 0, "other": 4}
+    assert out["format"]["name"] == "istio"
+    assert out["requests"] == len(sent)
+    codes = Counter(r["response_code"] for r in sent)
+    assert {(c["code"], c["count"]) for c in out["response_codes"]} == set(codes.items())
+    counts = [c["count"] for c in out["response_codes"]]
+    assert counts == sorted(counts, reverse=True)
+    flags = Counter(f for r in sent for f in r["response_flags"])
+    assert {f["flag"]: f["count"] for f in out["response_flags"]} == dict(flags)
+    uf = next(f for f in out["response_flags"] if f["flag"] == "UF")
+    assert uf["name"] == "UpstreamConnectionFailure" and uf["meaning"]
+    assert set(out["latency"]["duration"]) == {"p50", "p90", "p99", "max"}
+    assert {c["upstream_cluster"] for c in out["latency"]["by_upstream_cluster"]} == {
+        r["upstream_cluster"] for r in sent if r["upstream_cluster"]
+    }
+    assert out["retries"] == {"attempt_counts": None, "retried_requests": None, "retry_limit_exceeded": flags["URX"]}
+    assert out["time_range"]["start"].endswith("Z") and out["time_range"]["start"] <= out["time_range"]["end"]
+    assert "format: detected istio" in result.stderr
+
+
+def test_summarize_retries_from_attempt_counts() -> None:
+    result = runner.invoke(
+        app, ["summarize", str(CUSTOM / "access.log"), "--format-file", str(CUSTOM / "format.txt"), "-o", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    retries = json.loads(result.stdout)["retries"]
+    sent = expected(CUSTOM)
+    attempts = Counter(r["upstream_request_attempt_count"] for r in sent)
+    assert {(a["attempts"], a["count"]) for a in retries["attempt_counts"]} == set(attempts.items())
+    assert retries["retried_requests"] == sum(1 for r in sent if r["upstream_request_attempt_count"] > 1)
+
+
+def test_summarize_text_report_reads_well() -> None:
+    result = runner.invoke(app, ["summarize", str(SAMPLE)], env={"NO_COLOR": "1", "COLUMNS": "120"})
+    assert result.exit_code == 0
+    assert "19 requests from 23 lines (0 unparsed, 4 other)" in result.stdout
+    assert "UpstreamRetryLimitExceeded" in result.stdout
+    assert "\x1b[" not in result.stdout
+
+
+def test_parse_ndjson_rows_carry_source_and_line_no() -> None:
+    result = runner.invoke(app, ["parse", str(SAMPLE), "-f", "istio"])
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["line_no"] for r in rows] == list(range(5, 24))
+    assert rows[0]["source"] == str(SAMPLE)
+    assert rows[0]["start_time"].endswith("Z")
+    assert "lines: 23 total, 19 access, 0 unparsed, 4 other" in result.stderr
+
+
+def test_parse_parquet_keeps_types(tmp_path: Path) -> None:
+    out = tmp_path / "rows.parquet"
+    result = runner.invoke(app, ["parse", str(ISTIO / "access.log"), "-o", "parquet", "--out", str(out)])
+    assert result.exit_code == 0
+    frame = pl.read_parquet(out)
+    assert frame.height == len(expected(ISTIO))
+    assert frame.schema["start_time"] == pl.Datetime("us", "UTC")
+    assert frame.schema["response_code"] == pl.Int64
+
+
+def test_csv_is_safe_in_a_spreadsheet(tmp_path: Path) -> None:
+    log = tmp_path / "evil.log"
+    log.write_text('[2026-11-25T20:31:22.878Z] 200 "=HYPERLINK(\\"x\\")"\n')
+    result = runner.invoke(app, ["parse", str(log), "-f", '[%START_TIME%] %RESPONSE_CODE% "%REQ(USER-AGENT)%"', "-o", "csv"])
+    assert result.exit_code == 0
+    frame = pl.read_csv(io.StringIO(result.stdout))
+    assert frame["user_agent"][0].startswith("'=")
+
+
+def test_strict_fails_on_unparsed_lines(tmp_path: Path) -> None:
+    log = tmp_path / "bad.log"
+    log.write_text((ISTIO / "access.log").read_text().replace(" 404 ", " 4x4 ", 1))
+    result = runner.invoke(app, ["parse", str(log), "-f", "istio", "--strict"])
+    assert result.exit_code == 4
+    assert result.stderr.splitlines()[-1] == (
+        f'meshlog: error: 1 line(s) did not parse; first at {log}:4: field response_code: expected an integer, got "4x4"'
+    )
+
+
+def test_missing_file_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["parse", str(tmp_path / "nope.log"), "-f", "istio"])
+    assert result.exit_code == 3
+    assert f"meshlog: error: {tmp_path / 'nope.log'}: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_broken_file_does_not_stop_the_others(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["parse", str(tmp_path / "nope.log"), str(ISTIO / "access.log"), "-f", "istio"])
+    assert result.exit_code == 3
+    assert len(result.stdout.splitlines()) == len(expected(ISTIO))
+
+
+def test_bad_format_exits_2_with_a_caret() -> None:
+    result = runner.invoke(app, ["formats", "--show", '[%START_TIME%] "%REQ(:METHOD)% 100% done"'])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "meshlog: error: format error at column 35: '%' does not start a valid command; write %% for a literal percent sign",
+        '  [%START_TIME%] "%REQ(:METHOD)% 100% done"',
+        " " * 36 + "^",
+    ]
+
+
+def test_undetectable_input_asks_for_a_format(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("hello\nworld\n")
+    result = runner.invoke(app, ["summarize", str(log)])
+    assert result.exit_code == 2
+    assert "pass --format" in result.stderr
+
+
+def test_invalid_utf8_is_kept_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "latin1.log"
+    line = (ISTIO / "access.log").read_bytes().splitlines()[0].replace(b"meshlog-case/ok", b"caf\xe9")
+    log.write_bytes(line + b"\n")
+    result = runner.invoke(app, ["parse", str(log), "-f", "istio"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["user_agent"] == "caf\ufffd"
+    assert "1 line(s) with invalid UTF-8" in result.stderr
+
+
+def test_flags_explains_combined_flags() -> None:
+    result = runner.invoke(app, ["flags", "URX,UF"])
+    assert result.stdout.splitlines()[0].split()[:2] == ["URX", "UpstreamRetryLimitExceeded"]
+    assert result.stdout.splitlines()[1].split()[:2] == ["UF", "UpstreamConnectionFailure"]
+
+
+def test_every_command_has_help() -> None:
+    for command in ("parse", "summarize", "formats", "flags"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_stdin_rows_come_out_before_eof() -> None:
+    """`kubectl logs -f | meshlog parse -` shows each row as its line arrives."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshlog", "parse", "-f", "istio", "-o", "ndjson", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.stdin and proc.stdout
+    try:
+        lines = (ISTIO / "access.log").read_bytes().splitlines(keepends=True)
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        for n, line in enumerate(lines[:3], start=1):
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            deadline = time.monotonic() + 20
+            assert sel.select(timeout=max(0.0, deadline - time.monotonic())), f"no row for line {n} before EOF"
+            assert json.loads(proc.stdout.readline())["line_no"] == n
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=20)
