@@ -10,6 +10,7 @@ fluent-bit records and CRI partial-line joining come with the streams issue.)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
@@ -45,8 +46,6 @@ def detect(lines: pl.Series) -> list[Envelope]:
 
 
 def _line_group(env: Envelope) -> int:
-    import re
-
     return re.compile(env.regex).groupindex["line"]
 
 
@@ -67,6 +66,4 @@ def unwrap(frame: pl.DataFrame, envelopes: list[Envelope]) -> pl.DataFrame:
 
 
 def _names(env: Envelope) -> list[str]:
-    import re
-
     return list(re.compile(env.regex).groupindex)

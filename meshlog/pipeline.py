@@ -13,13 +13,13 @@ from pathlib import Path
 
 import polars as pl
 
+from meshlog import envelopes
 from meshlog.errors import ConfigError, DetectionError, MeshlogError
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.presets import resolve
-from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.formats.meshconfig import load_mesh_config
-from meshlog import envelopes
+from meshlog.formats.presets import resolve
 from meshlog.parse import AccessLog, parse_lines
+from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.sources import SourceStats, expand, read_lines
 
 

@@ -109,10 +109,6 @@ def read_lines(path: str, stats: SourceStats | None = None, *, chunk_bytes: int 
             stream.close()
 
 
-def is_stdin(paths: list[str]) -> bool:
-    return not paths or paths == ["-"]
-
-
 def expand(paths: list[str]) -> list[str]:
     """Paths as given, directories expanded to their files (sorted); ``-`` or nothing means stdin."""
     if not paths:
@@ -124,9 +120,3 @@ def expand(paths: list[str]) -> list[str]:
         else:
             out.append(p)
     return out
-
-
-def head_lines(frame: pl.DataFrame, n: int) -> list[str]:
-    return frame["line"].head(n).to_list()
-
-

@@ -24,4 +24,4 @@ def row(log: AccessLog, i: int = 0) -> dict[str, object]:
     return log.requests.row(i, named=True)
 
 
-__all__ = ["ROOT", "FIXTURES", "SHARED", "PEER_DATA", "parse_text", "row", "pl"]
+__all__ = ["FIXTURES", "PEER_DATA", "ROOT", "SHARED", "parse_text", "pl", "row"]

@@ -10,13 +10,12 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from meshlog.formats.compiler import compile_format
-from meshlog.formats.presets import resolve
+from meshlog.formats.presets import ISTIO_JSON, resolve
 from meshlog.parse.detect import detect
-from meshlog.formats.presets import ISTIO_JSON
 from tests.conftest import parse_text, row
 
 ISTIO = resolve("istio")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 OK = (
     '[2026-11-25T20:31:22.878Z] "GET /ok HTTP/1.1" 200 - via_upstream - "-" 0 6 2 1 "-" "curl/8.1" '

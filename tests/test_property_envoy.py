@@ -37,7 +37,7 @@ class Item:
 
 
 def near_now(value: Any) -> bool:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return isinstance(value, dt.datetime) and abs((now - value).total_seconds()) < 120
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,7 @@ from meshlog.errors import UnparsedLinesError
 from meshlog.export import write_rows
 from meshlog.flags import FLAGS, describe
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.presets import resolve
-from meshlog.formats.presets import PRESETS
+from meshlog.formats.presets import PRESETS, resolve
 from meshlog.parse import AccessLog
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
 
@@ -33,21 +32,23 @@ class ReportOutput(str, Enum):
     json = "json"
 
 
-Paths = Annotated[Optional[list[str]], typer.Argument(help="Log files, directories or - for stdin (default).")]
+Paths = Annotated[list[str] | None, typer.Argument(help="Log files, directories or - for stdin (default).")]
 FormatOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--format", "-f", help="A preset (istio, istio-json, envoy, …) or an Envoy format string."),
 ]
-FormatFileOpt = Annotated[Optional[str], typer.Option("--format-file", help="A file holding the format string.")]
+FormatFileOpt = Annotated[str | None, typer.Option("--format-file", help="A file holding the format string.")]
 MeshConfigOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--mesh-config", help="Istio MeshConfig, istio ConfigMap or IstioOperator YAML."),
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Unparsed lines are an error (exit 4).")]
 
 
 def _announce(fmt: CompiledFormat) -> None:
+    """Say which format detection chose, and what its compilation warned about."""
     say(f"format: detected {fmt.name or 'a custom format'} (use --format to choose)")
+    _warn_format(fmt)
 
 
 def _warn_format(fmt: CompiledFormat) -> None:
@@ -87,7 +88,7 @@ def _start(fmt_opts: FormatOptions) -> Run:
 def parse(
     paths: Paths = None,
     output: Annotated[RowOutput, typer.Option("--output", "-o", help="Row format.")] = RowOutput.ndjson,
-    out: Annotated[Optional[str], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
     format: FormatOpt = None,
     format_file: FormatFileOpt = None,
     mesh_config: MeshConfigOpt = None,
@@ -104,7 +105,7 @@ def parse(
     collected: list[AccessLog] = []
     streaming = output in (RowOutput.ndjson, RowOutput.csv)
     try:
-        for n, log in enumerate(parse_paths(paths or [], run, on_format=lambda f: (_announce(f), _warn_format(f)))):
+        for n, log in enumerate(parse_paths(paths or [], run, on_format=_announce)):
             c = log.counts
             for key in counts:
                 counts[key] += getattr(c, key)
@@ -139,7 +140,7 @@ def summarize(
     from meshlog.reports.summary import summary_dict
 
     run = _start(FormatOptions(format, format_file, mesh_config))
-    logs = list(parse_paths(paths or [], run, on_format=lambda f: (_announce(f), _warn_format(f))))
+    logs = list(parse_paths(paths or [], run, on_format=_announce))
     if run.format is None:
         say("error: no input lines")
         raise typer.Exit(ExitCode.INPUT)
@@ -159,7 +160,7 @@ def summarize(
 @boundary
 def formats(
     show: Annotated[
-        Optional[str], typer.Option("--show", help="A preset name or format string: show how it compiles.")
+        str | None, typer.Option("--show", help="A preset name or format string: show how it compiles.")
     ] = None,
 ) -> None:
     """List the presets, or show how one format compiles (fields, types, regex)."""
@@ -178,7 +179,7 @@ def formats(
 
 @app.command()
 @boundary
-def flags(codes: Annotated[Optional[list[str]], typer.Argument(help="Flags (UF, URX,UF, …); all when none.")] = None) -> None:
+def flags(codes: Annotated[list[str] | None, typer.Argument(help="Flags (UF, URX,UF, …); all when none.")] = None) -> None:
     """What Envoy's response flags mean."""
     wanted = [c for code in (codes or list(FLAGS)) for c in code.split(",") if c]
     for code in wanted:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal as Lit
+from typing import Any
+from typing import Literal as Lit
 
 from meshlog.errors import FormatError
 from meshlog.formats import grammar
@@ -186,7 +187,7 @@ def _strip_record_end(fmt: str) -> str:
     r"""Drop the record terminator: a real newline, or ``\n`` typed on a command line."""
     if fmt.endswith("\\n"):
         return fmt[:-2]
-    return fmt[:-1] if fmt.endswith("\n") else fmt
+    return fmt.removesuffix("\n")
 
 
 def _unique(column: str, names: dict[str, int]) -> str:

@@ -95,7 +95,7 @@ def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = Tr
         reasons = (
             text.failure_reasons(broken, fmt)
             if fmt.encoding == "text"
-            else pl.Series("reason", ["not a JSON object"] * broken.height)
+            else pl.Series("reason", ["a JSON object with none of the format's keys"] * broken.height)
         )
         bad = pl.concat([bad, broken.select(ROW).with_columns(reasons.alias("reason"))])
     other = leftovers.filter(pl.col("kind").is_not_null() | ~looks_like).with_columns(
@@ -103,21 +103,16 @@ def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = Tr
     )
     bad = pl.concat([bad, cast_failed])
 
-    meta = [c for c in lines.columns if c not in (ROW, "line")]
+    meta = [c for c in lines.columns if c not in (ROW, "line")]  # source, line_no and what wrappers said
     requests = lines.select(ROW, *meta).join(good, on=ROW, how="inner").sort(ROW).drop(ROW)
-    unparsed = (
-        lines.join(bad, on=ROW, how="inner").sort(ROW).select(*(c for c in UNPARSED_SCHEMA), *meta_extra(meta))
-    )
+    wrapper_meta = [c for c in meta if c not in LINE_COLUMNS]
+    unparsed = lines.join(bad, on=ROW, how="inner").sort(ROW).select(*UNPARSED_SCHEMA, *wrapper_meta)
     return AccessLog(
         cluster_columns(requests),
         unparsed.cast(UNPARSED_SCHEMA),  # type: ignore[arg-type]
         other.sort(ROW).select(*OTHER_SCHEMA).cast(OTHER_SCHEMA),  # type: ignore[arg-type]
         fmt,
     )
-
-
-def meta_extra(meta: list[str]) -> list[str]:
-    return [c for c in meta if c not in LINE_COLUMNS]
 
 
 def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from meshlog.errors import DetectionError
 import polars as pl
 
+from meshlog.errors import DetectionError
 from meshlog.formats.compiler import CompiledFormat, compile_format, compile_json_format
 from meshlog.formats.presets import ISTIO_JSON, PRESETS
 from meshlog.parse.text import match_counts

@@ -9,6 +9,7 @@ cannot vouch for go through the strict anchored regex. Both give the same raw st
 from __future__ import annotations
 
 import itertools
+import re
 
 import polars as pl
 
@@ -67,8 +68,6 @@ class _PlanExprs:
 
 
 def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
-    import re
-
     return "".join(
         re.escape(t.text) if isinstance(t, Literal) else f"(?P<f{t}>{compiled.fields[t].pattern})"
         for t in tokens

@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 
 from meshlog.formats.compiler import compile_format
-from meshlog.formats.presets import resolve
 from meshlog.formats.meshconfig import load_mesh_config
-from meshlog.formats.presets import PRESETS
+from meshlog.formats.presets import PRESETS, resolve
 from meshlog.parse.cast import dtype_of
 
 ISTIO_COLUMNS = [
@@ -80,14 +79,19 @@ def test_every_preset_compiles() -> None:
         ("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n", "json", "start_time"),
         ("accessLogFile: /dev/stdout\n", "text", "start_time"),
         (
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
-            "data:\n  mesh: |-\n    accessLogFile: /dev/stdout\n    accessLogFormat: '%DURATION% %RESPONSE_CODE%'\n",
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+                "data:\n  mesh: |-\n    accessLogFile: /dev/stdout\n    accessLogFormat: '%DURATION% %RESPONSE_CODE%'\n"
+            ),
             "text",
             "duration",
         ),
         (
-            "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  meshConfig:\n"
-            "    accessLogEncoding: JSON\n    accessLogFormat: '{\"code\": \"%RESPONSE_CODE%\", \"who\": \"%REQ(USER-AGENT)%\"}'\n",
+            (
+                "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  meshConfig:\n"
+                "    accessLogEncoding: JSON\n"
+                "    accessLogFormat: '{\"code\": \"%RESPONSE_CODE%\", \"who\": \"%REQ(USER-AGENT)%\"}'\n"
+            ),
             "json",
             "code",
         ),
