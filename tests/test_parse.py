@@ -159,3 +159,18 @@ def test_json_nested_values_are_kept_as_json_text() -> None:
 )
 def test_detect(name: str, line: str) -> None:
     assert detect([line] * 3).name == name
+
+
+def test_omit_empty_values_text_leaves_empty_fields() -> None:
+    """With omit_empty_values Envoy prints nothing for unset fields: doubled spaces, empty quotes."""
+    line = (
+        '[2026-11-25T20:31:24.464Z] "GET /nope HTTP/1.1" 404 NR route_not_found  "" 0 0 0  "" '
+        '"meshlog-case/nr-404" "c15efd99-8b32-48f4-a616-eaf7fe619729" "127.0.0.1:10000" ""   '
+        "127.0.0.1:10000 127.0.0.1:48174  "
+    )
+    r = row(parse_text([line], ISTIO))
+    assert (r["response_code"], r["response_flags"], r["upstream_service_time"]) == (404, "NR", None)
+    # text fields keep the "" Envoy wrote (it cannot be told from an empty header); numbers are null
+    assert (r["connection_termination_details"], r["upstream_cluster"], r["route_name"]) == ("", "", "")
+    assert (r["x_forwarded_for"], r["upstream_host"], r["bytes_received"]) == ("", "", 0)
+    assert r["downstream_remote_address"] == "127.0.0.1:48174"

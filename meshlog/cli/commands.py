@@ -171,8 +171,9 @@ def formats(
     fmt = resolve(show)
     _warn_format(fmt)
     print(f"encoding: {fmt.encoding}")
+    print(f"  {'column':36} {'type':12} {'unset':6} from")
     for f in fmt.fields:
-        print(f"  {f.column:36} {f.kind.value:12} {f.source}")
+        print(f"  {f.column:36} {f.kind.value:12} {f.unset or '(empty)':6} {f.source}")
     if fmt.encoding == "text":
         print(f"regex: {fmt.regex}")
 

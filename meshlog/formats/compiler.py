@@ -51,6 +51,7 @@ class Field:
     time: TimeFormat | None = None
     max_len: int | None = None
     token: bool = False  # never holds whitespace
+    unset: str = "-"  # what Envoy prints in text mode when there is no value
 
     @property
     def pattern(self) -> str:
@@ -204,7 +205,7 @@ def _field(command: Command, column: str, fmt: str) -> Field:
     if command.max_len is not None and kind is not Kind.STRING:
         kind = Kind.STRING  # a truncated value is text, whatever it was
     token = command.name in NO_WHITESPACE and command.arg is None
-    return Field(column, kind, command.source, time, command.max_len, token)
+    return Field(column, kind, command.source, time, command.max_len, token, lookup(command.name).unset)
 
 
 def _check_command(command: Command, fmt: str, warnings: list[str]) -> None:

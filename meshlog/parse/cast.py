@@ -40,7 +40,10 @@ def dtype_of(f: Field) -> pl.DataType:
 
 
 def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
-    unset = raw.is_null() | (raw == "-") | ((raw == "") & pl.lit(f.kind is not Kind.STRING))
+    # "" is a value Envoy wrote (an empty header) for text; for a number or a time it can only mean
+    # unset (omit_empty_values), so it is null there.
+    empty_is_unset = f.kind not in (Kind.STRING, Kind.ADDRESS, Kind.JSON)
+    unset = raw.is_null() | (raw == "-") | ((raw == "") & pl.lit(empty_is_unset))
     value = pl.when(~unset).then(raw)
     if f.kind.numeric:
         return value.cast(pl.Int64, strict=False)
