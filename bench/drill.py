@@ -16,10 +16,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import resolve
 from meshlog.parse import parse_lines
 from meshlog.parse.cast import _typed, cast_fields
@@ -64,56 +68,50 @@ def reading(path: str) -> None:
 def parsing(path: str) -> None:
     """The steps inside ``parse_lines``, chunk by chunk."""
     fmt = resolve("istio")
+    for chunk in read_lines(path):
+        _parse_chunk(chunk, fmt)
+
+
+def _parse_chunk(chunk: pl.DataFrame, fmt: CompiledFormat) -> None:
     n = len(fmt.fields)
     raw_names = [f"f{i}" for i in range(n)]
-    for chunk in read_lines(path):
-        lines = chunk.with_row_index(ROW)
-        timed("parse_lines (library)", lambda: parse_lines(chunk, fmt))
-        timed("text.extract (library)", lambda: extract(lines, fmt))
-        plan = timed("  compiled.plan (rebuilt on every call)", lambda: fmt.plan)
-        exprs = _PlanExprs(fmt)
-        exprs.walk(plan, pl.col("line"), 0)
+    lines = chunk.with_row_index(ROW)
+    timed("parse_lines (library)", lambda: parse_lines(chunk, fmt))
+    timed("text.extract (library)", lambda: extract(lines, fmt))
+    plan = timed("  compiled.plan (rebuilt on every call)", lambda: fmt.plan)
+    assert plan is not None
+    exprs = _PlanExprs(fmt)
+    exprs.walk(plan, pl.col("line"), 0)
 
-        def split_query() -> pl.DataFrame:
-            lf = lines.lazy().select(ROW, "line")
-            for stage in exprs.stages:
-                lf = lf.with_columns(stage)
-            ok = pl.all_horizontal(exprs.checks).fill_null(False).alias("_ok")
-            return lf.select(ROW, ok, *(exprs.values[i].alias(raw_names[i]) for i in range(n))).collect()
+    def split_query() -> pl.DataFrame:
+        lf = lines.lazy().select(ROW, "line")
+        for stage in exprs.stages:
+            lf = lf.with_columns(stage)
+        ok = pl.all_horizontal(exprs.checks).fill_null(False).alias("_ok")
+        return lf.select(ROW, ok, *(exprs.values[i].alias(raw_names[i]) for i in range(n))).collect()
 
-        fast = timed("  split-plan query (split_exact, counts, strips)", split_query)
-        good = timed("  filter ok rows", lambda: fast.filter(pl.col("_ok")).drop("_ok"))
-        rest = timed(
-            "  semi-join: lines the plan refused",
-            lambda: lines.join(fast.filter(~pl.col("_ok")).select(ROW), on=ROW, how="semi"),
-        )
-        REFUSED[0] += rest.height
-        slow = timed(
-            "  strict regex on refused lines",
-            lambda: rest.select(ROW, pl.col("line").str.extract_groups(fmt.regex).alias("_g")).unnest("_g"),
-        )
-        raw = timed(
-            "  concat + sort by _row (when any line was refused)",
-            lambda: pl.concat([good, slow.cast({ROW: pl.UInt32})]).sort(ROW) if slow.height else good,
-        )
-        timed("cast.cast_fields (library)", lambda: cast_fields(raw, fmt))
-        timed(
-            "  typed columns only (no reason strings)",
-            lambda: raw.select(_typed(f, pl.col(f"f{i}")).alias(f.column) for i, f in enumerate(fmt.fields)),
-        )
-        timed("  start_time to_datetime alone", lambda: raw.select(_typed(fmt.fields[0], pl.col("f0"))))
-        req = cast_fields(raw, fmt).drop("_reason")
-        timed("derive.cluster_columns (library)", lambda: cluster_columns(req))
-        timed(
-            "  alt: same on unique clusters + join back",
-            lambda: req.join(
-                cluster_columns(req.select(pl.col("upstream_cluster").unique())),
-                on="upstream_cluster",
-                how="left",
-                nulls_equal=True,
-                maintain_order="left",
-            ),
-        )
+    fast = timed("  split-plan query (split_exact, counts, strips)", split_query)
+    good = timed("  filter ok rows", lambda: fast.filter(pl.col("_ok")).drop("_ok"))
+    refused = fast.filter(~pl.col("_ok")).select(ROW)
+    rest = timed("  semi-join: lines the plan refused", lambda: lines.join(refused, on=ROW, how="semi"))
+    REFUSED[0] += rest.height
+    groups = pl.col("line").str.extract_groups(fmt.regex).alias("_g")
+    slow = timed("  strict regex on refused lines", lambda: rest.select(ROW, groups).unnest("_g"))
+    raw = timed(
+        "  concat + sort by _row (when any line was refused)",
+        lambda: pl.concat([good, slow.cast({ROW: pl.UInt32})]).sort(ROW) if slow.height else good,
+    )
+    timed("cast.cast_fields (library)", lambda: cast_fields(raw, fmt))
+    typed = [_typed(f, pl.col(f"f{i}")).alias(f.column) for i, f in enumerate(fmt.fields)]
+    timed("  typed columns only (no reason strings)", lambda: raw.select(typed))
+    timed("  start_time to_datetime alone", lambda: raw.select(typed[0]))
+    req = cast_fields(raw, fmt).drop("_reason")
+    timed("derive.cluster_columns (library)", lambda: cluster_columns(req))
+    clusters = cluster_columns(req.select(pl.col("upstream_cluster").unique()))
+    timed(
+        "  alt: same on unique clusters + join back",
+        lambda: req.join(clusters, on="upstream_cluster", how="left", nulls_equal=True, maintain_order="left"),
+    )
 
 
 def writing(path: str) -> None:
@@ -123,7 +121,9 @@ def writing(path: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for comp in ("zstd", "lz4", "snappy", "uncompressed"):
             out = os.path.join(tmp, f"{comp}.parquet")
-            timed(f"write_parquet {comp} (default: zstd)", lambda: requests.write_parquet(out, compression=comp))
+            t = time.perf_counter()
+            requests.write_parquet(out, compression=comp)
+            TOTALS[f"write_parquet {comp} (default: zstd)"] = time.perf_counter() - t
             TOTALS[f"  size MiB ({comp})"] = os.path.getsize(out) / 2**20
 
 

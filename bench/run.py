@@ -31,352 +31,9 @@ import polars as pl
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-BATCH = 250_000
-START_US = 1_795_640_400_000_000  # 2026-11-25T21:00:00Z in microseconds
+sys.path.insert(0, str(REPO))
 
-# ---------------------------------------------------------------- synthetic lines
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One kind of request outcome, as Envoy prints it in the Istio format."""
-
-    weight: int
-    code: str
-    flags: str = "-"
-    details: str = "via_upstream"
-    tfr: str = "-"  # %UPSTREAM_TRANSPORT_FAILURE_REASON%
-    host: bool = True  # an upstream host was picked
-    local: bool = True  # an upstream connection exists (%UPSTREAM_LOCAL_ADDRESS%)
-    ust: bool = True  # x-envoy-upstream-service-time was returned
-    routed: bool = True  # a route (and so a cluster) matched
-    sent: int = -1  # fixed %BYTES_SENT% (a local reply body), -1: random
-    dur_min: int = 0
-    dur_mean: int = 12
-    tcp: bool = False  # a TCP proxy line: "- - -" and no HTTP headers
-
-
-_REFUSED = "delayed_connect_error:_Connection_refused"
-_TLS = "TLS_error:_268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED"
-OUTCOMES: tuple[Outcome, ...] = (
-    Outcome(8700, "200"),
-    Outcome(300, "404", sent=153),
-    Outcome(50, "500", sent=21, dur_mean=40),
-    Outcome(300, "404", "NR", "route_not_found", host=False, local=False, ust=False, routed=False, sent=0, dur_mean=0),
-    Outcome(
-        100,
-        "503",
-        "UF,URX",
-        f"upstream_reset_before_response_started{{remote_connection_failure|{_REFUSED}}}",
-        _REFUSED,
-        local=False,
-        ust=False,
-        sent=121,
-        dur_min=25,
-        dur_mean=20,
-    ),
-    Outcome(
-        100,
-        "503",
-        "URX,UF",
-        f"upstream_reset_before_response_started{{remote_connection_failure|{_REFUSED}}}",
-        _REFUSED,
-        local=False,
-        ust=False,
-        sent=121,
-        dur_min=25,
-        dur_mean=20,
-    ),
-    Outcome(
-        30,
-        "503",
-        "UF",
-        f"upstream_reset_before_response_started{{connection_failure,{_TLS}}}",
-        _TLS,
-        local=False,
-        ust=False,
-        sent=190,
-        dur_mean=3,
-    ),
-    Outcome(
-        30,
-        "503",
-        "UF",
-        "upstream_reset_before_response_started{connection_failure}",
-        "delayed_connect_error:_111",
-        local=False,
-        ust=False,
-        sent=91,
-        dur_mean=2,
-    ),
-    Outcome(150, "503", "UH", "no_healthy_upstream", host=False, local=False, ust=False, sent=19, dur_mean=0),
-    Outcome(100, "504", "UT", "response_timeout", ust=False, sent=24, dur_min=15000, dur_mean=3),
-    Outcome(100, "0", "DC", "downstream_remote_disconnect", ust=False, sent=0, dur_min=50, dur_mean=2000),
-    Outcome(80, "429", "RL", "local_rate_limited", host=False, local=False, ust=False, sent=18, dur_mean=0),
-    Outcome(
-        40,
-        "503",
-        "UC",
-        "upstream_reset_before_response_started{connection_termination}",
-        ust=False,
-        sent=95,
-        dur_mean=5,
-    ),
-    Outcome(100, "0", details="-", ust=False, dur_min=100, dur_mean=30000, tcp=True),
-)
-
-# (service, namespace, port, subsets)
-SERVICES = (
-    ("productpage", "default", 9080, ("v1",)),
-    ("reviews", "default", 9080, ("v1", "v2", "v3")),
-    ("ratings", "default", 9080, ("v1",)),
-    ("details", "default", 9080, ("v1",)),
-    ("httpbin", "foo", 8000, ("",)),
-    ("payments", "shop", 8080, ("v1", "v2")),
-)
-METHODS = {"GET": 70, "POST": 18, "PUT": 4, "DELETE": 2, "PATCH": 1, "HEAD": 1, "OPTIONS": 2}
-PATHS = {
-    "/productpage": 20,
-    "/reviews/": 15,
-    "/ratings/": 15,
-    "/details/": 10,
-    "/api/v1/products": 8,
-    "/api/v1/products/": 8,
-    "/static/bootstrap/css/bootstrap.min.css": 3,
-    "/login": 2,
-    "/logout": 1,
-    "/healthz/ready": 5,
-    "/status/418": 1,
-    "/anything?show_env=1&x=": 2,
-    "/api/v1/orders?page=": 4,
-    "/api/v1/orders/": 6,
-}  # a path ending in "/" or "=" gets a random number appended
-AGENTS = {
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36": 250,
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Safari/605.1.15": 120,
-    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0": 60,
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148": 80,
-    "Go-http-client/1.1": 120,
-    "python-requests/2.31.0": 60,
-    "curl/8.5.0": 40,
-    "okhttp/4.12.0": 40,
-    "grpc-go/1.62.1": 50,
-    "kube-probe/1.29": 50,
-    "Apache-HttpClient/4.5.14 (Java/17.0.10)": 40,
-    "Prometheus/2.51.2": 20,
-    "Envoy/HC": 10,
-    "-": 59,
-    'Mozilla/5.0 (compatible; "Scanbot"/2.1; +http://scan.example/bot)': 1,  # a double quote: ~0.1%
-}
-XFF = {"-": 880, "203.0.113.{n}": 100, "198.51.100.{n},10.244.3.17": 10, "2001:db8::{n}": 10}
-
-
-def _u(seed: int, start: int) -> pl.Expr:
-    """Deterministic pseudo-random UInt64 per row (row number hashed with a seed)."""
-    return (pl.int_range(pl.len(), dtype=pl.UInt64) + start).hash(seed)
-
-
-def _pick(weights: dict[str, int], seed: int, start: int) -> pl.Expr:
-    """A weighted random choice per row from a small table of strings."""
-    pool = pl.Series([v for v, w in weights.items() for _ in range(w)], dtype=pl.String)
-    return pl.lit(pool).gather(_u(seed, start) % len(pool))
-
-
-def _int(seed: int, start: int, lo: int, hi: int) -> pl.Expr:
-    """Uniform integer in [lo, hi)."""
-    return (_u(seed, start) % (hi - lo)).cast(pl.Int64) + lo
-
-
-def _exp(seed: int, start: int, mean: pl.Expr) -> pl.Expr:
-    """Exponentially distributed integer with the given mean (long-tailed sizes and latencies)."""
-    u = (_u(seed, start) % 1_000_000).cast(pl.Float64) / 1_000_000
-    return (-(1.0 - u).log() * mean).floor().cast(pl.Int64)
-
-
-def _s(e: pl.Expr) -> pl.Expr:
-    return e.cast(pl.String)
-
-
-def _uuids(n: int) -> pl.Series:
-    """Random version-4 UUIDs."""
-    h = os.urandom(16 * n).hex()
-    raw = pl.Series("h", [h[i : i + 32] for i in range(0, 32 * n, 32)])
-    c = pl.col("h").str
-    return (
-        pl.DataFrame(raw)
-        .select(
-            pl.concat_str(
-                [
-                    c.slice(0, 8),
-                    c.slice(8, 4),
-                    pl.lit("4") + c.slice(13, 3),
-                    pl.lit("a") + c.slice(17, 3),
-                    c.slice(20, 12),
-                ],
-                separator="-",
-            )
-        )
-        .to_series()
-    )
-
-
-def _outcome_col(name: str, idx: pl.Expr) -> pl.Expr:
-    values = [getattr(o, name) for o in OUTCOMES]
-    return pl.lit(pl.Series(values)).gather(idx)
-
-
-def generate_batch(start: int, n: int, t0_ms: int) -> tuple[pl.DataFrame, int]:
-    """``n`` Istio-format lines (column ``line``) for rows ``start…``; returns the frame and the last ms offset."""
-    pool = [i for i, o in enumerate(OUTCOMES) for _ in range(o.weight)]
-    idx = pl.lit(pl.Series(pool, dtype=pl.UInt32)).gather(_u(1, start) % len(pool))
-    svc = [(s, ns, port, sub) for s, ns, port, subs in SERVICES for sub in subs]
-    svc_idx = _u(2, start) % len(svc)
-
-    def svc_col(fn: Callable[[tuple[str, str, int, str]], str]) -> pl.Expr:
-        return pl.lit(pl.Series([fn(x) for x in svc])).gather(svc_idx)
-
-    frame = pl.DataFrame({"rid": _uuids(n)}).with_columns(
-        **{
-            f: _outcome_col(f, idx)
-            for f in (
-                "code",
-                "flags",
-                "details",
-                "tfr",
-                "host",
-                "local",
-                "ust",
-                "routed",
-                "sent",
-                "dur_min",
-                "dur_mean",
-                "tcp",
-            )
-        },
-        ms=t0_ms + _int(3, start, 0, 3).cum_sum(),
-        inbound=_u(4, start) % 10 < 4,
-        ipv6=_u(5, start) % 100 == 0,
-        method=_pick(METHODS, 6, start),
-        path=_pick(PATHS, 7, start),
-        proto=_pick({"HTTP/1.1": 7, "HTTP/2": 3}, 8, start),
-        ua=_pick(AGENTS, 9, start),
-        xff=_pick(XFF, 10, start),
-        port=svc_col(lambda x: str(x[2])),
-        fqdn=svc_col(lambda x: f"{x[0]}.{x[1]}.svc.cluster.local"),
-        subset=svc_col(lambda x: x[3]),
-        authority=svc_col(lambda x: f"{x[0]}:{x[2]}" if x[1] == "default" else f"{x[0]}.{x[1]}:{x[2]}"),
-        own_ip=pl.concat_str([pl.lit("10.244."), _s(_int(11, start, 0, 16)), pl.lit("."), _s(_int(12, start, 2, 254))]),
-        peer_ip=pl.concat_str(
-            [pl.lit("10.244."), _s(_int(13, start, 0, 16)), pl.lit("."), _s(_int(14, start, 2, 254))]
-        ),
-        vip=pl.concat_str([pl.lit("10.96."), _s(_int(15, start, 0, 4)), pl.lit("."), _s(_int(16, start, 1, 254))]),
-        eph1=_s(_int(17, start, 32768, 61000)),
-        eph2=_s(_int(18, start, 32768, 61000)),
-        num=_s(_int(19, start, 0, 5000)),
-        n8=_s(_int(20, start, 1, 255)),
-        v6=pl.concat_str(
-            [pl.lit("[fd00:10:244:"), _s(_int(21, start, 0, 16)), pl.lit("::"), _s(_int(22, start, 2, 254))]
-        ),
-    )
-    c = pl.col
-    dur = c("dur_min") + _exp(23, start, c("dur_mean").cast(pl.Float64))
-    body = c("method").is_in(["POST", "PUT", "PATCH"])
-    frame = frame.with_columns(
-        ts=(pl.lit(START_US) + c("ms") * 1000).cast(pl.Datetime("us", "UTC")).dt.to_string("%Y-%m-%dT%H:%M:%S%.3fZ"),
-        dur=dur,
-        ust_v=pl.when(c("ust")).then(_s((dur - _int(24, start, 0, 3)).clip(0))).otherwise(pl.lit("-")),
-        recv=_s(
-            pl.when(c("tcp"))
-            .then(_exp(25, start, pl.lit(2000.0)))
-            .when(body)
-            .then(20 + _exp(26, start, pl.lit(800.0)))
-            .otherwise(0)
-        ),
-        sent_v=_s(pl.when(c("sent") >= 0).then(c("sent")).otherwise(100 + _exp(27, start, pl.lit(6000.0)))),
-        path=pl.when(c("path").str.ends_with("/") | c("path").str.ends_with("="))
-        .then(c("path") + c("num"))
-        .otherwise(c("path")),
-        xff=c("xff").str.replace("{n}", c("n8"), literal=True),
-        dst=pl.when(c("inbound")).then(c("own_ip")).otherwise(c("peer_ip")) + ":" + c("port"),  # the serving pod
-        src_addr=pl.when(c("ipv6"))
-        .then(c("v6") + "]:" + c("eph2"))
-        .otherwise(pl.when(c("inbound")).then(c("peer_ip")).otherwise(c("own_ip")) + ":" + c("eph2")),
-    )
-    http = ~c("tcp")
-    dash = pl.lit("-")
-    cluster = (
-        pl.when(~c("routed"))
-        .then(dash)
-        .when(c("inbound"))
-        .then(pl.lit("inbound|") + c("port") + "||")
-        .otherwise(pl.concat_str([pl.lit("outbound"), c("port"), c("subset"), c("fqdn")], separator="|"))
-    )
-    parts: list[pl.Expr] = [
-        pl.lit("["),
-        c("ts"),
-        pl.lit('] "'),
-        pl.when(http).then(c("method") + " " + c("path") + " " + c("proto")).otherwise(pl.lit("- - -")),
-        pl.lit('" '),
-        c("code"),
-        pl.lit(" "),
-        c("flags"),
-        pl.lit(" "),
-        c("details"),
-        pl.lit(' - "'),
-        c("tfr"),
-        pl.lit('" '),
-        c("recv"),
-        pl.lit(" "),
-        c("sent_v"),
-        pl.lit(" "),
-        _s(c("dur")),
-        pl.lit(" "),
-        c("ust_v"),
-        pl.lit(' "'),
-        pl.when(http).then(c("xff")).otherwise(dash),
-        pl.lit('" "'),
-        pl.when(http).then(c("ua")).otherwise(dash),
-        pl.lit('" "'),
-        pl.when(http).then(c("rid")).otherwise(dash),
-        pl.lit('" "'),
-        pl.when(http).then(c("authority")).otherwise(dash),
-        pl.lit('" "'),
-        pl.when(c("host")).then(c("dst")).otherwise(dash),
-        pl.lit('" '),
-        cluster,
-        pl.lit(" "),
-        pl.when(~c("local"))
-        .then(dash)
-        .when(c("inbound"))
-        .then(pl.lit("127.0.0.6:") + c("eph1"))
-        .otherwise(c("own_ip") + ":" + c("eph1")),
-        pl.lit(" "),
-        pl.when(c("ipv6"))
-        .then(c("v6") + "]:" + c("port"))
-        .when(c("inbound"))
-        .then(c("dst"))
-        .otherwise(c("vip") + ":" + c("port")),
-        pl.lit(" "),
-        c("src_addr"),
-        pl.lit(" "),
-        pl.when(c("inbound"))
-        .then(pl.concat_str([pl.lit("outbound_"), c("port") + "_", c("subset") + "_", c("fqdn")], separator="."))
-        .otherwise(dash),
-        pl.lit(" "),
-        pl.when(c("routed") & http).then(pl.lit("default")).otherwise(dash),
-    ]
-    lines = frame.select(pl.concat_str(parts).alias("line"))
-    return lines, int(frame["ms"][-1]) if n else t0_ms
-
-
-def write_lines(path: Path, n: int) -> None:
-    """Write ``n`` synthetic lines to ``path`` in batches."""
-    t0 = 0
-    with open(path, "wb") as out:
-        for start in range(0, n, BATCH):
-            lines, t0 = generate_batch(start, min(BATCH, n - start), t0)
-            lines.write_csv(out, include_header=False, quote_style="never")
-
+from synth import write_lines
 
 # ---------------------------------------------------------------- stage profile of `meshlog parse` (child)
 
@@ -444,12 +101,9 @@ def child_profile(path: str, out: str) -> dict[str, Any]:
     Each library function is wrapped where its caller looks it up, so the real code path runs.
     """
     t = time.perf_counter()
-    import meshlog.cli as cli
-    import meshlog.cli.commands as commands
-    import meshlog.envelopes as envelopes
-    import meshlog.parse as parse
-    import meshlog.parse.text as text
-    import meshlog.pipeline as pipeline
+    from meshlog import cli, envelopes, parse, pipeline
+    from meshlog.cli import commands
+    from meshlog.parse import text
 
     timers = Timers()
     timers.add(STAGES[0][0], time.perf_counter() - t)
@@ -567,12 +221,11 @@ def run_all(path: Path, n: int, work: Path, repeat: int) -> list[Result]:
 
 def environment() -> dict[str, Any]:
     """Where the numbers come from."""
-    cpu = (
-        next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-        if os.path.exists("/proc/cpuinfo")
-        else platform.processor()
-    )
-    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+    cpu = models[0] if cpuinfo.exists() and models else platform.processor()
+    git = ["git", "-C", str(REPO), "describe", "--always", "--dirty"]
+    commit = subprocess.run(git, check=False, capture_output=True, text=True)
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -596,7 +249,7 @@ def print_table(results: list[Result]) -> None:
 
 def print_profile(prof: dict[str, Any]) -> None:
     total = prof["command_seconds"]
-    print(f"\nmeshlog parse, stage profile in one process (wall time per stage; polars uses all threads inside each)")
+    print("\nmeshlog parse, stage profile in one process (wall time per stage; polars uses all threads inside each)")
     first, *rest = prof["stages"]
     print(f"  {first['stage'] + ' (before the command, not in its total)':58} {first['seconds']:7.2f} s")
     print(f"  {'command total':58} {total:7.2f} s  100.0%")
