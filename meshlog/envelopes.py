@@ -54,10 +54,14 @@ def unwrap(frame: pl.DataFrame, envelopes: list[Envelope]) -> pl.DataFrame:
     for env in envelopes:
         groups = pl.col("line").str.extract_groups(env.regex)
         names = [n for n in _names(env) if n != "line"]
-        frame = frame.with_columns(groups.alias("_env")).with_columns(
-            pl.coalesce(pl.col("_env").struct.field("line"), pl.col("line")).alias("line"),
-            *(pl.col("_env").struct.field(n).alias(n) for n in names if n != "tag"),
-        ).drop("_env")
+        frame = (
+            frame.with_columns(groups.alias("_env"))
+            .with_columns(
+                pl.coalesce(pl.col("_env").struct.field("line"), pl.col("line")).alias("line"),
+                *(pl.col("_env").struct.field(n).alias(n) for n in names if n != "tag"),
+            )
+            .drop("_env")
+        )
         if "captured_at" in names:
             frame = frame.with_columns(
                 pl.col("captured_at").str.to_datetime(time_unit="us", time_zone="UTC", strict=False).cast(DATETIME)

@@ -43,9 +43,7 @@ class UnparsedLinesError(MeshlogError):
     """Strict mode: some lines did not parse. Carries the first one for the message."""
 
     def __init__(self, count: int, source: str, line_no: int, reason: str) -> None:
-        super().__init__(
-            f"{count} line(s) did not parse; first at {source}:{line_no}: {reason}"
-        )
+        super().__init__(f"{count} line(s) did not parse; first at {source}:{line_no}: {reason}")
         self.count = count
         self.source = source
         self.line_no = line_no

@@ -14,9 +14,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def _iso_times(frame: pl.DataFrame) -> pl.DataFrame:
     """Times as ISO-8601 UTC text with a ``Z``: what every consumer of NDJSON/CSV reads."""
     return frame.with_columns(
-        pl.col(c).dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ")
-        for c, t in frame.schema.items()
-        if isinstance(t, pl.Datetime)
+        pl.col(c).dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ") for c, t in frame.schema.items() if isinstance(t, pl.Datetime)
     )
 
 
@@ -24,7 +22,10 @@ def _spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
     """Prefix text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) with ``'``."""
     starts = "^[" + "".join("\\" + c if c in "+-" else c for c in _FORMULA_START) + "]"
     return frame.with_columns(
-        pl.when(pl.col(c).str.contains(starts) & (pl.col(c) != "-")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        pl.when(pl.col(c).str.contains(starts) & (pl.col(c) != "-"))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
         for c, t in frame.schema.items()
         if t == pl.String
     )

@@ -78,7 +78,9 @@ def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats) ->
     return frame
 
 
-def read_lines(path: str, stats: SourceStats | None = None, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pl.DataFrame]:
+def read_lines(
+    path: str, stats: SourceStats | None = None, *, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[pl.DataFrame]:
     """Yield lines frames for one source (a path, or ``-`` for stdin) as its bytes arrive."""
     stats = stats if stats is not None else SourceStats(path)
     name = "<stdin>" if path == "-" else path

@@ -40,14 +40,18 @@ def command(name: str) -> str:
 
 
 def columns() -> list[str]:
-    return [column_name(n, ARGS.get(n) if OPERATORS[n].args in (Args.REQUIRED, Args.REQUIRED_LEN) else None) for n in NAMES]
+    return [
+        column_name(n, ARGS.get(n) if OPERATORS[n].args in (Args.REQUIRED, Args.REQUIRED_LEN) else None) for n in NAMES
+    ]
 
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, AccessLog]:
     text = "\x1f".join(command(n) for n in NAMES) + "\n"
     json_map = dict(zip(compile_format(text).columns, (command(n) for n in NAMES), strict=True))
-    written = run_formats({"text": text}, {"json": json_map}, [RequestSpec(path="/ok?q=1", headers=(("x-meshlog", "hello"),))])
+    written = run_formats(
+        {"text": text}, {"json": json_map}, [RequestSpec(path="/ok?q=1", headers=(("x-meshlog", "hello"),))]
+    )
     out: dict[str, AccessLog] = {}
     for name, fmt in (("text", compile_format(text)), ("json", compile_json_format(json_map))):
         path: Path = tmp_path_factory.mktemp("ops") / f"{name}.log"
@@ -62,7 +66,12 @@ def test_every_operator_parses_with_its_type(logs: dict[str, AccessLog], encodin
     assert (log.counts.access, log.counts.unparsed, log.counts.other) == (1, 0, 0), log.unparsed.to_dicts()
     assert len(NAMES) >= 160
     row: dict[str, Any] = log.requests.row(0, named=True)
-    assert (row["response_code"], row["bytes_sent"], row["req_x_meshlog"], row["query_param_q"]) == (200, 3, "hello", "1")
+    assert (row["response_code"], row["bytes_sent"], row["req_x_meshlog"], row["query_param_q"]) == (
+        200,
+        3,
+        "hello",
+        "1",
+    )
     assert (row["path"], row["query_params"], row["resp_content_type"]) == ("/ok?q=1", "q=1", "text/plain")
     assert (row["response_flags"], row["upstream_cluster"], row["upstream_request_attempt_count"]) == (
         None, "outbound|8080||backend.default.svc.cluster.local", 1,

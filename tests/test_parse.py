@@ -66,7 +66,12 @@ def test_tcp_and_dpe_lines() -> None:
     tcp, dpe = row(log, 0), row(log, 1)
     assert (tcp["method"], tcp["path"], tcp["protocol"], tcp["response_code"]) == (None, None, None, 0)
     assert (tcp["bytes_received"], tcp["bytes_sent"], tcp["response_code_details"]) == (50, 143, None)
-    assert (dpe["method"], dpe["protocol"], dpe["response_code"], dpe["response_flags"]) == (None, "HTTP/1.1", 400, "DPE")
+    assert (dpe["method"], dpe["protocol"], dpe["response_code"], dpe["response_flags"]) == (
+        None,
+        "HTTP/1.1",
+        400,
+        "DPE",
+    )
 
 
 def test_no_dash_survives_as_a_value() -> None:
@@ -99,17 +104,26 @@ def test_line_accounting_and_reasons() -> None:
     assert reasons[1] == (
         'no match at column 53: expected response_code_details (string, %RESPONSE_CODE_DETAILS%), got "via_upst"'
     )
-    assert log.other.select("line_no", "kind").rows() == [(3, "blank"), (4, "istio-log"), (5, "envoy-log"), (7, "unrecognised")]
+    assert log.other.select("line_no", "kind").rows() == [
+        (3, "blank"),
+        (4, "istio-log"),
+        (5, "envoy-log"),
+        (7, "unrecognised"),
+    ]
 
 
 def test_custom_format_with_attempts_trace_and_epoch_time() -> None:
     fmt = compile_format(
-        "%START_TIME(%s.%3f)% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %REQ(X-B3-TRACEID)% %RESPONSE_CODE% \"%REQ(USER-AGENT):10%\""
+        '%START_TIME(%s.%3f)% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %REQ(X-B3-TRACEID)% %RESPONSE_CODE% "%REQ(USER-AGENT):10%"'
     )
-    log = parse_text(["1795638578.707 3 80f198ee56343ba8 503 \"Mozilla/5.\""], fmt)
+    log = parse_text(['1795638578.707 3 80f198ee56343ba8 503 "Mozilla/5."'], fmt)
     r = row(log)
     assert r["start_time"] == dt.datetime(2026, 11, 25, 20, 29, 38, 707000, tzinfo=UTC)
-    assert (r["upstream_request_attempt_count"], r["req_x_b3_traceid"], r["user_agent"]) == (3, "80f198ee56343ba8", "Mozilla/5.")
+    assert (r["upstream_request_attempt_count"], r["req_x_b3_traceid"], r["user_agent"]) == (
+        3,
+        "80f198ee56343ba8",
+        "Mozilla/5.",
+    )
 
 
 def test_strftime_with_zone() -> None:
@@ -134,7 +148,12 @@ def test_json_typed_and_untyped_give_the_same_rows() -> None:
 
 def test_json_bad_records_are_unparsed_with_the_decoder_message() -> None:
     fmt = resolve("istio-json")
-    lines = ['{"response_code":200,"duration":1}', '{"response_code":20', '{"response_code":"abc"}', '{"level":"info","msg":"x"}']
+    lines = [
+        '{"response_code":200,"duration":1}',
+        '{"response_code":20',
+        '{"response_code":"abc"}',
+        '{"level":"info","msg":"x"}',
+    ]
     log = parse_text(lines, fmt)
     assert (log.counts.access, log.counts.unparsed, log.counts.other) == (1, 2, 1)
     assert log.unparsed.select("line_no", "reason").rows() == [
@@ -153,7 +172,10 @@ def test_json_nested_values_are_kept_as_json_text() -> None:
     ("name", "line"),
     [
         ("istio", OK),
-        ("envoy", '[2019-04-08T16:16:55.931Z] "GET /service/1 HTTP/1.1" 200 - 0 89 5 4 "-" "curl/7.54.0" "c219" "localhost:8000" "172.27.0.3:80"'),
+        (
+            "envoy",
+            '[2019-04-08T16:16:55.931Z] "GET /service/1 HTTP/1.1" 200 - 0 89 5 4 "-" "curl/7.54.0" "c219" "localhost:8000" "172.27.0.3:80"',
+        ),
         ("istio-json", json.dumps({k: None for k in ISTIO_JSON})),
     ],
 )

@@ -85,7 +85,11 @@ SEPARATORS = [" ", " | ", "\t", ",", "=", " [", "] ", " :: ", ";"]
 # Header values: no separator characters and no spaces (text mode escapes nothing, so a value
 # holding a separator is ambiguous by nature); the quoted user agent may hold spaces.
 VALUE = st.text(alphabet=string.ascii_letters + string.digits + "-._~/()!*'@", max_size=24)
-UA = st.text(alphabet=string.ascii_letters + string.digits + " -._/()", min_size=1, max_size=40).map(str.strip).filter(bool)
+UA = (
+    st.text(alphabet=string.ascii_letters + string.digits + " -._/()", min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @st.composite
@@ -136,7 +140,10 @@ def parse_bytes(data: bytes, fmt: Any, tmp: Any, name: str) -> AccessLog:
 
 
 def check(log: AccessLog, columns: list[str], items: list[Item], sent: list[Sent]) -> None:
-    assert (log.counts.access, log.counts.unparsed, log.counts.other) == (len(sent), 0, 0), (log.counts, log.other.to_dicts())
+    assert (log.counts.access, log.counts.unparsed, log.counts.other) == (len(sent), 0, 0), (
+        log.counts,
+        log.other.to_dicts(),
+    )
     for got, what in zip(log.requests.to_dicts(), sent, strict=True):
         for column, item in zip(columns, items, strict=True):
             want = item.expect(what)
@@ -146,9 +153,20 @@ def check(log: AccessLog, columns: list[str], items: list[Item], sent: list[Sent
                 assert got[column] == want, (item.command, got[column], want)
 
 
-@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(items=formats(), seps=st.lists(st.sampled_from(SEPARATORS), min_size=1, max_size=3), sent=st.lists(requests(), min_size=1, max_size=3))
-def test_envoy_writes_what_meshlog_reads(tmp_path_factory: Any, items: list[Item], seps: list[str], sent: list[Sent]) -> None:
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    items=formats(),
+    seps=st.lists(st.sampled_from(SEPARATORS), min_size=1, max_size=3),
+    sent=st.lists(requests(), min_size=1, max_size=3),
+)
+def test_envoy_writes_what_meshlog_reads(
+    tmp_path_factory: Any, items: list[Item], seps: list[str], sent: list[Sent]
+) -> None:
     text = text_format(items, seps)
     columns = column_names(items)
     json_map = {name: item.command for name, item in zip(columns, items)}

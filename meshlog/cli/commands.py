@@ -180,7 +180,9 @@ def formats(
 
 @app.command()
 @boundary
-def flags(codes: Annotated[list[str] | None, typer.Argument(help="Flags (UF, URX,UF, …); all when none.")] = None) -> None:
+def flags(
+    codes: Annotated[list[str] | None, typer.Argument(help="Flags (UF, URX,UF, …); all when none.")] = None,
+) -> None:
     """What Envoy's response flags mean."""
     wanted = [c for code in (codes or list(FLAGS)) for c in code.split(",") if c]
     for code in wanted:

@@ -67,7 +67,9 @@ def render_summary(summary: dict[str, Any], log: AccessLog, console: Console | N
         for name in ("upstream_cluster", "requests", "p50", "p90", "p99"):
             by.add_column(name, justify="left" if name == "upstream_cluster" else "right")
         for row in clusters:
-            by.add_row(safe(row["upstream_cluster"]), str(row["requests"]), *(_num(row[k]) for k in ("p50", "p90", "p99")))
+            by.add_row(
+                safe(row["upstream_cluster"]), str(row["requests"]), *(_num(row[k]) for k in ("p50", "p90", "p99"))
+            )
         console.print(by)
 
     retries = summary["retries"]

@@ -224,9 +224,7 @@ def _check_command(command: Command, fmt: str, warnings: list[str]) -> None:
     if ALIASES.get(command.name, command.name) in HEADER_OPERATORS and command.arg:
         headers = command.arg.split("?")
         if len(headers) > 2:
-            raise FormatError(
-                f"More than 1 alternative header specified in token: {command.arg}", fmt, command.column
-            )
+            raise FormatError(f"More than 1 alternative header specified in token: {command.arg}", fmt, command.column)
         if not all(_HEADER_NAME.fullmatch(h) for h in headers):
             raise FormatError(
                 "Invalid header configuration. Format string contains invalid characters.",

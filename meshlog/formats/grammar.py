@@ -61,9 +61,7 @@ def _build() -> pp.ParserElement:
     arg.set_parse_action(lambda t: t["argtext"])
     max_len = pp.Suppress(":") + pp.Word(pp.nums).set_name("length")("max_len")
     pct = pp.Suppress("%")
-    command = (pct + name("name") + pp.Opt(arg("arg")) + pp.Opt(max_len) + pct).set_name(
-        "command"
-    )
+    command = (pct + name("name") + pp.Opt(arg("arg")) + pp.Opt(max_len) + pct).set_name("command")
 
     def make_command(s: str, loc: int, t: pp.ParseResults) -> Command:
         arg_text = t.get("arg")
@@ -115,10 +113,7 @@ def _explain(fmt: str, loc: int) -> FormatError:
     rest = fmt[loc:]
     lower = re.match(r"%([A-Za-z0-9_]+)(?:\(.*?\))?(?::[0-9]+)?%", rest, re.DOTALL)
     if lower and not lower.group(1).isupper():
-        message = (
-            f"operator names are upper case: {lower.group(0)!r} "
-            f"(did you mean %{lower.group(1).upper()}%?)"
-        )
+        message = f"operator names are upper case: {lower.group(0)!r} (did you mean %{lower.group(1).upper()}%?)"
     elif re.match(r"%[A-Z0-9_]+(?:\([^%]*?\))?:(?![0-9]+%)", rest):
         message = "the length after ':' must be digits followed by '%'"
     elif re.match(r"%[A-Z0-9_]+\(", rest):

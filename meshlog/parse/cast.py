@@ -72,7 +72,7 @@ def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> pl.DataFrame:
             reasons.append(
                 pl.when(~unset & typed.is_null()).then(
                     pl.format(
-                        "field {}: expected {}, got \"{}\"",
+                        'field {}: expected {}, got "{}"',
                         pl.lit(f.column),
                         pl.lit(_EXPECTED[f.kind]),
                         raw_col.str.slice(0, 40),

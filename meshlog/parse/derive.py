@@ -26,9 +26,9 @@ def cluster_columns(frame: pl.DataFrame) -> pl.DataFrame:
         return pl.when(has_parts & (value != "")).then(value)
 
     return frame.with_columns(
-        pl.coalesce(
-            part(0), pl.col("upstream_cluster").replace_strict(_SPECIAL_CLUSTERS, default=None)
-        ).alias("cluster_direction"),
+        pl.coalesce(part(0), pl.col("upstream_cluster").replace_strict(_SPECIAL_CLUSTERS, default=None)).alias(
+            "cluster_direction"
+        ),
         part(1).cast(pl.Int32, strict=False).alias("cluster_port"),
         part(2).alias("cluster_subset"),
         part(3).alias("cluster_service"),

@@ -69,8 +69,7 @@ class _PlanExprs:
 
 def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
     return "".join(
-        re.escape(t.text) if isinstance(t, Literal) else f"(?P<f{t}>{compiled.fields[t].pattern})"
-        for t in tokens
+        re.escape(t.text) if isinstance(t, Literal) else f"(?P<f{t}>{compiled.fields[t].pattern})" for t in tokens
     )
 
 
@@ -144,10 +143,12 @@ def failure_reasons(lines: pl.DataFrame, compiled: CompiledFormat) -> pl.Series:
     for k in frame["k"].unique().to_list():
         column = pl.when(pl.col("k") == k).then(line.str.extract(prefixes[k], 1).str.len_chars()).otherwise(column)
     got = line.str.slice(pl.col("col"), 30)
-    reason = pl.format("no match after column {}: trailing text \"{}\"", pl.col("col") + 1, got)
+    reason = pl.format('no match after column {}: trailing text "{}"', pl.col("col") + 1, got)
     for k, f in enumerate(compiled.fields):
         expected = f"expected {f.column} ({f.kind.value}, {f.source})"
-        reason = pl.when(pl.col("k") == k).then(
-            pl.format("no match at column {}: {}, got \"{}\"", pl.col("col") + 1, pl.lit(expected), got)
-        ).otherwise(reason)
+        reason = (
+            pl.when(pl.col("k") == k)
+            .then(pl.format('no match at column {}: {}, got "{}"', pl.col("col") + 1, pl.lit(expected), got))
+            .otherwise(reason)
+        )
     return frame.with_columns(column.fill_null(0).alias("col")).select(reason.alias("reason")).to_series()

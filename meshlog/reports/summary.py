@@ -86,7 +86,9 @@ def summary_dict(log: AccessLog, *, top: int = 10) -> dict[str, Any]:
         "format": {"name": log.format.name, "string": log.format.source},
     }
     if "start_time" in cols:
-        start, end = log.requests.select(pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")).row(0)
+        start, end = log.requests.select(
+            pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")
+        ).row(0)
     else:
         start = end = None
     out["time_range"] = {"start": _iso(start), "end": _iso(end)}
@@ -94,18 +96,23 @@ def summary_dict(log: AccessLog, *, top: int = 10) -> dict[str, Any]:
     out["response_codes"] = _records(response_codes(req).collect()) if "response_code" in cols else []
     flags = _records(response_flags(req).collect()) if "response_flags" in cols else []
     out["response_flags"] = [
-        {"flag": f["flag"], "name": describe(f["flag"]).name, "meaning": describe(f["flag"]).meaning, "count": f["count"]}
+        {
+            "flag": f["flag"],
+            "name": describe(f["flag"]).name,
+            "meaning": describe(f["flag"]).meaning,
+            "count": f["count"],
+        }
         for f in flags
     ]
     out["latency"] = {
         "duration": latency(req, "duration").collect().row(0, named=True) if "duration" in cols else None,
         "upstream_service_time": (
-            latency(req, "upstream_service_time").collect().row(0, named=True) if "upstream_service_time" in cols else None
+            latency(req, "upstream_service_time").collect().row(0, named=True)
+            if "upstream_service_time" in cols
+            else None
         ),
         "by_upstream_cluster": (
-            _records(latency_by_cluster(req).head(top).collect())
-            if {"upstream_cluster", "duration"} <= cols
-            else []
+            _records(latency_by_cluster(req).head(top).collect()) if {"upstream_cluster", "duration"} <= cols else []
         ),
     }
     has_attempts = "upstream_request_attempt_count" in cols
@@ -113,7 +120,9 @@ def summary_dict(log: AccessLog, *, top: int = 10) -> dict[str, Any]:
     out["retries"] = {
         "attempt_counts": _records(attempt_counts(req).collect()) if has_attempts else None,
         "retried_requests": (
-            int(log.requests.select((pl.col("upstream_request_attempt_count") > 1).sum()).item()) if has_attempts else None
+            int(log.requests.select((pl.col("upstream_request_attempt_count") > 1).sum()).item())
+            if has_attempts
+            else None
         ),
         "retry_limit_exceeded": urx,
     }

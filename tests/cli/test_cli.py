@@ -34,7 +34,17 @@ def test_summarize_json_contract_on_the_sample() -> None:
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     sent = expected(ISTIO)
-    assert set(out) >= {"lines", "format", "time_range", "requests", "response_codes", "response_flags", "latency", "retries", "hints"}
+    assert set(out) >= {
+        "lines",
+        "format",
+        "time_range",
+        "requests",
+        "response_codes",
+        "response_flags",
+        "latency",
+        "retries",
+        "hints",
+    }
     assert out["lines"] == {"total": 4 + len(sent), "access": len(sent), "unparsed": 0, "other": 4}
     assert out["format"]["name"] == "istio"
     assert out["requests"] == len(sent)
@@ -98,7 +108,9 @@ def test_parse_parquet_keeps_types(tmp_path: Path) -> None:
 def test_csv_is_safe_in_a_spreadsheet(tmp_path: Path) -> None:
     log = tmp_path / "evil.log"
     log.write_text('[2026-11-25T20:31:22.878Z] 200 "=HYPERLINK(\\"x\\")"\n')
-    result = runner.invoke(app, ["parse", str(log), "-f", '[%START_TIME%] %RESPONSE_CODE% "%REQ(USER-AGENT)%"', "-o", "csv"])
+    result = runner.invoke(
+        app, ["parse", str(log), "-f", '[%START_TIME%] %RESPONSE_CODE% "%REQ(USER-AGENT)%"', "-o", "csv"]
+    )
     assert result.exit_code == 0
     frame = pl.read_csv(io.StringIO(result.stdout))
     assert frame["user_agent"][0].startswith("'=")

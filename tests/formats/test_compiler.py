@@ -90,7 +90,7 @@ def test_every_preset_compiles() -> None:
             (
                 "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  meshConfig:\n"
                 "    accessLogEncoding: JSON\n"
-                "    accessLogFormat: '{\"code\": \"%RESPONSE_CODE%\", \"who\": \"%REQ(USER-AGENT)%\"}'\n"
+                '    accessLogFormat: \'{"code": "%RESPONSE_CODE%", "who": "%REQ(USER-AGENT)%"}\'\n'
             ),
             "json",
             "code",

@@ -28,7 +28,11 @@ from meshlog.formats.compiler import compile_format
         ("%START_TIME(%Y%n)%", 15, "a time format cannot contain a newline (%n)"),
         ("", 1, "the format is empty: Envoy would log nothing"),
         ("just text\n", 1, "the format has no %OPERATOR%: every line would be the same text"),
-        ("%DURATION%\n%BYTES_SENT%\n", 11, "a newline inside the format splits every record over two lines; meshlog reads one record per line"),
+        (
+            "%DURATION%\n%BYTES_SENT%\n",
+            11,
+            "a newline inside the format splits every record over two lines; meshlog reads one record per line",
+        ),
     ],
 )
 def test_broken_formats(fmt: str, column: int, message: str) -> None:
@@ -42,12 +46,15 @@ def test_broken_formats(fmt: str, column: int, message: str) -> None:
 def test_caret_points_at_the_column() -> None:
     with pytest.raises(FormatError) as info:
         compile_format('[%START_TIME%] "%REQ(:METHOD)% 100% done"')
-    assert info.value.caret() == '  [%START_TIME%] "%REQ(:METHOD)% 100% done"\n' + ' ' * 36 + '^'
+    assert info.value.caret() == '  [%START_TIME%] "%REQ(:METHOD)% 100% done"\n' + " " * 36 + "^"
 
 
 def test_unknown_operator_compiles_as_text_with_one_warning() -> None:
     fmt = compile_format("%RESPONSE_CODE% %NOT_AN_OPERATOR%")
-    assert [(f.column, f.kind.value) for f in fmt.fields] == [("response_code", "integer"), ("not_an_operator", "string")]
+    assert [(f.column, f.kind.value) for f in fmt.fields] == [
+        ("response_code", "integer"),
+        ("not_an_operator", "string"),
+    ]
     assert fmt.warnings == ("unknown operator %NOT_AN_OPERATOR% (not in Envoy 1.40): parsed as text",)
 
 

@@ -30,8 +30,14 @@ def shape(fmt: str) -> list[tuple[str, ...]]:
         # Envoy 1.40's lazy argument: ')' is allowed unless followed by '%' or ':N%'
         ("%CEL(size(request.path)):5%", [("cmd", "CEL", "'size(request.path)'", "5")]),
         ("%START_TIME(%s.%3f)%", [("cmd", "START_TIME", "'%s.%3f'", "None")]),
-        ("%START_TIME(%Y-%m-%dT%H:%M:%S%z)% x", [("cmd", "START_TIME", "'%Y-%m-%dT%H:%M:%S%z'", "None"), ("lit", " x")]),
-        ("[%A%][%B%]", [("lit", "["), ("cmd", "A", "None", "None"), ("lit", "]["), ("cmd", "B", "None", "None"), ("lit", "]")]),
+        (
+            "%START_TIME(%Y-%m-%dT%H:%M:%S%z)% x",
+            [("cmd", "START_TIME", "'%Y-%m-%dT%H:%M:%S%z'", "None"), ("lit", " x")],
+        ),
+        (
+            "[%A%][%B%]",
+            [("lit", "["), ("cmd", "A", "None", "None"), ("lit", "]["), ("cmd", "B", "None", "None"), ("lit", "]")],
+        ),
         ("%REQ():0%", [("cmd", "REQ", "''", "0")]),
         ("%A%\t%B%", [("cmd", "A", "None", "None"), ("lit", "\t"), ("cmd", "B", "None", "None")]),
     ],
