@@ -59,18 +59,23 @@ def _read_some(stream: BinaryIO, size: int) -> bytes:
     return read1(size) if read1 is not None else stream.read(size)
 
 
+def _split_lines(block: bytes) -> pl.Series:
+    """Bytes holding whole lines → one string per line (``\r\n`` too). polars' reader is the fast
+    way; it is marked unstable, so this is the one place that calls it."""
+    return pl.scan_lines(block).collect().to_series()
+
+
 def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats) -> pl.DataFrame:
     try:
-        text = block.decode("utf-8")
+        lines = _split_lines(block)
         invalid = False
-    except UnicodeDecodeError:
-        text = block.decode("utf-8", errors="replace")
+    except pl.exceptions.ComputeError:  # invalid UTF-8: keep the line, show bad bytes as U+FFFD
+        lines = _split_lines(block.decode("utf-8", errors="replace").encode("utf-8"))
         invalid = True
-    lines = pl.Series("line", [text]).str.split("\n").explode()
-    frame = pl.DataFrame(lines).select(
+    frame = pl.DataFrame({"line": lines}).select(
         pl.lit(source, dtype=pl.String).alias("source"),
         pl.int_range(first_line_no, first_line_no + pl.len(), dtype=pl.Int64).alias("line_no"),
-        pl.col("line").str.strip_suffix("\r"),
+        pl.col("line"),
     )
     if invalid:
         stats.invalid_utf8 += frame.select(pl.col("line").str.contains("\ufffd", literal=True).sum()).item()
@@ -100,7 +105,7 @@ def read_lines(
             cut = pending.rfind(b"\n")
             if cut < 0:
                 continue
-            frame = _lines(pending[:cut], name, line_no, stats)
+            frame = _lines(pending[: cut + 1], name, line_no, stats)
             pending = pending[cut + 1 :]
             line_no += frame.height
             yield frame
