@@ -196,3 +196,16 @@ def test_omit_empty_values_text_leaves_empty_fields() -> None:
     assert (r["connection_termination_details"], r["upstream_cluster"], r["route_name"]) == ("", "", "")
     assert (r["x_forwarded_for"], r["upstream_host"], r["bytes_received"]) == ("", "", 0)
     assert r["downstream_remote_address"] == "127.0.0.1:48174"
+
+
+def test_one_broken_json_record_among_many_costs_only_itself() -> None:
+    good = json.dumps({"response_code": 200, "duration": 1, "start_time": "2026-11-25T20:31:24.777Z"})
+    lines = [good] * 70_000
+    lines[41_234] = good[:-5]  # truncated record
+    log = parse_text(lines, resolve("istio-json"))
+    assert (log.counts.access, log.counts.unparsed) == (69_999, 1)
+    try:
+        json.loads(lines[41_234])
+    except json.JSONDecodeError as exc:  # the decoder's own words for the same line
+        reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
+    assert log.unparsed.select("line_no", "reason").row(0) == (41_235, reason)

@@ -16,15 +16,17 @@ from typing import Any
 import polars as pl
 
 from meshlog.formats.compiler import CompiledFormat
+from meshlog.formats.operators import Kind
 from meshlog.parse.text import ROW
 
-_BATCH = 4096
+_BATCH = 1 << 16
+_SMALL = 512  # below this many lines a failed batch is read line by line
 
 
 def _as_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # compact, as Envoy writes it
 
 
 def extract(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -34,16 +36,39 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame
     """
     keys = compiled.json_keys
     names = [f"f{i}" for i in range(len(keys))]
-    dtype = pl.Struct({k: pl.String for k in dict.fromkeys(keys)})
-    good: list[pl.DataFrame] = []
-    bad_rows: list[int] = []
-    bad_reasons: list[str] = []
-    for start in range(0, lines.height, _BATCH):
-        batch = lines.slice(start, _BATCH)
-        try:
-            decoded = batch.select(ROW, pl.col("line").str.json_decode(dtype).alias("_j"))
-            good.append(decoded.select(ROW, *(pl.col("_j").struct.field(k).alias(n) for k, n in zip(keys, names))))
-        except pl.exceptions.PolarsError:
+    # Structured values (metadata, filter state) come out as JSON text via a path match; the rest
+    # decode in one pass as text.
+    structured = {f.column for f in compiled.fields if f.kind is Kind.JSON}
+    dtype = pl.Struct({k: pl.String for k in dict.fromkeys(keys) if k not in structured})
+
+    def value(key: str) -> pl.Expr:
+        if key in structured:
+            return pl.col("line").str.json_path_match(f"$[{json.dumps(key)}]")
+        return pl.col("_j").struct.field(key)
+
+    def decode(batch: pl.DataFrame) -> pl.LazyFrame:
+        decoded = batch.lazy().with_columns(pl.col("line").str.json_decode(dtype).alias("_j"))
+        return decoded.select(ROW, *(value(k).alias(n) for k, n in zip(keys, names)))
+
+    batches = [lines.slice(start, _BATCH) for start in range(0, lines.height, _BATCH)]
+    try:  # the common case: every record decodes; batches run on all cores
+        good = pl.collect_all([decode(b) for b in batches])
+        bad_rows: list[int] = []
+        bad_reasons: list[str] = []
+    except pl.exceptions.PolarsError:  # some line is broken: narrow it down, decode the rest as usual
+        good, bad_rows, bad_reasons = [], [], []
+        pending = batches
+        while pending:
+            batch = pending.pop(0)
+            try:
+                good.append(decode(batch).collect())
+                continue
+            except pl.exceptions.PolarsError:
+                pass
+            if batch.height > _SMALL:
+                step = -(-batch.height // 8)
+                pending[:0] = [batch.slice(i, step) for i in range(0, batch.height, step)]
+                continue
             rows, records, reasons = _decode_slowly(batch)
             bad_rows += [r for r, reason in zip(batch[ROW], reasons) if reason is not None]
             bad_reasons += [r for r in reasons if r is not None]
