@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from synth import write_lines
+from synth import write_lines  # bench/ is on sys.path as the script's folder
 
 # ---------------------------------------------------------------- stage profile of `meshlog parse` (child)
 
@@ -77,21 +77,20 @@ class Timers:
         self.calls[name] = self.calls.get(name, 0) + 1
 
 
-# (label, indent) in print order; parse_lines' own steps are indented under it.
+READ, ENVELOPES, DETECT, PARSE = (
+    "sources.read_lines: read, decode, split",
+    "envelopes",
+    "format detection",
+    "parse_lines",
+)
+EXTRACT, CAST, CLUSTER = "text.extract: split plan + regex fallback", "cast.cast_fields", "derive.cluster_columns"
+REASONS, REST = "text.failure_reasons", "rest: row index, joins, other_kind, filters, sort"
+CONCAT, WRITE, GLUE = "AccessLog.concat: chunks -> one frame", "write_rows: write_parquet", "CLI glue / unaccounted"
+# (stage, level) in print order; level 1 are steps inside parse_lines
 STAGES: tuple[tuple[str, int], ...] = (
-    ("import meshlog.cli (polars, typer)", 0),
-    ("sources.read_lines: read, decode, split into lines", 0),
-    ("envelopes.detect + unwrap", 0),
-    ("format detection (parse.detect)", 0),
-    ("parse_lines", 0),
-    ("text.extract: split plan + regex fallback", 1),
-    ("cast.cast_fields: types + reasons", 1),
-    ("derive.cluster_columns", 1),
-    ("text.failure_reasons", 1),
-    ("rest: row index, joins, other_kind, filters, sort", 1),
-    ("AccessLog.concat: chunks -> one frame", 0),
-    ("write_rows: write_parquet", 0),
-    ("CLI glue / unaccounted", 0),
+    *((name, 0) for name in (READ, ENVELOPES, DETECT, PARSE)),
+    *((name, 1) for name in (EXTRACT, CAST, CLUSTER, REASONS, REST)),
+    *((name, 0) for name in (CONCAT, WRITE, GLUE)),
 )
 
 
@@ -100,25 +99,22 @@ def child_profile(path: str, out: str) -> dict[str, Any]:
 
     Each library function is wrapped where its caller looks it up, so the real code path runs.
     """
-    t = time.perf_counter()
     from meshlog import cli, envelopes, parse, pipeline
     from meshlog.cli import commands
     from meshlog.parse import text
 
     timers = Timers()
-    timers.add(STAGES[0][0], time.perf_counter() - t)
-    names = [name for name, _ in STAGES]
-    pipeline.read_lines = timers.wrap_iter(names[1], pipeline.read_lines)
-    envelopes.detect = timers.wrap(names[2], envelopes.detect)
-    envelopes.unwrap = timers.wrap(names[2], envelopes.unwrap)
-    pipeline.detect = timers.wrap(names[3], pipeline.detect)
-    pipeline.parse_lines = timers.wrap(names[4], pipeline.parse_lines)
-    text.extract = timers.wrap(names[5], text.extract)
-    parse.cast_fields = timers.wrap(names[6], parse.cast_fields)
-    parse.cluster_columns = timers.wrap(names[7], parse.cluster_columns)
-    text.failure_reasons = timers.wrap(names[8], text.failure_reasons)
-    parse.AccessLog.concat = staticmethod(timers.wrap(names[10], parse.AccessLog.concat))  # type: ignore[method-assign]
-    commands.write_rows = timers.wrap(names[11], commands.write_rows)
+    pipeline.read_lines = timers.wrap_iter(READ, pipeline.read_lines)
+    envelopes.detect = timers.wrap(ENVELOPES, envelopes.detect)
+    envelopes.unwrap = timers.wrap(ENVELOPES, envelopes.unwrap)
+    pipeline.detect = timers.wrap(DETECT, pipeline.detect)
+    pipeline.parse_lines = timers.wrap(PARSE, pipeline.parse_lines)
+    text.extract = timers.wrap(EXTRACT, text.extract)
+    parse.cast_fields = timers.wrap(CAST, parse.cast_fields)
+    parse.cluster_columns = timers.wrap(CLUSTER, parse.cluster_columns)
+    text.failure_reasons = timers.wrap(REASONS, text.failure_reasons)
+    parse.AccessLog.concat = staticmethod(timers.wrap(CONCAT, parse.AccessLog.concat))  # type: ignore[method-assign]
+    commands.write_rows = timers.wrap(WRITE, commands.write_rows)
     t = time.perf_counter()
     try:
         cli.app(["parse", path, "-o", "parquet", "--out", out], standalone_mode=False)
@@ -126,8 +122,8 @@ def child_profile(path: str, out: str) -> dict[str, Any]:
         pass
     total = time.perf_counter() - t
     sec = timers.seconds
-    sec[names[9]] = sec.get(names[4], 0.0) - sum(sec.get(n, 0.0) for n, level in STAGES if level == 1)
-    sec[names[12]] = total - sum(sec.get(n, 0.0) for n, level in STAGES[1:12] if level == 0)
+    sec[REST] = sec.get(PARSE, 0.0) - sum(sec.get(n, 0.0) for n, level in STAGES if level == 1)
+    sec[GLUE] = total - sum(sec.get(n, 0.0) for n, level in STAGES if level == 0)
     stages = [
         {"stage": n, "level": lv, "seconds": sec.get(n, 0.0), "calls": timers.calls.get(n, 0)} for n, lv in STAGES
     ]
@@ -236,6 +232,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "meshlog_commit": commit.stdout.strip() or None,
         "rss_floor_mib": round(measure(["/bin/true"], None)[1], 1),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews wall times
     }
 
 
@@ -250,10 +247,8 @@ def print_table(results: list[Result]) -> None:
 def print_profile(prof: dict[str, Any]) -> None:
     total = prof["command_seconds"]
     print("\nmeshlog parse, stage profile in one process (wall time per stage; polars uses all threads inside each)")
-    first, *rest = prof["stages"]
-    print(f"  {first['stage'] + ' (before the command, not in its total)':58} {first['seconds']:7.2f} s")
-    print(f"  {'command total':58} {total:7.2f} s  100.0%")
-    for st in rest:
+    print(f"  {'command total (imports excluded: see the startup row)':58} {total:7.2f} s  100.0%")
+    for st in prof["stages"]:
         label = "  " * (st["level"] + 1) + st["stage"]
         calls = f"  {st['calls']} calls" if st["calls"] > 1 else ""
         print(f"{label:60} {st['seconds']:7.2f} s {100 * st['seconds'] / total:6.1f}%{calls}")

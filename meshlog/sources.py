@@ -90,7 +90,7 @@ def read_lines(
     stats = stats if stats is not None else SourceStats(path)
     name = "<stdin>" if path == "-" else path
     stream = _open(path)
-    pending = b""
+    pending = bytearray()
     line_no = 1
     try:
         while True:
@@ -101,16 +101,17 @@ def read_lines(
                 break
             if not block:
                 break
-            pending += block
-            cut = pending.rfind(b"\n")
+            cut = block.rfind(b"\n")
             if cut < 0:
+                pending += block
                 continue
-            frame = _lines(pending[: cut + 1], name, line_no, stats)
-            pending = pending[cut + 1 :]
+            whole = bytes(pending) + block[: cut + 1] if pending else block[: cut + 1]
+            pending[:] = block[cut + 1 :]
+            frame = _lines(whole, name, line_no, stats)
             line_no += frame.height
             yield frame
         if pending:
-            yield _lines(pending, name, line_no, stats)
+            yield _lines(bytes(pending), name, line_no, stats)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -95,7 +95,7 @@ class CompiledFormat:
             if seen == n_fields:
                 break
             f = self.fields[token]
-            parts.append(f"(?P<f{token}>{f.pattern})" if groups else f"(?:{f.pattern})")
+            parts.append(f"(?P<_f{token}>{f.pattern})" if groups else f"(?:{f.pattern})")
             seen += 1
         return "".join(parts)
 

@@ -83,9 +83,7 @@ def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = Tr
         raw, unmatched = text.extract(lines, fmt, use_plan=use_plan)
         bad = pl.DataFrame(schema={ROW: pl.UInt32, "reason": pl.String})
         not_records = unmatched
-    typed = cast_fields(raw, fmt)
-    cast_failed = typed.filter(pl.col("_reason").is_not_null()).select(ROW, pl.col("_reason").alias("reason"))
-    good = typed.filter(pl.col("_reason").is_null()).drop("_reason")
+    good, cast_failed = cast_fields(raw, fmt)
 
     leftovers = lines.join(pl.DataFrame({ROW: not_records}, schema={ROW: pl.UInt32}), on=ROW, how="semi")
     leftovers = leftovers.with_columns(other_kind().alias("kind"))
@@ -104,7 +102,9 @@ def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = Tr
     bad = pl.concat([bad, cast_failed])
 
     meta = [c for c in lines.columns if c not in (ROW, "line")]  # source, line_no and what wrappers said
-    requests = lines.select(ROW, *meta).join(good, on=ROW, how="inner").sort(ROW).drop(ROW)
+    if not set(meta) <= set(good.columns):  # JSON extraction carries only the row number
+        good = lines.select(ROW, *meta).join(good, on=ROW, how="inner", maintain_order="right")
+    requests = good.drop(ROW)
     wrapper_meta = [c for c in meta if c not in LINE_COLUMNS]
     unparsed = lines.join(bad, on=ROW, how="inner").sort(ROW).select(*UNPARSED_SCHEMA, *wrapper_meta)
     return AccessLog(

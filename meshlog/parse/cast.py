@@ -10,6 +10,7 @@ import polars as pl
 
 from meshlog.formats.compiler import CompiledFormat, Field
 from meshlog.formats.operators import Kind
+from meshlog.parse.text import ROW
 
 DATETIME = pl.Datetime("us", "UTC")
 
@@ -59,25 +60,37 @@ def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
     return value
 
 
-def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> pl.DataFrame:
-    """Typed columns named as the contract says, plus ``_reason`` (null when the row is fine)."""
-    exprs: list[pl.Expr] = []
-    reasons: list[pl.Expr] = []
-    for i, f in enumerate(compiled.fields):
-        raw_col = pl.col(f"f{i}")
-        typed = _typed(f, raw_col)
-        exprs.append(typed.alias(f.column))
-        if dtype_of(f) != pl.String():
-            unset = raw_col.is_null() | raw_col.is_in(["-", ""])
-            reasons.append(
-                pl.when(~unset & typed.is_null()).then(
-                    pl.format(
-                        'field {}: expected {}, got "{}"',
-                        pl.lit(f.column),
-                        pl.lit(_EXPECTED[f.kind]),
-                        raw_col.str.slice(0, 40),
-                    )
+def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed columns named as the contract says; and ``_row, reason`` for the rows that do not fit.
+
+    ``raw`` holds one text column per field (``_f0``, ``_f1``…) beside any others, which are kept.
+    Messages are built only for the rows that failed, not for every row.
+    """
+    raw_names = [f"_f{i}" for i in range(len(compiled.fields))]
+    typed = [_typed(f, pl.col(r)).alias(f.column) for f, r in zip(compiled.fields, raw_names)]
+    checked = [(f, r) for f, r in zip(compiled.fields, raw_names) if dtype_of(f) != pl.String()]
+
+    def failed(f: Field, r: str) -> pl.Expr:
+        return pl.col(r).is_not_null() & ~pl.col(r).is_in(["-", ""]) & pl.col(f.column).is_null()
+
+    frame = raw.with_columns(typed)
+    bad = pl.any_horizontal(failed(f, r) for f, r in checked) if checked else pl.lit(False)
+    frame = frame.with_columns(bad.alias("_bad"))
+    reasons = frame.filter("_bad").select(
+        ROW,
+        pl.coalesce(
+            pl.when(failed(f, r)).then(
+                pl.format(
+                    'field {}: expected {}, got "{}"',
+                    pl.lit(f.column),
+                    pl.lit(_EXPECTED[f.kind]),
+                    pl.col(r).str.slice(0, 40),
                 )
             )
-    reason = pl.coalesce(reasons) if reasons else pl.lit(None, dtype=pl.String)
-    return raw.select(pl.exclude([f"f{i}" for i in range(len(compiled.fields))]), *exprs, reason.alias("_reason"))
+            for f, r in checked
+        ).alias("reason")
+        if checked
+        else pl.lit(None, dtype=pl.String).alias("reason"),
+    )
+    good = frame.filter(~pl.col("_bad")).drop(*raw_names, "_bad")
+    return good, reasons

@@ -35,7 +35,7 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame
     ``lines`` holds only lines that start with ``{``. The second frame is ``_row, reason``.
     """
     keys = compiled.json_keys
-    names = [f"f{i}" for i in range(len(keys))]
+    names = [f"_f{i}" for i in range(len(keys))]
     # Structured values (metadata, filter state) come out as JSON text via a path match; the rest
     # decode in one pass as text.
     structured = {f.column for f in compiled.fields if f.kind is Kind.JSON}

@@ -63,51 +63,55 @@ class _PlanExprs:
             groups = expr.str.extract_groups(pattern)
             for token in node.tokens:
                 if isinstance(token, int):
-                    self.values[token] = groups.struct.field(f"f{token}")
+                    self.values[token] = groups.struct.field(f"_f{token}")
             self.checks.append(expr.str.contains(pattern))
 
 
 def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
     return "".join(
-        re.escape(t.text) if isinstance(t, Literal) else f"(?P<f{t}>{compiled.fields[t].pattern})" for t in tokens
+        re.escape(t.text) if isinstance(t, Literal) else f"(?P<_f{t}>{compiled.fields[t].pattern})" for t in tokens
     )
 
 
 def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = True) -> tuple[pl.DataFrame, pl.Series]:
     """Raw field strings for the lines that match the format, and the row numbers that do not.
 
-    ``lines`` needs a ``line`` column and a ``_row`` index. The result has ``_row`` and one
-    ``String`` column per field (named ``f0``, ``f1``…), in row order.
+    ``lines`` needs a ``line`` column and a ``_row`` index. The result keeps every other column of
+    ``lines`` (source, line_no, what wrappers said) and adds one ``String`` column per field
+    (``_f0``, ``_f1``…), in row order.
     """
     n = len(compiled.fields)
-    raw_names = [f"f{i}" for i in range(n)]
+    raw_names = [f"_f{i}" for i in range(n)]
+    keep = [c for c in lines.columns if c != "line"]
     plan = compiled.plan if use_plan else None
     if plan is not None:
         exprs = _PlanExprs(compiled)
         exprs.walk(plan, pl.col("line"), 0)
-        lf = lines.lazy().select(ROW, "line")
+        lf = lines.lazy()
         for stage in exprs.stages:
             lf = lf.with_columns(stage)
         fast = lf.select(
-            ROW,
+            *keep,
             exprs.ok.alias("_ok"),
             *(exprs.values[i].alias(raw_names[i]) for i in range(n)),
         ).collect()
+        if fast["_ok"].all():
+            return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
         good = fast.filter(pl.col("_ok")).drop("_ok")
-        rest = lines.join(fast.filter(~pl.col("_ok")).select(ROW), on=ROW, how="semi")
+        rest = lines.filter(~fast["_ok"])
     else:
-        good = pl.DataFrame(schema={ROW: pl.UInt32, **{c: pl.String for c in raw_names}})
+        good = None
         rest = lines
     slow = (
         rest.lazy()
         .filter(pl.col("line").str.contains(compiled.regex))
-        .select(ROW, pl.col("line").str.extract_groups(compiled.regex).alias("_g"))
-        .select(ROW, *(pl.col("_g").struct.field(c) for c in raw_names))
+        .select(*keep, pl.col("line").str.extract_groups(compiled.regex).alias("_g"))
+        .select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names))
         .collect()
     )
-    matched = pl.concat([good.cast({ROW: pl.UInt32}), slow.cast({ROW: pl.UInt32})]) if slow.height else good
-    if slow.height:
-        matched = matched.sort(ROW)
+    matched = (
+        pl.concat([good, slow]).sort(ROW) if good is not None and slow.height else (slow if good is None else good)
+    )
     unmatched = rest.join(slow.select(ROW), on=ROW, how="anti")[ROW]
     return matched, unmatched
 

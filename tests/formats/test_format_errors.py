@@ -61,4 +61,4 @@ def test_unknown_operator_compiles_as_text_with_one_warning() -> None:
 def test_trailing_newline_is_the_record_end() -> None:
     typed_on_a_command_line = compile_format("%DURATION% %BYTES_SENT%\\n")
     from_a_config_file = compile_format("%DURATION% %BYTES_SENT%\n")
-    assert typed_on_a_command_line.regex == from_a_config_file.regex == r"^(?P<f0>-|\d*)\ (?P<f1>-|\d*)$"
+    assert typed_on_a_command_line.regex == from_a_config_file.regex == r"^(?P<_f0>-|\d*)\ (?P<_f1>-|\d*)$"
