@@ -1,15 +1,20 @@
 """Bytes in → lines frames out (``source, line_no, line``), chunk by chunk, in bounded memory.
 
-Files, ``.gz`` files and stdin are read in blocks; each block is cut at its last newline
-and split into lines by polars. Reading a pipe returns whatever has arrived, so
-``kubectl logs -f | meshlog parse -`` sees rows before EOF. Invalid UTF-8 is kept
-(with U+FFFD) and counted, never dropped.
+Files (plain, ``.gz``, ``.zst``), directories, globs and stdin are read in blocks; each block
+is cut at its last newline and split into lines by polars. Reading a pipe returns whatever
+has arrived, so ``kubectl logs -f | meshlog parse -`` sees rows before EOF. Nothing is
+dropped: invalid UTF-8 is kept (as U+FFFD) and counted; a line longer than
+``MAX_LINE_BYTES`` is cut to that length, counted and named, and memory stays bounded
+however long it is. Kubernetes node paths (``/var/log/pods/…``, ``/var/log/containers/…``)
+give ``pod``, ``namespace`` and ``container`` columns.
 """
 
 from __future__ import annotations
 
+import glob
 import gzip
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -22,17 +27,30 @@ import polars as pl
 from meshlog.errors import InputError
 
 CHUNK_BYTES = 8 << 20
+MAX_LINE_BYTES = 1 << 20
 LINES_SCHEMA = {"source": pl.String, "line_no": pl.Int64, "line": pl.String}
+
+# kubelet's layouts: /var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log[.<date>[.gz]]
+# and the symlinks /var/log/containers/<pod>_<ns>_<container>-<64 hex>.log
+_POD_DIR = re.compile(r"(?:^|/)(?P<namespace>[^/_]+)_(?P<pod>[^/_]+)_[0-9a-f-]{36}/(?P<container>[^/]+)/\d+\.log")
+_CONTAINER_LINK = re.compile(r"(?:^|/)(?P<pod>[^/_]+)_(?P<namespace>[^/_]+)_(?P<container>.+)-[0-9a-f]{64}\.log")
 
 
 @dataclass
 class SourceStats:
-    """What reading one source noticed: how many lines, and how many held invalid UTF-8."""
+    """What reading one source noticed: lines, invalid UTF-8, over-long lines, read errors."""
 
     name: str
     lines: int = 0
     invalid_utf8: int = 0
+    too_long: list[int] = field(default_factory=list)  # line numbers cut to MAX_LINE_BYTES
     errors: list[str] = field(default_factory=list)
+
+
+def path_metadata(path: str) -> dict[str, str]:
+    """pod / namespace / container named by a Kubernetes node log path (empty for other paths)."""
+    m = _POD_DIR.search(path) or _CONTAINER_LINK.search(path)
+    return m.groupdict() if m else {}
 
 
 def _open(path: str) -> BinaryIO:
@@ -46,10 +64,16 @@ def _open(path: str) -> BinaryIO:
         raise InputError(path, "is a directory") from None
     except PermissionError:
         raise InputError(path, "permission denied") from None
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    magic = raw.read(4)
     raw.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if magic == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard
+        except ImportError:
+            raise InputError(path, "zstd-compressed, and the zstandard package is not installed") from None
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
     return raw
 
 
@@ -60,12 +84,12 @@ def _read_some(stream: BinaryIO, size: int) -> bytes:
 
 
 def _split_lines(block: bytes) -> pl.Series:
-    """Bytes holding whole lines → one string per line (``\r\n`` too). polars' reader is the fast
+    """Bytes holding whole lines → one string per line (``\\r\\n`` too). polars' reader is the fast
     way; it is marked unstable, so this is the one place that calls it."""
     return pl.scan_lines(block).collect().to_series()
 
 
-def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats) -> pl.DataFrame:
+def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats, meta: dict[str, str]) -> pl.DataFrame:
     try:
         lines = _split_lines(block)
         invalid = False
@@ -76,55 +100,88 @@ def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats) ->
         pl.lit(source, dtype=pl.String).alias("source"),
         pl.int_range(first_line_no, first_line_no + pl.len(), dtype=pl.Int64).alias("line_no"),
         pl.col("line"),
+        *(pl.lit(v, dtype=pl.String).alias(k) for k, v in meta.items()),
     )
     if invalid:
         stats.invalid_utf8 += frame.select(pl.col("line").str.contains("\ufffd", literal=True).sum()).item()
+    long = frame.filter(pl.col("line").str.len_bytes() > MAX_LINE_BYTES)
+    if long.height:
+        stats.too_long += long["line_no"].to_list()
+        frame = frame.with_columns(
+            pl.when(pl.col("line").str.len_bytes() > MAX_LINE_BYTES)
+            .then(pl.col("line").str.slice(0, MAX_LINE_BYTES // 4))  # chars: at most MAX_LINE_BYTES bytes
+            .otherwise(pl.col("line"))
+        )
     stats.lines += frame.height
     return frame
 
 
 def read_lines(
-    path: str, stats: SourceStats | None = None, *, chunk_bytes: int = CHUNK_BYTES
+    path: str, stats: SourceStats | None = None, *, chunk_bytes: int | None = None
 ) -> Iterator[pl.DataFrame]:
     """Yield lines frames for one source (a path, or ``-`` for stdin) as its bytes arrive."""
     stats = stats if stats is not None else SourceStats(path)
+    chunk = chunk_bytes or CHUNK_BYTES
     name = "<stdin>" if path == "-" else path
+    meta = path_metadata(path) if path != "-" else {}
     stream = _open(path)
     pending = bytearray()
+    skipping = False  # inside a line already cut at MAX_LINE_BYTES: drop bytes up to its newline
     line_no = 1
     try:
         while True:
             try:
-                block = _read_some(stream, chunk_bytes)
+                block = _read_some(stream, chunk)
             except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-                stats.errors.append(f"{name}: read failed after line {line_no - 1}: {exc}")
+                stats.errors.append(f"{name}: read failed after line {line_no - 1 + bool(pending)}: {exc}")
+                break
+            except Exception as exc:  # zstandard raises its own ZstdError
+                stats.errors.append(f"{name}: read failed after line {line_no - 1 + bool(pending)}: {exc}")
                 break
             if not block:
                 break
             cut = block.rfind(b"\n")
+            if skipping:
+                first = block.find(b"\n")
+                if first < 0:
+                    continue
+                skipping = False
+                block = block[first + 1 :]
+                cut = block.rfind(b"\n")
+                line_no += 1  # the cut line itself was emitted when the cap was hit
             if cut < 0:
                 pending += block
+                if len(pending) > MAX_LINE_BYTES:  # one endless line: emit its head, skip the rest
+                    frame = _lines(bytes(pending[:MAX_LINE_BYTES]) + b"\n", name, line_no, stats, meta)
+                    stats.too_long.append(line_no)
+                    pending.clear()
+                    skipping = True
+                    yield frame
                 continue
             whole = bytes(pending) + block[: cut + 1] if pending else block[: cut + 1]
             pending[:] = block[cut + 1 :]
-            frame = _lines(whole, name, line_no, stats)
+            frame = _lines(whole, name, line_no, stats, meta)
             line_no += frame.height
             yield frame
         if pending:
-            yield _lines(bytes(pending), name, line_no, stats)
+            yield _lines(bytes(pending), name, line_no, stats, meta)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
 
 
 def expand(paths: list[str]) -> list[str]:
-    """Paths as given, directories expanded to their files (sorted); ``-`` or nothing means stdin."""
+    """Paths as given: directories become their files (sorted), globs their matches; none means stdin."""
     if not paths:
         return ["-"]
     out: list[str] = []
     for p in paths:
-        if p != "-" and os.path.isdir(p):
+        if p == "-":
+            out.append(p)
+        elif os.path.isdir(p):
             out += sorted(str(f) for f in Path(p).rglob("*") if f.is_file())
+        elif not os.path.exists(p) and glob.has_magic(p):
+            out += sorted(glob.glob(p, recursive=True)) or [p]  # no match: reported as missing
         else:
             out.append(p)
     return out

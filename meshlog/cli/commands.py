@@ -65,6 +65,11 @@ def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int
     for stats in run.sources:
         if stats.invalid_utf8:
             say(f"{stats.name}: {stats.invalid_utf8} line(s) with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
+        if stats.too_long:
+            say(
+                f"{stats.name}: {len(stats.too_long)} line(s) longer than 1 MiB cut to their start "
+                f"(first at line {stats.too_long[0]})"
+            )
     if first_unparsed is not None:
         source, line_no, reason = first_unparsed
         say(f"first unparsed line: {source}:{line_no}: {reason}")
