@@ -26,6 +26,12 @@ import polars as pl
 
 from meshlog.errors import InputError
 
+try:
+    from zstandard import ZstdError
+except ImportError:  # optional: .zst files then get a clear error when opened
+    ZstdError = OSError  # type: ignore[assignment,misc]
+
+_READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError, ZstdError)
 CHUNK_BYTES = 8 << 20
 MAX_LINE_BYTES = 1 << 20
 LINES_SCHEMA = {"source": pl.String, "line_no": pl.Int64, "line": pl.String}
@@ -132,10 +138,7 @@ def read_lines(
         while True:
             try:
                 block = _read_some(stream, chunk)
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-                stats.errors.append(f"{name}: read failed after line {line_no - 1 + bool(pending)}: {exc}")
-                break
-            except Exception as exc:  # zstandard raises its own ZstdError
+            except _READ_ERRORS as exc:
                 stats.errors.append(f"{name}: read failed after line {line_no - 1 + bool(pending)}: {exc}")
                 break
             if not block:
