@@ -52,3 +52,12 @@ class UnparsedLinesError(MeshlogError):
 
 class DetectionError(MeshlogError):
     """No preset fits the input: the user must say which format the proxy writes."""
+
+
+class FilterError(MeshlogError):
+    """A ``--where`` expression that does not parse or names an unknown column; says where."""
+
+    def __init__(self, message: str, text: str, column: int) -> None:
+        super().__init__(f"--where error at column {column}: {message}")
+        self.text = text
+        self.column = column

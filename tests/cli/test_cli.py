@@ -60,7 +60,10 @@ def test_summarize_json_contract_on_the_sample() -> None:
     assert {c["upstream_cluster"] for c in out["latency"]["by_upstream_cluster"]} == {
         r["upstream_cluster"] for r in sent if r["upstream_cluster"]
     }
-    assert out["retries"] == {"attempt_counts": None, "retried_requests": None, "retry_limit_exceeded": flags["URX"]}
+    contract = {k: out["retries"][k] for k in ("attempt_counts", "retried_requests", "retry_limit_exceeded")}
+    assert contract == {"attempt_counts": None, "retried_requests": None, "retry_limit_exceeded": flags["URX"]}
+    urx_by_cluster = Counter(r["upstream_cluster"] for r in sent if "URX" in r["response_flags"])
+    assert {c["upstream_cluster"]: c["retry_limit_exceeded"] for c in out["retries"]["clusters"]} == dict(urx_by_cluster)
     assert out["time_range"]["start"].endswith("Z") and out["time_range"]["start"] <= out["time_range"]["end"]
     assert "format: detected istio" in result.stderr
 

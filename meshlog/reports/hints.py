@@ -1,0 +1,208 @@
+"""Triage hints: patterns in the requests frame → a diagnosis and the Istio object to look at.
+
+The rules are data (``RULES``), not code paths: each names the lines it is about with a few
+conditions, and says in plain words what that usually means during an incident. Evaluation
+is one vectorised filter per rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When lines match every condition, say ``title`` / ``detail``; ``look_at`` names what to inspect."""
+
+    key: str
+    title: str
+    detail: str
+    look_at: str
+    flag: str | None = None  # the line's response_flags contain this flag
+    codes: tuple[int, ...] = ()  # response_code is one of these
+    details: str | None = None  # regex on response_code_details
+    failure: str | None = None  # regex on upstream_transport_failure_reason (or the details' {...} part)
+    no_flag: bool = False  # the line has no response flag
+    severity: str = "warning"
+    also: dict[str, Any] = field(default_factory=dict)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("mtls", "mTLS / TLS handshake failing towards the upstream",
+         "Connections fail during the TLS handshake: one side sends mTLS, the other expects plaintext (or a "
+         "certificate does not verify).",
+         "PeerAuthentication mode of the destination and the DestinationRule trafficPolicy.tls (ISTIO_MUTUAL vs "
+         "DISABLE); is the destination's sidecar injected?",
+         flag="UF", failure=r"(?i)tls|ssl|certificate", severity="critical"),
+    Rule("refused", "Upstream refuses connections",
+         "TCP connects to the chosen endpoint are refused or time out: nothing listens on that port, or the app "
+         "is crashing / restarting.",
+         "the destination pods (kubectl get pods, restarts), the Service targetPort vs the container port",
+         flag="UF", failure=r"(?i)refused|timeout|timed out|no route to host|_111\b", severity="critical"),
+    Rule("no-healthy", "No healthy upstream endpoints",
+         "The cluster has no healthy endpoint: the Service selects no ready pod, a DestinationRule subset matches "
+         "no pod labels, or outlier detection ejected every host.",
+         "kubectl get endpoints <service>; DestinationRule subsets (labels) and outlierDetection",
+         flag="UH", severity="critical"),
+    Rule("circuit-breaker", "Circuit breaker open (connection pool overflow)",
+         "Requests were rejected because the connection pool or pending-request limit was reached.",
+         "DestinationRule trafficPolicy.connectionPool (http1MaxPendingRequests, http2MaxRequests, maxConnections)",
+         flag="UO", severity="critical"),
+    Rule("no-route", "No route for the request",
+         "No VirtualService / route matched the host and path, so the proxy answered 404 itself.",
+         "VirtualService hosts and match rules, Gateway hosts; is the authority (Host header) the one you expect?",
+         flag="NR"),
+    Rule("no-cluster", "Route points at an unknown cluster",
+         "The route sends traffic to a cluster the proxy does not have: usually a DestinationRule subset that "
+         "does not exist, or a host without a Service / ServiceEntry.",
+         "VirtualService route destinations (host, subset) vs DestinationRule subsets; ServiceEntry",
+         flag="NC", severity="critical"),
+    Rule("timeout", "Upstream request timeout",
+         "The route timeout (or per-try timeout) expired before the upstream answered.",
+         "VirtualService http[].timeout and retries.perTryTimeout; the upstream's own latency",
+         flag="UT"),
+    Rule("retries-exhausted", "Retries exhausted",
+         "Envoy retried and every attempt failed; the final error is what the client saw.",
+         "VirtualService http[].retries (attempts, retryOn); the upstream errors behind the retries",
+         flag="URX"),
+    Rule("upstream-closed", "Upstream closed the connection",
+         "The upstream closed or reset the connection before answering: often an idle/keep-alive timeout on the "
+         "app shorter than Envoy's, or the app dying mid-request.",
+         "DestinationRule connectionPool.http.idleTimeout / maxRequestsPerConnection; app keep-alive settings",
+         flag="UC"),
+    Rule("upstream-reset", "Upstream reset the stream",
+         "The upstream reset the stream (HTTP/2 RST_STREAM or a TCP reset).",
+         "the upstream application's logs; protocol selection (port name / appProtocol)",
+         flag="UR"),
+    Rule("protocol-error", "Upstream protocol error",
+         "The upstream's response could not be parsed: often the wrong protocol (HTTP/2 vs HTTP/1.1, TLS vs "
+         "plaintext) for that port.",
+         "Service port name / appProtocol (http, http2, grpc, tcp); DestinationRule h2UpgradePolicy",
+         flag="UPE"),
+    Rule("client-gave-up", "Clients gave up before the response",
+         "The downstream closed the connection before the response was complete (code 0 / DC): the client's "
+         "timeout is shorter than the time this hop takes.",
+         "the calling service's client timeout vs this route's latency (see latency by cluster)",
+         flag="DC", severity="info"),
+    Rule("rate-limited", "Requests rate limited",
+         "The proxy answered 429 because a local or global rate limit was hit.",
+         "EnvoyFilter local_ratelimit token bucket / the rate limit service and its descriptors",
+         flag="RL"),
+    Rule("ext-authz", "External authorization denied or failed",
+         "The CUSTOM authorization provider denied the request or could not be reached.",
+         "AuthorizationPolicy action CUSTOM and meshConfig.extensionProviders; the authz service",
+         flag="UAEX"),
+    Rule("rbac", "Denied by an AuthorizationPolicy",
+         "Istio RBAC denied the request (403, no response flag): ALLOW policies exist and none matched, or a DENY "
+         "policy matched.",
+         "AuthorizationPolicy objects in the destination namespace and the root namespace",
+         codes=(403,), details=r"^rbac_access_denied"),
+    Rule("idle-timeout", "Stream idle timeout",
+         "No bytes moved on the stream for the idle timeout.",
+         "VirtualService timeouts and the HCM stream_idle_timeout (EnvoyFilter); long-polling / streaming calls",
+         flag="SI"),
+    Rule("bad-request", "Malformed requests from clients",
+         "Clients sent requests the proxy could not parse (HTTP/1 codec errors, bad headers).",
+         "the calling client; protocol sniffing on the port (name the port http/http2)",
+         flag="DPE", severity="info"),
+    Rule("app-errors", "The application itself returns 5xx",
+         "Upstreams answered with 5xx themselves (via_upstream, no proxy flag): the mesh delivered the request, "
+         "the app failed it.",
+         "the destination application's logs and recent deploys",
+         codes=(500, 501, 502, 503, 504), details=r"^via_upstream$", no_flag=True),
+)  # fmt: skip
+
+
+def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
+    """The filter for one rule, or None when the log lacks a column the rule needs."""
+    parts: list[pl.Expr] = []
+    if rule.flag is not None:
+        if "response_flags" not in columns:
+            return None
+        parts.append(pl.col("response_flags").str.contains(rf"(?:^|,){re.escape(rule.flag)}(?:,|$)"))
+    if rule.no_flag:
+        parts.append(pl.col("response_flags").is_null() if "response_flags" in columns else pl.lit(True))
+    if rule.codes:
+        if "response_code" not in columns:
+            return None
+        parts.append(pl.col("response_code").is_in(list(rule.codes)))
+    if rule.details is not None:
+        if "response_code_details" not in columns:
+            return None
+        parts.append(pl.col("response_code_details").str.contains(rule.details))
+    if rule.failure is not None:
+        texts = [pl.col(c) for c in ("upstream_transport_failure_reason", "response_code_details") if c in columns]
+        if not texts:
+            return None
+        parts.append(pl.any_horizontal(t.str.contains(rule.failure).fill_null(False) for t in texts))
+    return pl.all_horizontal(parts).fill_null(False) if parts else None
+
+
+def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
+    """Every rule that some lines match: severity, title, detail, count, share and where it happens."""
+    columns = set(requests.columns)
+    total = max(requests.height, 1)
+    rules = [(r, c) for r in RULES if (c := _condition(r, columns)) is not None]
+    if not rules:
+        return []
+    counts = requests.select(c.sum().alias(r.key) for r, c in rules).row(0, named=True)
+    out: list[dict[str, Any]] = []
+    for rule, cond in rules:
+        n = counts[rule.key]
+        if not n:
+            continue
+        where = _where(requests.filter(cond), top)
+        out.append(
+            {
+                "severity": rule.severity,
+                "title": rule.title,
+                "detail": f"{rule.detail} Look at: {rule.look_at}.",
+                "count": int(n),
+                "share": n / total,
+                "rule": rule.key,
+                "look_at": rule.look_at,
+                "where": where,
+            }
+        )
+    order = {"critical": 0, "warning": 1, "info": 2}
+    return sorted(out, key=lambda h: (order[h["severity"]], -h["count"]))
+
+
+def _where(lines: pl.DataFrame, top: int) -> dict[str, list[dict[str, Any]]]:
+    """Top upstream clusters, routes and pods among the matching lines."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for column in ("upstream_cluster", "route_name", "pod", "authority"):
+        if column in lines.columns:
+            counts = (
+                lines.group_by(column)
+                .len()
+                .drop_nulls(column)
+                .sort(["len", column], descending=[True, False])
+                .head(top)
+            )
+            if counts.height:
+                out[column] = [{"value": v, "count": int(n)} for v, n in counts.iter_rows()]
+    return out
+
+
+def decode_details(details: str | None) -> dict[str, str | None]:
+    """``upstream_reset_before_response_started{remote_connection_failure|TLS_error:|…}`` → parts.
+
+    Inside ``{}`` the first element (up to ``|`` in Envoy ≥1.3x, ``,`` before) is the reset reason;
+    the rest, split once, is the transport failure reason.
+    """
+    if details is None:
+        return {"kind": None, "reset_reason": None, "transport_failure": None}
+    m = re.fullmatch(r"(?P<kind>[^{\[]+)(?:\{(?P<inner>.*)\}|\[(?P<policy>.*)\])?", details)
+    if not m:
+        return {"kind": details, "reset_reason": None, "transport_failure": None}
+    inner = m.group("inner")
+    if inner is None:
+        return {"kind": m.group("kind"), "reset_reason": m.group("policy"), "transport_failure": None}
+    sep = "|" if "|" in inner else ","
+    reason, _, rest = inner.partition(sep)
+    return {"kind": m.group("kind"), "reset_reason": reason, "transport_failure": rest or None}

@@ -1,0 +1,67 @@
+"""Retries: how many attempts requests took, which clusters retry most, and how retries ended.
+
+``%UPSTREAM_REQUEST_ATTEMPT_COUNT%`` (or an ``x-envoy-attempt-count`` header) counts attempts:
+1 + retries. Without it, ``URX`` (retry limit exceeded) still shows where retries ran out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from meshlog.reports.traffic import ERROR
+
+ATTEMPT_COLUMNS = ("upstream_request_attempt_count", "req_x_envoy_attempt_count", "resp_x_envoy_attempt_count")
+_URX = pl.col("response_flags").str.contains(r"(?:^|,)URX(?:,|$)").fill_null(False)
+
+
+def attempts_column(columns: set[str]) -> str | None:
+    return next((c for c in ATTEMPT_COLUMNS if c in columns), None)
+
+
+def retries_report(requests: pl.DataFrame, *, top: int = 10) -> dict[str, Any]:
+    """Attempt distribution, retried requests and how they ended, clusters by retries and by URX."""
+    columns = set(requests.columns)
+    lf = requests.lazy()
+    attempts = attempts_column(columns)
+    urx = _URX if "response_flags" in columns else pl.lit(False)
+    out: dict[str, Any] = {
+        "attempt_counts": None,
+        "retried_requests": None,
+        "retried_then_succeeded": None,
+        "retried_and_failed": None,
+        "retry_limit_exceeded": int(requests.select(urx.sum()).item()),
+        "clusters": [],
+    }
+    if "upstream_cluster" in columns:
+        by_cluster = lf.group_by("upstream_cluster").agg(
+            pl.len().alias("requests"),
+            urx.sum().alias("retry_limit_exceeded"),
+            *((pl.col(attempts) - 1).clip(lower_bound=0).sum().alias("retries"),) if attempts else (),
+        )
+        key = "retries" if attempts else "retry_limit_exceeded"
+        out["clusters"] = (
+            by_cluster.filter(pl.col(key) > 0)
+            .drop_nulls("upstream_cluster")
+            .sort([key, "upstream_cluster"], descending=[True, False])
+            .head(top)
+            .collect()
+            .to_dicts()
+        )
+    if attempts:
+        a = pl.col(attempts)
+        error = ERROR if "response_code" in columns else pl.lit(False)
+        out["attempt_counts"] = (
+            lf.group_by(a.alias("attempts")).agg(pl.len().cast(pl.Int64).alias("count")).drop_nulls("attempts")
+            .sort("attempts").collect().to_dicts()
+        )  # fmt: skip
+        row = requests.select(
+            (a > 1).sum().alias("retried"),
+            ((a > 1) & ~error).sum().alias("ok"),
+            ((a > 1) & error).sum().alias("failed"),
+        ).row(0, named=True)
+        out["retried_requests"] = int(row["retried"])
+        out["retried_then_succeeded"] = int(row["ok"])
+        out["retried_and_failed"] = int(row["failed"])
+    return out

@@ -1,0 +1,41 @@
+"""Requests, errors and p99 per time bucket, bucket size chosen from the span, so a spike shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from meshlog.reports.traffic import ERROR
+
+_STEPS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
+
+
+def bucket_seconds(span: dt.timedelta, *, buckets: int = 40) -> int:
+    """The smallest round step that cuts ``span`` into at most ``buckets`` buckets."""
+    seconds = span.total_seconds()
+    return next((s for s in _STEPS if seconds / s <= buckets), _STEPS[-1])
+
+
+def timeline(requests: pl.DataFrame, *, buckets: int = 40) -> tuple[int, pl.DataFrame]:
+    """(bucket seconds, frame of bucket start, requests, errors, p99 duration)."""
+    if "start_time" not in requests.columns or requests.height == 0:
+        return 0, pl.DataFrame()
+    start, end = requests.select(pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")).row(0)
+    if start is None:
+        return 0, pl.DataFrame()
+    step = bucket_seconds(end - start, buckets=buckets)
+    has_code = "response_code" in requests.columns
+    frame = (
+        requests.lazy()
+        .drop_nulls("start_time")
+        .sort("start_time")
+        .group_by_dynamic("start_time", every=f"{step}s")
+        .agg(
+            pl.len().cast(pl.Int64).alias("requests"),
+            (ERROR.sum() if has_code else pl.lit(0)).cast(pl.Int64).alias("errors"),
+            (pl.col("duration").quantile(0.99) if "duration" in requests.columns else pl.lit(None)).alias("p99"),
+        )
+        .collect()
+    )
+    return step, frame

@@ -1,0 +1,71 @@
+"""Who sent what, and how much of it failed: overview, status codes and classes, top error paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+ERROR = (pl.col("response_code") >= 500) | (pl.col("response_code") == 0)
+
+
+def is_error(columns: set[str]) -> pl.Expr:
+    """A 5xx, or code 0 (no response reached the client)."""
+    return ERROR if "response_code" in columns else pl.lit(False)
+
+
+def overview(requests: pl.DataFrame) -> dict[str, Any]:
+    """Requests, their time span, rate and error ratio (5xx and 0)."""
+    columns = set(requests.columns)
+    n = requests.height
+    row = requests.select(
+        (pl.col("start_time").min() if "start_time" in columns else pl.lit(None)).alias("start"),
+        (pl.col("start_time").max() if "start_time" in columns else pl.lit(None)).alias("end"),
+        is_error(columns).sum().alias("errors"),
+        (pl.col("response_code") >= 500).sum().alias("5xx") if "response_code" in columns else pl.lit(0).alias("5xx"),
+        (pl.col("response_code") == 0).sum().alias("0") if "response_code" in columns else pl.lit(0).alias("0"),
+    ).row(0, named=True)
+    span = (row["end"] - row["start"]).total_seconds() if row["start"] is not None and row["end"] is not None else 0.0
+    return {
+        "requests": n,
+        "seconds": span,
+        "requests_per_s": n / span if span > 0 else None,
+        "errors": int(row["errors"] or 0),
+        "error_ratio": (row["errors"] or 0) / n if n else 0.0,
+        "status_5xx": int(row["5xx"] or 0),
+        "status_0": int(row["0"] or 0),
+    }
+
+
+def response_codes(requests: pl.LazyFrame) -> pl.LazyFrame:
+    """Requests per status code, most frequent first."""
+    return (
+        requests.group_by(pl.col("response_code").alias("code"))
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .drop_nulls("code")
+        .sort(["count", "code"], descending=[True, False])
+    )
+
+
+def status_classes(requests: pl.LazyFrame) -> pl.LazyFrame:
+    """Requests per class: ``0`` (no response), ``2xx`` … ``5xx``."""
+    code = pl.col("response_code")
+    klass = pl.when(code == 0).then(pl.lit("0")).otherwise((code // 100).cast(pl.String) + "xx")
+    return (
+        requests.group_by(klass.alias("class"))
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .drop_nulls("class")
+        .sort("class")
+    )
+
+
+def top_errors(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
+    """The values of ``by`` (path, authority) with the most 5xx/0 answers, with their error share."""
+    return (
+        requests.group_by(by)
+        .agg(pl.len().alias("requests"), ERROR.sum().alias("errors"))
+        .filter(pl.col("errors") > 0)
+        .with_columns((pl.col("errors") / pl.col("requests")).alias("error_ratio"))
+        .sort(["errors", by], descending=[True, False])
+        .head(top)
+    )
