@@ -10,12 +10,15 @@ Comparisons ``= == != > >= < <=`` compare with a number or text; ``~`` / ``!~`` 
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Collection
 
 import polars as pl
 import pyparsing as pp
 
 from meshlog.errors import FilterError
+from meshlog.parse import AccessLog
 
 _OPS = ("==", "!=", ">=", "<=", "!~", "=", ">", "<", "~")
 
@@ -79,3 +82,43 @@ def _expr(node: pp.ParseResults, text: str, columns: set[str]) -> pl.Expr:
         right = _expr(items[i + 1], text, columns)
         result = (result | right) if items[i].lower() == "or" else (result & right)
     return result
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str, latest: dt.datetime | None) -> dt.datetime:
+    """An ISO-8601 time, or a duration (``15m``, ``2h``) back from the latest request in the log."""
+    m = _DURATION.match(text.strip())
+    if m:
+        if latest is None:
+            raise FilterError("a relative time needs requests with start_time", text, 1)
+        return latest - dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise FilterError("expected an ISO-8601 time (2026-11-25T20:31:00Z) or a duration (15m, 2h)", text, 1) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def narrow(
+    log: AccessLog, *, where: str | None = None, since: str | None = None, until: str | None = None
+) -> AccessLog:
+    """The same log with only the requests that pass ``--where`` and fall in ``[since, until)``.
+
+    Line counts stay those of the whole input: filtering chooses requests, it does not lose lines.
+    """
+    requests = log.requests
+    conditions: list[pl.Expr] = []
+    if where:
+        conditions.append(compile_where(where, requests.columns))
+    if (since or until) and "start_time" in requests.columns:
+        latest = requests.select(pl.col("start_time").max()).item()
+        if since:
+            conditions.append(pl.col("start_time") >= parse_time(since, latest))
+        if until:
+            conditions.append(pl.col("start_time") < parse_time(until, latest))
+    if not conditions:
+        return log
+    return AccessLog(requests.filter(pl.all_horizontal(conditions)), log.unparsed, log.other, log.format)

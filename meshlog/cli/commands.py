@@ -129,35 +129,68 @@ def parse(
     _finish(run, counts, first_bad, strict)
 
 
+class SummaryOutput(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+    csv = "csv"
+
+
+class By(str, Enum):
+    cluster = "cluster"
+    route = "route"
+    authority = "authority"
+    pod = "pod"
+
+
+BY_COLUMN = {By.cluster: "upstream_cluster", By.route: "route_name", By.authority: "authority", By.pod: "pod"}
+
+
 @app.command()
 @boundary
 def summarize(
     paths: Paths = None,
-    output: Annotated[ReportOutput, typer.Option("--output", "-o", help="text or json.")] = ReportOutput.text,
+    output: Annotated[
+        SummaryOutput, typer.Option("--output", "-o", help="text, json, markdown, or csv (one row per --by value).")
+    ] = SummaryOutput.text,
+    by: Annotated[By, typer.Option("--by", help="Dimension for the latency / error table.")] = By.cluster,
+    where: Annotated[
+        str | None, typer.Option("--where", help="Filter, e.g. 'response_code>=500', 'response_flags~UF'.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time, or 15m/2h before the last request.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO time, or 15m/2h before the last request.")] = None,
     top: Annotated[int, typer.Option("--top", help="Rows per table.")] = 10,
     format: FormatOpt = None,
     format_file: FormatFileOpt = None,
     mesh_config: MeshConfigOpt = None,
     strict: StrictOpt = False,
 ) -> None:
-    """Status codes, response flags, latency and retries, in one screen."""
-    from meshlog.cli.render import render_summary
-    from meshlog.reports.summary import summary_dict
+    """Status codes, response flags, latency, retries and triage hints, in one screen."""
+    from meshlog.cli.render import markdown_summary, render_summary
+    from meshlog.filters import narrow
+    from meshlog.reports.summary import by_table, summary_dict
 
     run = _start(FormatOptions(format, format_file, mesh_config))
     logs = list(parse_paths(paths or [], run, on_format=_announce))
     if run.format is None:
         say("error: no input lines")
         raise typer.Exit(ExitCode.INPUT)
-    log = AccessLog.concat(logs, run.format)
-    summary = summary_dict(log, top=top)
-    if output is ReportOutput.json:
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    whole = AccessLog.concat(logs, run.format)
+    log = narrow(whole, where=where, since=since, until=until)
+    dimension = BY_COLUMN[by]
+    if output is SummaryOutput.csv:
+        write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
     else:
-        render_summary(summary, log)
-    c = log.counts
-    first = log.unparsed.select("source", "line_no", "reason").row(0) if log.unparsed.height else None
+        summary = summary_dict(log, top=top, by=dimension, lines=whole.counts)
+        if output is SummaryOutput.json:
+            json.dump(summary, sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+        elif output is SummaryOutput.markdown:
+            print(markdown_summary(summary))
+        else:
+            render_summary(summary)
+    c = whole.counts
+    first = whole.unparsed.select("source", "line_no", "reason").row(0) if whole.unparsed.height else None
     _finish(run, {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}, first, strict)  # type: ignore[arg-type]
 
 

@@ -1,4 +1,7 @@
-"""Terminal rendering of a summary. Logged values are data: control characters are shown escaped."""
+"""Terminal and Markdown rendering of a summary. Logged values are data: control characters are escaped.
+
+Colour follows rich's rules: none when stdout is not a terminal or ``NO_COLOR`` is set.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-from meshlog.parse import AccessLog
+from rich.text import Text
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BARS = " ▁▂▃▄▅▆▇█"
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def safe(value: Any) -> str:
@@ -25,57 +29,188 @@ def _num(value: Any) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-def render_summary(summary: dict[str, Any], log: AccessLog, console: Console | None = None) -> None:
-    console = console or Console(highlight=False)
-    lines = summary["lines"]
-    tr = summary["time_range"]
-    console.print(
-        f"[bold]{summary['requests']}[/] requests from {lines['total']} lines "
-        f"({lines['unparsed']} unparsed, {lines['other']} other) · format {safe(summary['format']['name'] or 'custom')}"
-    )
-    console.print(f"time range: {tr['start'] or '-'} → {tr['end'] or '-'}")
+def sparkline(values: list[float]) -> str:
+    """Values as a line of block characters (highest = full block)."""
+    top = max(values, default=0) or 1
+    return "".join(_BARS[round(v / top * (len(_BARS) - 1))] for v in values)
 
-    codes = Table(title="status codes", title_justify="left")
-    codes.add_column("code", justify="right")
-    codes.add_column("requests", justify="right")
-    codes.add_column("share", justify="right")
+
+def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str] | None = None) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", expand=False)
+    for c in columns:
+        table.add_column(c, justify="right" if right and c in right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def render_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    """The one-screen report: what fails, where, why, and what to check."""
+    console = console or Console(highlight=False)
+    lines, tr, over = summary["lines"], summary["time_range"], summary["overview"]
+    rate = over["requests_per_s"]
+    console.print(
+        Text.assemble(
+            (f"{summary['requests']} requests", "bold"),
+            f" from {lines['total']} lines ({lines['unparsed']} unparsed, {lines['other']} other)"
+            f" · format {safe(summary['format']['name'] or 'custom')}",
+        )
+    )
+    console.print(
+        f"{tr['start'] or '-'} → {tr['end'] or '-'}"
+        + (f" · {rate:.1f} req/s" if rate else "")
+        + f" · errors (5xx/0): {over['errors']} ({100 * over['error_ratio']:.1f}%)"
+    )
+    if summary["unparsed_lines"]:
+        first = summary["unparsed_lines"][0]
+        console.print(f"first unparsed: {safe(first['source'])}:{first['line_no']}: {safe(first['reason'])}")
+
     total = max(summary["requests"], 1)
-    for row in summary["response_codes"]:
-        codes.add_row(str(row["code"]), str(row["count"]), f"{100 * row['count'] / total:.1f}%")
-    console.print(codes)
+    codes = "  ".join(f"{r['code']}×{r['count']}" for r in summary["response_codes"])
+    classes = "  ".join(f"{r['class']}: {100 * r['count'] / total:.0f}%" for r in summary.get("status_classes", []))
+    console.print(Text(f"status  {codes}   ({classes})"))
+
+    if summary["hints"]:
+        console.print(Text("what to check", style="bold"))
+    for hint in summary["hints"]:
+        style = _SEVERITY_STYLE.get(hint["severity"], "")
+        where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
+        at = ", ".join(f"{safe(w['value'])} ({w['count']})" for w in where[:2])
+        console.print(
+            Text.assemble(
+                ("● ", style),
+                (hint["title"], "bold"),
+                f" — {hint['count']} ({100 * hint['share']:.0f}%)",
+                f" at {at}" if at else "",
+            )
+        )
+        console.print(Text(f"  → {hint['look_at']}", style="dim"))
 
     if summary["response_flags"]:
-        flags = Table(title="response flags (a line with UF,URX counts for both)", title_justify="left")
-        for name in ("flag", "requests", "name", "meaning"):
-            flags.add_column(name, justify="right" if name == "requests" else "left")
-        for row in summary["response_flags"]:
-            flags.add_row(safe(row["flag"]), str(row["count"]), row["name"], row["meaning"])
-        console.print(flags)
-
-    lat = Table(title="latency (ms)", title_justify="left")
-    for name in ("", "p50", "p90", "p99", "max"):
-        lat.add_column(name, justify="right" if name else "left")
-    for key in ("duration", "upstream_service_time"):
-        values = summary["latency"].get(key)
-        if values:
-            lat.add_row(key, *(_num(values[k]) for k in ("p50", "p90", "p99", "max")))
-    console.print(lat)
-
-    clusters = summary["latency"]["by_upstream_cluster"]
-    if clusters:
-        by = Table(title="duration by upstream cluster (ms)", title_justify="left")
-        for name in ("upstream_cluster", "requests", "p50", "p90", "p99"):
-            by.add_column(name, justify="left" if name == "upstream_cluster" else "right")
-        for row in clusters:
-            by.add_row(
-                safe(row["upstream_cluster"]), str(row["requests"]), *(_num(row[k]) for k in ("p50", "p90", "p99"))
+        rows = []
+        for f in summary["response_flags"]:
+            top = f.get("top_upstream_cluster") or []
+            rows.append(
+                [f"{f['flag']} {f['name']}", str(f["count"]), f["meaning"], safe(top[0]["value"]) if top else "-"]
             )
-        console.print(by)
+        console.print(
+            _table(
+                "response flags (UF,URX counts for both)",
+                ["flag", "requests", "meaning", "top cluster"],
+                rows,
+                {"requests"},
+            )
+        )
+    if summary["error_details"]:
+        rows = [
+            [safe(d["kind"]), safe(d["reset_reason"]), safe(d["transport_failure"]), str(d["count"])]
+            for d in summary["error_details"]
+        ]
+        console.print(
+            _table(
+                "why 5xx / 0 (response_code_details)",
+                ["details", "reset reason", "transport failure", "requests"],
+                rows,
+                {"requests"},
+            )
+        )
+
+    lat = summary["latency"]
+    rows = [
+        [name, *(_num(values[k]) for k in ("p50", "p90", "p99", "max"))]
+        for name, values in (("duration", lat["duration"]), ("upstream_service_time", lat["upstream_service_time"]),
+                             ("proxy + network (gap)", lat.get("proxy_and_network")))
+        if values
+    ]  # fmt: skip
+    console.print(_table("latency (ms)", ["", "p50", "p90", "p99", "max"], rows, {"p50", "p90", "p99", "max"}))
+    for key, values in lat.items():
+        if key.startswith("by_") and values:
+            dim = key[3:]
+            rows = [[safe(r[dim]), str(r["requests"]), *(_num(r[k]) for k in ("p50", "p90", "p99"))] for r in values]
+            console.print(
+                _table(
+                    f"duration by {dim} (ms, slowest p99 first)",
+                    [dim, "requests", "p50", "p90", "p99"],
+                    rows,
+                    {"requests", "p50", "p90", "p99"},
+                )
+            )
 
     retries = summary["retries"]
+    parts = [f"retry limit exceeded (URX): {retries['retry_limit_exceeded']}"]
     if retries["attempt_counts"] is not None:
-        console.print(
-            f"retries: {retries['retried_requests']} request(s) retried; attempts "
+        parts.append(
+            f"retried: {retries['retried_requests']} ({retries['retried_then_succeeded']} then succeeded, "
+            f"{retries['retried_and_failed']} still failed); attempts "
             + ", ".join(f"{r['attempts']}×{r['count']}" for r in retries["attempt_counts"])
         )
-    console.print(f"retry limit exceeded (URX): {retries['retry_limit_exceeded']}")
+    console.print("retries: " + "; ".join(parts))
+
+    buckets = summary["timeline"]["buckets"]
+    if len(buckets) > 1:
+        step = summary["timeline"]["bucket_seconds"]
+        console.print(f"requests per {step}s  {sparkline([b['requests'] for b in buckets])}")
+        console.print(f"errors per {step}s    {sparkline([b['errors'] for b in buckets])}")
+    if summary["other_lines"]:
+        console.print("other lines: " + ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]))
+
+
+def markdown_summary(summary: dict[str, Any]) -> str:
+    """The same report as Markdown (for tickets and chat), values escaped for tables."""
+
+    def cell(v: Any) -> str:
+        return safe(v).replace("|", "\\|")
+
+    def table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+        return [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join("---" for _ in headers) + "|",
+            *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
+            "",
+        ]
+
+    lines, over = summary["lines"], summary["overview"]
+    out = [
+        "# meshlog summary",
+        "",
+        (
+            f"{summary['requests']} requests from {lines['total']} lines ({lines['unparsed']} unparsed, "
+            f"{lines['other']} other); errors (5xx/0): {over['errors']} ({100 * over['error_ratio']:.1f}%); "
+            f"{summary['time_range']['start']} → {summary['time_range']['end']}"
+        ),
+        "",
+    ]
+    if summary["hints"]:
+        out += ["## Triage hints", ""]
+        out += [
+            f"- **{h['title']}** ({h['severity']}, {h['count']} requests): {cell(h['detail'])}"
+            for h in summary["hints"]
+        ]
+        out.append("")
+    out += ["## Status codes", ""] + table(
+        ["code", "requests"], [[r["code"], r["count"]] for r in summary["response_codes"]]
+    )
+    if summary["response_flags"]:
+        out += ["## Response flags", ""] + table(
+            ["flag", "requests", "name", "meaning"],
+            [[f["flag"], f["count"], f["name"], f["meaning"]] for f in summary["response_flags"]],
+        )
+    lat = summary["latency"]
+    if lat["duration"]:
+        out += ["## Latency (ms)", ""] + table(
+            ["", "p50", "p90", "p99", "max"],
+            [
+                [k, *(_num(v[q]) for q in ("p50", "p90", "p99", "max"))]
+                for k, v in lat.items()
+                if k in ("duration", "upstream_service_time", "proxy_and_network") and v
+            ],
+        )
+    if lat.get("by_upstream_cluster"):
+        out += ["## Duration by upstream cluster (ms)", ""] + table(
+            ["upstream_cluster", "requests", "p50", "p90", "p99"],
+            [
+                [r["upstream_cluster"], r["requests"], _num(r["p50"]), _num(r["p90"]), _num(r["p99"])]
+                for r in lat["by_upstream_cluster"]
+            ],
+        )
+    return "\n".join(out)

@@ -123,7 +123,7 @@ def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
     if rule.flag is not None:
         if "response_flags" not in columns:
             return None
-        parts.append(pl.col("response_flags").str.contains(rf"(?:^|,){re.escape(rule.flag)}(?:,|$)"))
+        parts.append(pl.col("response_flags").cast(pl.String).str.contains(rf"(?:^|,){re.escape(rule.flag)}(?:,|$)"))
     if rule.no_flag:
         parts.append(pl.col("response_flags").is_null() if "response_flags" in columns else pl.lit(True))
     if rule.codes:
@@ -138,7 +138,7 @@ def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
         texts = [pl.col(c) for c in ("upstream_transport_failure_reason", "response_code_details") if c in columns]
         if not texts:
             return None
-        parts.append(pl.any_horizontal(t.str.contains(rule.failure).fill_null(False) for t in texts))
+        parts.append(pl.any_horizontal(t.cast(pl.String).str.contains(rule.failure).fill_null(False) for t in texts))
     return pl.all_horizontal(parts).fill_null(False) if parts else None
 
 

@@ -15,27 +15,27 @@ QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 DIMENSIONS = ("upstream_cluster", "route_name", "authority", "pod")
 
 
-def _percentiles(col: str | pl.Expr) -> list[pl.Expr]:
+def percentiles(col: str | pl.Expr) -> list[pl.Expr]:
     expr = pl.col(col) if isinstance(col, str) else col
     return [expr.quantile(q, interpolation="linear").alias(k) for k, q in QUANTILES.items()]
 
 
 def latency(requests: pl.LazyFrame, column: str) -> pl.LazyFrame:
     """p50/p90/p99/max of one duration column (milliseconds)."""
-    return requests.select(*_percentiles(column), pl.col(column).max().cast(pl.Float64).alias("max"))
+    return requests.select(*percentiles(column), pl.col(column).max().cast(pl.Float64).alias("max"))
 
 
 def gap(requests: pl.LazyFrame) -> pl.LazyFrame:
     """p50/p90/p99/max of ``duration - upstream_service_time``: proxy, network and retry time."""
     diff = pl.col("duration") - pl.col("upstream_service_time")
-    return requests.select(*_percentiles(diff), diff.max().cast(pl.Float64).alias("max"))
+    return requests.select(*percentiles(diff), diff.max().cast(pl.Float64).alias("max"))
 
 
 def latency_by(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
     """Request count and duration percentiles per value of ``by``, slowest p99 first."""
     return (
         requests.group_by(by)
-        .agg(pl.len().cast(pl.Int64).alias("requests"), *_percentiles("duration"))
+        .agg(pl.len().cast(pl.Int64).alias("requests"), *percentiles("duration"))
         .drop_nulls(by)
         .sort(["p99", by], descending=[True, False], nulls_last=True)
         .head(top)

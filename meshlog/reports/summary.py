@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from meshlog.parse import AccessLog
+from meshlog.parse import AccessLog, LineCounts
 from meshlog.reports import failures, latency, retries, timeline, traffic
 from meshlog.reports.hints import hints
 
@@ -24,12 +24,14 @@ def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dicts()
 
 
-def summary_dict(log: AccessLog, *, top: int = 10, by: str = "upstream_cluster") -> dict[str, Any]:
-    """All reports for one (already filtered) access log."""
+def summary_dict(
+    log: AccessLog, *, top: int = 10, by: str = "upstream_cluster", lines: LineCounts | None = None
+) -> dict[str, Any]:
+    """All reports for one access log; ``lines`` is the whole input's accounting when ``log`` was filtered."""
     req = log.requests
     lf = req.lazy()
     cols = set(req.columns)
-    counts = log.counts
+    counts = lines or log.counts
     over = traffic.overview(req)
     start, end = (
         req.select(pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")).row(0)
@@ -40,7 +42,7 @@ def summary_dict(log: AccessLog, *, top: int = 10, by: str = "upstream_cluster")
         "lines": {"total": counts.total, "access": counts.access, "unparsed": counts.unparsed, "other": counts.other},
         "format": {"name": log.format.name, "string": log.format.source},
         "time_range": {"start": _iso(start), "end": _iso(end)},
-        "requests": counts.access,
+        "requests": req.height,
         "overview": {k: over[k] for k in ("requests_per_s", "errors", "error_ratio", "status_5xx", "status_0")},
         "other_lines": _rows(log.other.group_by("kind").len("count").sort(["count", "kind"], descending=[True, False])),
         "unparsed_lines": _rows(log.unparsed.head(top).select("source", "line_no", "reason")),
@@ -96,3 +98,24 @@ def summary_dict(log: AccessLog, *, top: int = 10, by: str = "upstream_cluster")
         bucket.pop("start_time")
     out["hints"] = hints(req)
     return out
+
+
+def by_table(requests: pl.DataFrame, by: str, *, top: int = 10) -> pl.DataFrame:
+    """One row per value of ``by``: requests, errors, error ratio and duration percentiles (for ``-o csv``)."""
+    if by not in requests.columns:
+        return pl.DataFrame({by: []})
+    has_code = "response_code" in requests.columns
+    has_duration = "duration" in requests.columns
+    return (
+        requests.lazy()
+        .group_by(by)
+        .agg(
+            pl.len().cast(pl.Int64).alias("requests"),
+            (traffic.ERROR.sum() if has_code else pl.lit(0)).cast(pl.Int64).alias("errors"),
+            *(latency.percentiles("duration") if has_duration else ()),
+        )
+        .with_columns((pl.col("errors") / pl.col("requests")).alias("error_ratio"))
+        .sort(["requests", by], descending=[True, False], nulls_last=True)
+        .head(top)
+        .collect()
+    )

@@ -63,7 +63,9 @@ def test_summarize_json_contract_on_the_sample() -> None:
     contract = {k: out["retries"][k] for k in ("attempt_counts", "retried_requests", "retry_limit_exceeded")}
     assert contract == {"attempt_counts": None, "retried_requests": None, "retry_limit_exceeded": flags["URX"]}
     urx_by_cluster = Counter(r["upstream_cluster"] for r in sent if "URX" in r["response_flags"])
-    assert {c["upstream_cluster"]: c["retry_limit_exceeded"] for c in out["retries"]["clusters"]} == dict(urx_by_cluster)
+    assert {c["upstream_cluster"]: c["retry_limit_exceeded"] for c in out["retries"]["clusters"]} == dict(
+        urx_by_cluster
+    )
     assert out["time_range"]["start"].endswith("Z") and out["time_range"]["start"] <= out["time_range"]["end"]
     assert "format: detected istio" in result.stderr
 
@@ -203,3 +205,35 @@ def test_stdin_rows_come_out_before_eof() -> None:
     finally:
         proc.stdin.close()
         proc.wait(timeout=20)
+
+
+def test_summarize_outputs_and_filters() -> None:
+    sent = expected(ISTIO)
+    md = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "-o", "markdown"])
+    assert md.exit_code == 0 and md.stdout.startswith("# meshlog summary") and "## Triage hints" in md.stdout
+    csv = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "-o", "csv", "--by", "route"])
+    table = pl.read_csv(io.StringIO(csv.stdout))
+    assert table.columns[:4] == ["route_name", "requests", "errors", "p50"]
+    assert table["requests"].sum() == len(sent)  # requests without a route are one row (empty route_name)
+    assert table.filter(pl.col("route_name").is_null())["requests"].item() == sum(
+        1 for r in sent if not r["route_name"]
+    )
+    where = runner.invoke(
+        app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "-o", "json", "--where", "response_flags~UF"]
+    )
+    out = json.loads(where.stdout)
+    assert out["requests"] == sum(1 for r in sent if "UF" in r["response_flags"])
+    assert out["lines"]["access"] == len(sent)
+    bad = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "--where", "nope>1"])
+    assert bad.exit_code == 2 and "--where error at column 1: no column 'nope'" in bad.stderr
+
+
+def test_terminal_output_escapes_control_characters(tmp_path: Path) -> None:
+    log = tmp_path / "evil.log"
+    line = (ISTIO / "access.log").read_text().splitlines()[0]
+    evil_cluster = "outbound|8080||\x1b]0;pwned\x07\x1b[2J.svc"
+    log.write_text(line.replace("outbound|8080||backend.default.svc.cluster.local", evil_cluster) + "\n")
+    result = runner.invoke(app, ["summarize", str(log), "-f", "istio"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b]0;pwned\\x07\\x1b[2J" in result.stdout

@@ -1,0 +1,146 @@
+"""Reports on the real-Envoy fixture, checked against what the traffic generator configured."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import polars as pl
+import pytest
+
+from meshlog.errors import FilterError
+from meshlog.filters import compile_where, narrow
+from meshlog.formats.presets import resolve
+from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog, parse_lines
+from meshlog.reports.hints import decode_details, hints
+from meshlog.reports.retries import retries_report
+from meshlog.reports.summary import by_table, summary_dict
+from meshlog.reports.timeline import bucket_seconds
+from meshlog.sources import read_lines
+from tests.conftest import FIXTURES
+
+ISTIO = FIXTURES / "envoy" / "istio"
+CUSTOM = FIXTURES / "envoy" / "custom"
+
+
+def load(folder: Any, preset: str | None = None) -> tuple[AccessLog, list[dict[str, Any]]]:
+    from meshlog.formats.compiler import compile_format
+
+    fmt = resolve(preset) if preset else compile_format((folder / "format.txt").read_text())
+    log = AccessLog.concat([parse_lines(f, fmt) for f in read_lines(str(folder / "access.log"))], fmt)
+    return log, [json.loads(x) for x in (folder / "expected.jsonl").read_text().splitlines()]
+
+
+def test_hints_name_each_configured_failure_with_its_cluster() -> None:
+    log, sent = load(ISTIO, "istio")
+    found = {h["rule"]: h for h in hints(log.requests)}
+    by_flag = Counter(f for r in sent for f in r["response_flags"])
+    for rule, flag in [("no-healthy", "UH"), ("circuit-breaker", "UO"), ("no-route", "NR"), ("timeout", "UT"),
+                       ("retries-exhausted", "URX"), ("rate-limited", "RL"), ("client-gave-up", "DC"),
+                       ("upstream-closed", "UC")]:  # fmt: skip
+        assert found[rule]["count"] == by_flag[flag], rule
+    assert found["refused"]["count"] == by_flag["UF"]  # every UF here is a refused connect
+    uh_cluster = next(r["upstream_cluster"] for r in sent if "UH" in r["response_flags"])
+    assert found["no-healthy"]["where"]["upstream_cluster"] == [{"value": uh_cluster, "count": 1}]
+    assert [h["severity"] for h in hints(log.requests)][:3] == ["critical"] * 3
+
+
+def test_app_errors_and_rbac_rules() -> None:
+    frame = pl.DataFrame(
+        {
+            "response_code": [503, 500, 403, 200],
+            "response_flags": [None, None, None, None],
+            "response_code_details": [
+                "via_upstream",
+                "via_upstream",
+                "rbac_access_denied_matched_policy[none]",
+                "via_upstream",
+            ],
+        }
+    )
+    found = {h["rule"]: h["count"] for h in hints(frame)}
+    assert found == {"app-errors": 2, "rbac": 1}
+
+
+@pytest.mark.parametrize(
+    ("details", "decoded"),
+    [
+        (
+            "upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end}",
+            ("upstream_reset_before_response_started", "remote_connection_failure",
+             "TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end"),
+        ),
+        (
+            "upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111}",
+            ("upstream_reset_before_response_started", "connection_failure", "delayed_connect_error:_111"),
+        ),
+        ("rbac_access_denied_matched_policy[none]", ("rbac_access_denied_matched_policy", "none", None)),
+        ("via_upstream", ("via_upstream", None, None)),
+    ],
+)  # fmt: skip
+def test_details_decoding(details: str, decoded: tuple[str | None, ...]) -> None:
+    d = decode_details(details)
+    assert (d["kind"], d["reset_reason"], d["transport_failure"]) == decoded
+
+
+def test_retries_from_attempt_counts() -> None:
+    log, sent = load(CUSTOM)
+    report = retries_report(log.requests)
+    retried = [r for r in sent if r["upstream_request_attempt_count"] > 1]
+    failed = [r for r in retried if r["response_code"] >= 500 or r["response_code"] == 0]
+    assert report["retried_requests"] == len(retried)
+    assert (report["retried_then_succeeded"], report["retried_and_failed"]) == (len(retried) - len(failed), len(failed))
+    by_cluster = Counter()
+    for r in sent:
+        by_cluster[r["upstream_cluster"]] += max(r["upstream_request_attempt_count"] - 1, 0)
+    assert {c["upstream_cluster"]: c["retries"] for c in report["clusters"]} == {
+        k: v for k, v in by_cluster.items() if v
+    }
+
+
+def test_latency_percentiles_match_numpy_style_linear_interpolation() -> None:
+    frame = pl.DataFrame(
+        {"duration": list(range(1, 101)), "upstream_cluster": ["a"] * 100, "response_code": [200] * 100}
+    )
+    log = AccessLog(frame, pl.DataFrame(schema=UNPARSED_SCHEMA), pl.DataFrame(schema=OTHER_SCHEMA), resolve("istio"))
+    lat = summary_dict(log)["latency"]["duration"]
+    # linear interpolation between closest ranks, as numpy.percentile: p50 of 1..100 = 50.5, p99 = 99.01
+    assert (lat["p50"], lat["p90"], lat["p99"], lat["max"]) == pytest.approx((50.5, 90.1, 99.01, 100.0))
+
+
+def test_where_and_since_narrow_requests_not_lines() -> None:
+    log, sent = load(ISTIO, "istio")
+    errors = narrow(log, where="response_code>=500 or response_code=0")
+    assert errors.requests.height == sum(1 for r in sent if r["response_code"] >= 500 or r["response_code"] == 0)
+    uf = narrow(log, where="response_flags~UF, upstream_cluster~down")
+    assert uf.requests.height == sum(1 for r in sent if "UF" in r["response_flags"])
+    summary = summary_dict(uf, lines=log.counts)
+    assert summary["lines"]["access"] == len(sent) and summary["requests"] == uf.requests.height
+    last = log.requests["start_time"].max()
+    assert narrow(log, since="0s").requests["start_time"].to_list() == [last] * narrow(log, since="0s").requests.height
+    assert narrow(log, until="2000-01-01T00:00:00Z").requests.height == 0
+
+
+def test_where_errors_say_where() -> None:
+    with pytest.raises(FilterError) as info:
+        compile_where("response_code>=500 and respons_flags~UF", ["response_code", "response_flags"])
+    assert str(info.value) == (
+        "--where error at column 24: no column 'respons_flags' (columns: response_code, response_flags)"
+    )
+
+
+def test_by_table_counts_errors_per_cluster() -> None:
+    log, sent = load(ISTIO, "istio")
+    table = by_table(log.requests, "upstream_cluster", top=100)
+    errors = Counter(r["upstream_cluster"] for r in sent if r["response_code"] >= 500 or r["response_code"] == 0)
+    got = {c: e for c, e in table.select("upstream_cluster", "errors").iter_rows() if e}
+    assert got == {k: v for k, v in errors.items() if k is not None}
+
+
+def test_bucket_size_grows_with_the_span() -> None:
+    import datetime as dt
+
+    assert bucket_seconds(dt.timedelta(seconds=20)) == 1
+    assert bucket_seconds(dt.timedelta(minutes=30)) == 60
+    assert bucket_seconds(dt.timedelta(hours=10)) == 1800
