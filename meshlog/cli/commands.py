@@ -196,6 +196,51 @@ def summarize(
 
 @app.command()
 @boundary
+def trace(
+    request_id: Annotated[str, typer.Argument(help="The x-request-id to follow.")],
+    paths: Paths = None,
+    output: Annotated[ReportOutput, typer.Option("--output", "-o", help="text or json.")] = ReportOutput.text,
+    format: FormatOpt = None,
+    format_file: FormatFileOpt = None,
+    mesh_config: MeshConfigOpt = None,
+) -> None:
+    """Every line with one request id across all inputs (client and server sidecars), in order."""
+    from meshlog.cli.render import render_trace
+    from meshlog.reports.trace import id_column, trace as trace_hops
+
+    run = _start(FormatOptions(format, format_file, mesh_config))
+    logs = list(parse_paths(paths or [], run, on_format=_announce))
+    if run.format is None:
+        say("error: no input lines")
+        raise typer.Exit(ExitCode.INPUT)
+    log = AccessLog.concat(logs, run.format)
+    if id_column(log.requests.columns) is None:
+        say("error: this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")
+        raise typer.Exit(ExitCode.USAGE)
+    hops = trace_hops(log.requests, request_id)
+    if output is ReportOutput.json:
+        rows = [
+            {
+                k: (v.isoformat().replace("+00:00", "Z") if k == "start_time" and v is not None else v)
+                for k, v in r.items()
+            }
+            for r in hops.to_dicts()
+        ]
+        json.dump({"request_id": request_id, "hops": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_trace(request_id, hops)
+    for error in run.errors:
+        say(f"error: {error}")
+    if run.errors:
+        raise typer.Exit(ExitCode.INPUT)
+    if hops.height == 0:
+        say(f"no line carries request id {request_id}")
+        raise typer.Exit(1)
+
+
+@app.command()
+@boundary
 def formats(
     show: Annotated[
         str | None, typer.Option("--show", help="A preset name or format string: show how it compiles.")

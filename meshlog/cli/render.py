@@ -214,3 +214,24 @@ def markdown_summary(summary: dict[str, Any]) -> str:
             ],
         )
     return "\n".join(out)
+
+
+def render_trace(request_id: str, hops: Any, console: Console | None = None) -> None:
+    """The hops of one request as a table: where, when (offset), how long, how it ended."""
+    console = console or Console(highlight=False)
+    console.print(Text.assemble(("request ", "bold"), safe(request_id), f" — {hops.height} line(s)"))
+    columns = ["+ms", "took ms", "code", "flags", "source:line", "pod", "upstream cluster", "upstream host"]
+    rows = [
+        [
+            _num(h.get("offset_ms")),
+            _num(h.get("duration")),
+            safe(h.get("response_code")),
+            safe(h.get("response_flags")),
+            f"{safe(h.get('source'))}:{h.get('line_no')}",
+            safe(h.get("pod")),
+            safe(h.get("upstream_cluster")),
+            safe(h.get("upstream_host")),
+        ]
+        for h in hops.to_dicts()
+    ]
+    console.print(_table("hops (in time order)", columns, rows, {"+ms", "took ms", "code"}))

@@ -1,0 +1,41 @@
+"""One request across sidecars: every line that carries its request id, in time order, with hop timings.
+
+A client sidecar logs the outbound call once; the server sidecar logs each attempt it
+received (retries show as several inbound lines). Ordering by start time (then source and
+line) lays the hops out as they happened; ``offset_ms`` is each hop's start after the first.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+ID_COLUMNS = ("request_id", "stream_id")
+HOP_COLUMNS = (
+    "source", "line_no", "pod", "start_time", "duration", "response_code", "response_flags",
+    "upstream_cluster", "upstream_host", "cluster_direction", "route_name", "path",
+)  # fmt: skip
+
+
+def id_column(columns: list[str]) -> str | None:
+    """The column that holds the request id in this format, if any."""
+    return next((c for c in ID_COLUMNS if c in columns), None)
+
+
+def trace(requests: pl.DataFrame, request_id: str) -> pl.DataFrame:
+    """The hops of one request, ordered, with ``offset_ms`` from the first hop's start."""
+    column = id_column(requests.columns)
+    if column is None:
+        return pl.DataFrame({c: [] for c in HOP_COLUMNS if c in ("source", "line_no")})
+    hops = requests.filter(pl.col(column) == request_id)
+    order = [c for c in ("start_time", "source", "line_no") if c in hops.columns]
+    hops = hops.sort(order)
+    keep = [c for c in HOP_COLUMNS if c in hops.columns]
+    if "pod" not in hops.columns:
+        hops = hops.with_columns(pl.lit(None, dtype=pl.String).alias("pod"))
+        keep.insert(2, "pod")
+    out = hops.select(keep)
+    if "start_time" in out.columns:
+        out = out.with_columns(
+            ((pl.col("start_time") - pl.col("start_time").min()).dt.total_microseconds() / 1000).alias("offset_ms")
+        )
+    return out
