@@ -206,7 +206,8 @@ def trace(
 ) -> None:
     """Every line with one request id across all inputs (client and server sidecars), in order."""
     from meshlog.cli.render import render_trace
-    from meshlog.reports.trace import id_column, trace as trace_hops
+    from meshlog.reports.trace import id_column
+    from meshlog.reports.trace import trace as trace_hops
 
     run = _start(FormatOptions(format, format_file, mesh_config))
     logs = list(parse_paths(paths or [], run, on_format=_announce))
