@@ -27,7 +27,15 @@ def trace(requests: pl.DataFrame, request_id: str) -> pl.DataFrame:
     if column is None:
         return pl.DataFrame({c: [] for c in HOP_COLUMNS if c in ("source", "line_no")})
     hops = requests.filter(pl.col(column) == request_id)
-    order = [c for c in ("start_time", "source", "line_no") if c in hops.columns]
+    # Times are to the millisecond, so a client hop and the server hop it caused often tie:
+    # the outbound (calling) side goes first, then input order and line.
+    caller_first = (
+        pl.when(pl.col("cluster_direction") == "outbound").then(0).otherwise(1)
+        if "cluster_direction" in hops.columns
+        else pl.lit(0)
+    )
+    hops = hops.with_columns(caller_first.alias("_caller")).with_row_index("_input")
+    order = [c for c in ("start_time", "_caller", "_input") if c in hops.columns]
     hops = hops.sort(order)
     keep = [c for c in HOP_COLUMNS if c in hops.columns]
     if "pod" not in hops.columns:

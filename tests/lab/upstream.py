@@ -34,6 +34,11 @@ class _Handler(BaseHTTPRequestHandler):
     # response costs ~40 ms (Nagle + delayed ACK) and pollutes durations.
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    # Buffered writer: _reply's flush sends status, headers and body in one write, so a
+    # proxy never holds the headers without the body. Otherwise a retrying Envoy (which
+    # resets an attempt as soon as it sees a retriable 503's headers) races the body, and
+    # the Envoy in between logs that attempt as DC instead of via_upstream (tests/lab/chain.py).
+    wbufsize = 1 << 16
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
