@@ -51,6 +51,7 @@ class SourceStats:
     invalid_utf8: int = 0
     too_long: list[int] = field(default_factory=list)  # line numbers cut to MAX_LINE_BYTES
     errors: list[str] = field(default_factory=list)
+    bytes_read: int = 0  # bytes taken from the source (decompressed for .gz / .zst)
 
 
 def path_metadata(path: str) -> dict[str, str]:
@@ -143,6 +144,7 @@ def read_lines(
                 break
             if not block:
                 break
+            stats.bytes_read += len(block)
             cut = block.rfind(b"\n")
             if skipping:
                 first = block.find(b"\n")

@@ -170,8 +170,14 @@ def summarize(
     from meshlog.filters import narrow
     from meshlog.reports.summary import by_table, summary_dict
 
+    from meshlog.cli.progress import progress
+
     run = _start(FormatOptions(format, format_file, mesh_config))
-    logs = list(parse_paths(paths or [], run, on_format=_announce))
+    logs = []
+    with progress(paths or [], run) as tick:
+        for chunk in parse_paths(paths or [], run, on_format=_announce):
+            logs.append(chunk)
+            tick()
     if run.format is None:
         say("error: no input lines")
         raise typer.Exit(ExitCode.INPUT)
