@@ -105,8 +105,8 @@ def child_profile(path: str, out: str) -> dict[str, Any]:
 
     timers = Timers()
     pipeline.read_lines = timers.wrap_iter(READ, pipeline.read_lines)
-    envelopes.detect = timers.wrap(ENVELOPES, envelopes.detect)
-    envelopes.unwrap = timers.wrap(ENVELOPES, envelopes.unwrap)
+    envelopes.Unwrapper.feed = timers.wrap(ENVELOPES, envelopes.Unwrapper.feed)  # type: ignore[method-assign]
+    envelopes.Unwrapper.flush = timers.wrap(ENVELOPES, envelopes.Unwrapper.flush)  # type: ignore[method-assign]
     pipeline.detect = timers.wrap(DETECT, pipeline.detect)
     pipeline.parse_lines = timers.wrap(PARSE, pipeline.parse_lines)
     text.extract = timers.wrap(EXTRACT, text.extract)

@@ -1,73 +1,740 @@
-"""Unwrap what carries the access lines: ``kubectl logs --prefix`` / ``--timestamps`` and CRI files.
+"""Unwrap what carries the access lines: kubectl, stern, CRI and docker files, fluentd and Fluent Bit.
 
-The wrapper is detected once from the first lines (the rule most lines match), then
-stripped from every line that carries it, vectorised; a line without it is kept as it
-is (streams mix wrapped and bare lines). What the wrapper said is kept as columns:
-``captured_at``, ``stream``, ``pod``, ``container``. Byte formats:
-``../shared/reference/input-streams.md`` §1–2, §7. (Docker json-file, fluentd and
-fluent-bit records and CRI partial-line joining come with the streams issue.)
+A line is read through the layers a sidecar's output can pass, outermost first
+(``../shared/reference/input-streams.md`` §1–4, §7):
+
+1. the client: kubectl ``--prefix`` (``[pod/NAME/CONTAINER] ``), stern (``POD CONTAINER ``);
+2. kubelet or the runtime: kubectl ``--timestamps``, CRI files, docker json-file;
+3. a collector: fluentd ``out_file`` / ``out_stdout``, Fluent Bit ``stdout`` (msgpack print,
+   ``json_lines``), JSON records with ``log``/``message`` and ``kubernetes`` metadata;
+4. layer 2 once more on what a collector carried (a misconfigured one keeps the CRI or docker
+   wrapper inside ``log``), then Ambassador's ``ACCESS `` prefix.
+
+Every layer is tried on every line, because streams mix: collectors print their own logs
+between records, kubectl ``--ignore-errors`` inserts ``error:`` lines, files get concatenated.
+A layer strips only what it recognises; a line no layer recognises passes unchanged. Only
+stern is decided once per source, from the first lines (its shape is too loose to trust
+line by line), and so is whether a collector's ``log`` values keep the container's ``\\n``
+(then one without it is a chunk to join, as in docker's files). Records split over several lines (CRI ``P`` chunks, docker chunks without
+``\\n``, collector ``P`` records, Fluent Bit < 2.1 records broken by a raw newline) are
+joined; one that may go on in the next chunk is held back until then. All of it is polars
+expressions over whole columns; Python touches only the few lines of the kubectl
+``--timestamps`` >16 KiB defect.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import polars as pl
 
+from meshlog.errors import ConfigError
 from meshlog.parse.cast import DATETIME
+from meshlog.parse.classify import OTHER_LINES
 
-_TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)"
+INPUTS = ("auto", "plain", "kubectl", "cri", "docker", "fluentd", "fluentbit")
+
+# Wrapper names, outermost first: what ``Unwrapper.detected`` reports.
+WRAPPERS = (
+    "kubectl-prefix",
+    "stern",
+    "kubectl-timestamps",
+    "cri",
+    "docker",
+    "fluentd-stdout",
+    "fluentd-out_file",
+    "fluentbit-msgpack",
+    "fluentbit-json",
+    "collector-json",
+    "access-prefix",
+)
+_RUNTIME = frozenset({"kubectl-timestamps", "cri", "docker"})
+_COLLECTOR = frozenset({"fluentd-stdout", "fluentd-out_file", "fluentbit-msgpack", "fluentbit-json", "collector-json"})
+# What ``--input`` allows; ``access-prefix`` belongs to Envoy's line, not to a transport.
+FAMILIES: dict[str, frozenset[str]] = {
+    "auto": frozenset(WRAPPERS),
+    "plain": frozenset(),
+    "kubectl": frozenset({"kubectl-prefix", "kubectl-timestamps", "access-prefix"}),
+    "cri": frozenset({"cri", "access-prefix"}),
+    "docker": frozenset({"docker", "access-prefix"}),
+    "fluentd": frozenset({"fluentd-stdout", "fluentd-out_file", "collector-json", "access-prefix"}),
+    "fluentbit": frozenset({"fluentbit-msgpack", "fluentbit-json", "collector-json", "access-prefix"}),
+}
+
+# Columns a wrapper can fill, in the lines frame's order; a value already in the input wins.
+META: dict[str, pl.DataType] = {
+    "captured_at": DATETIME,
+    "pod": pl.String(),
+    "namespace": pl.String(),
+    "container": pl.String(),
+    "stream": pl.String(),
+}
+_W = {name: f"_e_{name}" for name in META}  # the wrappers' values while unwrapping
+
+SAMPLE_LINES = 50  # non-blank lines that decide stern and what ``detected`` reports
+SAMPLE_SCAN = 5000  # rows of a frame looked at for them
+CRI_CHUNK = 16384  # containerd's max_container_log_line_size (default), docker's 16 KiB
+HOLD_ROWS = 10_000  # a partial record further back than this is let out as it is, never held forever
+
+# --- the byte formats (input-streams.md) ---------------------------------------------------------
+
+_TS_ANY = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)"
+_TS9 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(?:Z|[+-]\d\d:\d\d)"
+_DNS_NAME = r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?"
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+
+# Each rule matches a line's *head* only (named groups, the whole match is cut off): a regex
+# that captured the rest of the line as well would cost ten times as much on long lines.
+PREFIX = r"^\[pod/(?P<pod>[^/\]\s]+)/(?P<container>[^/\]\s]+)\] "
+ANSI = r"\x1b\[[0-9;]*m"
+TIMESTAMPS = rf"^(?P<ts>{_TS9}) "
+_TS9_SPACE = re.compile(rf"{_TS9} ".encode())
+CRI = rf"^(?P<ts>{_TS_ANY}) (?P<stream>stdout|stderr) (?P<tag>[FP])(?::\S*)?(?: |$)"
+
+FLUENTD_STDOUT = r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [+-]\d{4}) (?P<tag>[^\[\s]\S*): "
+FLUENTD_OUT_FILE = r"^(?:(?P<time>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[^\t]*)\t)?(?P<tag>[^\t\s\[{]+)\t"
+_LEVELS = r"(?i)^(?:trace|debug|info|warn|warning|error|fatal|critical)$"  # a log line's 2nd column, not a tag
+FLUENTBIT_START = r"^\[\d+\] \S+: \["
+FLUENTBIT = r"^\[\d+\] (?P<tag>\S+): \[(?:\[(?P<t1>\d+\.\d+), \{[^{}]*\}\]|(?P<t2>\d+\.\d+)), \{"
+# Fluent Bit prints strings raw: a value ends where the next known key begins, or at the end.
+_FB_NEXT_KEY = r'", "(?:stream|time|_p|logtag|kubernetes|docker|date|log|message|tag)"=>'
+
+# Collectors' own output in the same stream (input-streams.md §3.2, §4.2): never a record.
+SELF_LOG = "|".join(p for kind, p in OTHER_LINES if kind in ("fluentd-log", "fluentbit-log"))
+
+# The tag names the kubelet symlink: …containers.<pod>_<namespace>_<container>-<64 hex>.log,
+# or …pods.<namespace>_<pod>_<uid>.<container>.<n>.log.
+TAG = (
+    r"(?:(?:^|[./])containers[./](?P<pod>[a-z0-9][-a-z0-9.]*)_(?P<namespace>[^_./]+)_(?P<container>[^_]+)"
+    r"-[a-f0-9]{64}\.log$)"
+    r"|(?:(?:^|[./])pods[./](?P<namespace2>[^_./]+)_(?P<pod2>[a-z0-9][-a-z0-9.]*)_[-a-f0-9]+[./]"
+    r"(?P<container2>[^./]+)[./]\d+\.log$)"
+)
+
+# The keys of a collector record that are not the container's line (rule 8).
+MESSAGE_KEYS = ("log", "message", "MESSAGE")
+COLLECTOR_KEYS = ("date", "time", "stream", "_p", "logtag", "kubernetes", "docker", "tag")
+_RECORD_HINT = r'"(?:log|message|MESSAGE|kubernetes|docker|_p|logtag|date)"\s*:'
+_S = pl.String()
+RECORD = pl.Struct(
+    {
+        **{k: _S for k in MESSAGE_KEYS},
+        **{k: _S for k in ("stream", "time", "date", "_p", "logtag", "tag")},
+        "kubernetes": pl.Struct(
+            {
+                "pod_name": _S,
+                "namespace_name": _S,
+                "container_name": _S,
+                "pod": pl.Struct({"name": _S}),  # Beats' layout
+                "namespace": _S,
+                "container": pl.Struct({"name": _S}),
+            }
+        ),
+        "docker": pl.Struct({"container_id": _S}),
+    }
+)
+_PATHS = {
+    **{k: f"$.{k}" for k in (*MESSAGE_KEYS, "stream", "time", "date", "_p", "logtag", "tag", "kubernetes", "docker")},
+    "pod_name": "$.kubernetes.pod_name",
+    "namespace_name": "$.kubernetes.namespace_name",
+    "container_name": "$.kubernetes.container_name",
+    "pod": "$.kubernetes.pod.name",
+    "namespace": "$.kubernetes.namespace",
+    "container": "$.kubernetes.container.name",
+}
 
 
-@dataclass(frozen=True)
-class Envelope:
-    name: str
-    regex: str  # named groups: whatever it carries, and ``line`` (the payload)
+def _json_object(depth: int) -> str:
+    """A regex for a JSON object nested up to ``depth`` deep (strings may hold braces)."""
+    string = r'"(?:[^"\\]|\\.)*"'
+    inner = rf'[^{{}}"]|{string}' + (f"|{_json_object(depth - 1)}" if depth > 1 else "")
+    return rf"\{{(?:{inner})*\}}"
 
 
-PREFIX = Envelope("kubectl-prefix", r"^\[pod/(?P<pod>[^/\]]+)/(?P<container>[^\]]+)\] (?P<line>.*)$")
-TIMESTAMPS = Envelope("kubectl-timestamps", rf"^(?P<captured_at>{_TS}) (?P<line>.*)$")
-CRI = Envelope("cri", rf"^(?P<captured_at>{_TS}) (?P<stream>stdout|stderr) (?P<tag>[FP])(?::\S*)? (?P<line>.*)$")
-ENVELOPES = (PREFIX, CRI, TIMESTAMPS)  # CRI before timestamps: it is the more specific
+_JSON_VALUE = rf'(?:"(?:[^"\\]|\\.)*"|{_json_object(5)}|\[[^\[\]]*\]|[-+0-9.eE]+|true|false|null)'
+_DROP_KEYS = rf'"(?:{"|".join(COLLECTOR_KEYS)})"\s*:\s*{_JSON_VALUE}\s*,?\s*'
+
+# --- the unwrapper ------------------------------------------------------------------------------
 
 
-def detect(lines: pl.Series) -> list[Envelope]:
-    """The wrappers (outermost first) that at least half of the non-blank lines carry."""
-    found: list[Envelope] = []
-    sample = lines.filter(lines.str.strip_chars() != "").head(200)
-    for env in ENVELOPES:
-        if sample.len() and sample.str.contains(env.regex).mean() >= 0.5:  # type: ignore[operator]
-            found.append(env)
-            sample = sample.str.extract(env.regex, group_index=_line_group(env))
-            if env in (CRI, TIMESTAMPS):
-                break
-    return found
+class Unwrapper:
+    """Stateful per source: detects the wrapper(s) from the first lines fed, then unwraps every chunk.
 
+    ``feed`` takes a lines frame (``source, line_no, line`` and any other columns, e.g.
+    ``pod`` from a file path) and returns one row per *logical* line, ``line_no`` being
+    the physical line where it starts, plus ``captured_at, pod, namespace, container,
+    stream`` where a wrapper said so (a non-null input value wins). A column, once
+    given, is given in every later frame. ``flush`` returns what was held back at EOF.
+    ``joined`` counts physical lines merged into others, so that
+    ``physical lines == logical lines + joined``.
+    """
 
-def _line_group(env: Envelope) -> int:
-    return re.compile(env.regex).groupindex["line"]
+    def __init__(self, forced: str | None = None) -> None:
+        mode = forced or "auto"
+        if mode not in INPUTS:
+            raise ConfigError(f"--input must be one of {', '.join(INPUTS)} (got {forced!r})")
+        self.input = mode
+        self.joined = 0
+        self._allowed = FAMILIES[mode]
+        self._held: pl.DataFrame | None = None
+        self._sampled = 0
+        self._seen: dict[str, int] = {}
+        self._stern: str | None = None  # the stern regex, once detected
+        self._stern_decided = mode != "auto"
+        self._keeps_newline: bool | None = None  # do this source's collector `log` values end in \n?
+        self._added: list[str] = []  # wrapper columns given so far
+        self._members: dict[int, list[int]] = {}  # in one run: a joined row → the rows it was made of
+        self._final = False  # in one run: at EOF (nothing more will come)
+        self._empty: pl.DataFrame = pl.DataFrame(schema={"source": _S, "line_no": pl.Int64(), "line": _S})
 
+    @property
+    def detected(self) -> list[str]:
+        """Names of the wrappers in use (those that carried any of the first lines), outermost first."""
+        return sorted(self._seen, key=lambda n: (self._seen[n], WRAPPERS.index(n)))
 
-def unwrap(frame: pl.DataFrame, envelopes: list[Envelope]) -> pl.DataFrame:
-    """Strip each wrapper from the lines that carry it and keep what it said as columns."""
-    for env in envelopes:
-        groups = pl.col("line").str.extract_groups(env.regex)
-        names = [n for n in _names(env) if n != "line"]
-        frame = (
-            frame.with_columns(groups.alias("_env"))
-            .with_columns(
-                pl.coalesce(pl.col("_env").struct.field("line"), pl.col("line")).alias("line"),
-                *(pl.col("_env").struct.field(n).alias(n) for n in names if n != "tag"),
-            )
-            .drop("_env")
+    def feed(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Unwrap one lines frame; a record that may go on in the next frame is held back."""
+        frame = self._mark_sample(frame)
+        if self._held is not None:
+            frame = pl.concat([self._held, frame], how="vertical_relaxed")
+            self._held = None
+        if not self._stern_decided:
+            self._decide_stern(frame)
+        out, rest = self._run(frame, final=False)
+        self._held = rest if rest.height else None
+        return self._finish(out, frame)
+
+    def flush(self) -> pl.DataFrame:
+        """At EOF: the records held back, as they are."""
+        if self._held is None:
+            return self._empty
+        frame, self._held = self._held, None
+        out, _ = self._run(frame, final=True)
+        return self._finish(out, frame)
+
+    # --- per feed ---
+
+    def _mark_sample(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Flag the first ``SAMPLE_LINES`` non-blank lines (collectors' own logs aside) of the source."""
+        rows = 0
+        if self._sampled < SAMPLE_LINES:  # look at the head only: the frame may hold millions of lines
+            head = frame.head(SAMPLE_SCAN)["line"]
+            counts = ((head.str.strip_chars() != "") & ~head.str.contains(SELF_LOG)).cum_sum()
+            rows = int((counts + self._sampled <= SAMPLE_LINES).sum())
+            self._sampled += int(counts[min(rows, head.len()) - 1]) if rows else 0
+            if rows == head.len() == SAMPLE_SCAN:
+                self._sampled = SAMPLE_LINES  # thousands of blank lines: enough looking
+        return frame.with_columns((pl.int_range(pl.len()) < rows).alias("_e_sample"))
+
+    def _decide_stern(self, frame: pl.DataFrame) -> None:
+        """stern: the 2nd (or, with ``--all-namespaces``, 3rd) column is one constant container name."""
+        line = pl.col("line").str.replace_all(ANSI, "")
+        sample = frame.head(SAMPLE_SCAN).filter(pl.col("_e_sample"))
+        sample = sample.filter((line.str.strip_chars() != "") & ~line.str.contains(SELF_LOG))
+        if not sample.height:
+            return
+        self._stern_decided = True
+        cols = sample.select(
+            line.str.extract_groups(
+                rf"^(?P<a>{_DNS_NAME}) (?P<b>{_DNS_NAME}) (?:(?P<c>{_DNS_LABEL}) )?"
+            ).struct.unnest()
         )
-        if "captured_at" in names:
-            frame = frame.with_columns(
-                pl.col("captured_at").str.to_datetime(time_unit="us", time_zone="UTC", strict=False).cast(DATETIME)
+        best: tuple[float, str, str] | None = None
+        for column, pattern in (
+            ("b", rf"^(?P<pod>{_DNS_NAME}) {{c}} "),
+            ("c", rf"^(?P<namespace>{_DNS_LABEL}) (?P<pod>{_DNS_NAME}) {{c}} "),
+        ):
+            values = cols[column].drop_nulls()
+            if not values.len():
+                continue
+            top, count = values.value_counts(sort=True).row(0)
+            share = count / sample.height
+            clear = re.fullmatch(_DNS_LABEL, top) and share >= 0.8 and (count >= 3 or top == "istio-proxy")
+            if clear and (best is None or share > best[0]):
+                best = (share, top, pattern)
+        if best is not None:
+            self._stern = best[2].replace("{c}", f"(?P<container>{re.escape(best[1])})")
+
+    def _run(self, frame: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Unwrap ``frame``: the rows to give out now, and the input rows to hold back."""
+        self._members, self._final = {}, final
+        df = frame.with_row_index("_e_row").with_columns(
+            pl.col("_e_row").cast(pl.Int64),
+            pl.lit(0, dtype=pl.Int64).alias("_e_joined"),
+            pl.lit(False).alias("_e_inc"),
+            pl.lit(False).alias("_e_c"),
+            *(pl.lit(None, dtype=dtype).alias(_W[name]) for name, dtype in META.items()),
+        )
+        if self._allowed and (self._stern or _any(df, pl.col("line").str.contains(_ANY_HEAD))):
+            df = self._client(df)
+            df = self._runtime(df, stage=1, scope=None)
+            df = self._collector(df)
+            if df.select(pl.col("_e_c").any()).item():
+                df = self._runtime(df, stage=3, scope=pl.col("_e_c"))
+            df = self._access_prefix(df)
+        out, rest = df, frame.clear()
+        fresh = pl.col("_e_inc") & (pl.col("_e_row") >= frame.height - HOLD_ROWS)  # older: let out as it is
+        unfinished = pl.Series(dtype=pl.Int64) if final else df.filter(fresh)["_e_row"]
+        if unfinished.len():
+            out = df.filter(~pl.col("_e_row").is_in(unfinished.implode()))
+            rest = frame[_members_of(unfinished.to_list(), self._members)]
+        self.joined += int(out["_e_joined"].sum() or 0)
+        return out, rest
+
+    def _finish(self, out: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+        """The lines frame: input columns (wrapper values fill their nulls), wrapper columns, ``line`` last."""
+        given = [c for c in frame.columns if not c.startswith("_e_")]
+        for name in META:
+            if name not in given and name not in self._added and out[_W[name]].null_count() < out.height:
+                self._added.append(name)
+        columns = [
+            pl.coalesce(pl.col(c), pl.col(_W[c])).cast(META[c]).alias(c) if c in META else pl.col(c)
+            for c in given
+            if c != "line"
+        ]
+        columns += [pl.col(_W[c]).alias(c) for c in META if c in self._added and c not in given]
+        result = out.select(*columns, pl.col("line"))
+        self._empty = result.clear()
+        return result
+
+    # --- the layers ---
+
+    def _note(self, df: pl.DataFrame, name: str, stage: int, matched: pl.Expr) -> None:
+        if name not in self._seen and df.select((matched & pl.col("_e_sample")).any()).item():
+            self._seen[name] = stage
+
+    def _client(self, df: pl.DataFrame) -> pl.DataFrame:
+        """kubectl ``--prefix`` or stern: pod and container, then the line."""
+        if self._stern:
+            df = df.with_columns(pl.col("line").str.replace_all(ANSI, ""))
+            pattern, name = self._stern, "stern"
+        elif "kubectl-prefix" in self._allowed and df.select(pl.col("line").str.starts_with("[pod/").any()).item():
+            pattern, name = PREFIX, "kubectl-prefix"
+        else:
+            return df
+        groups = re.compile(pattern).groupindex
+        df = _head(df, pattern, pl.lit(True))
+        self._note(df, name, 0, pl.col("_e_m"))
+        x = pl.col("_e_x").struct
+        return df.with_columns(
+            _when(pl.col("line"), _rest()),
+            *(_when(pl.col(_W[g]), x.field(g)) for g in ("pod", "namespace", "container") if g in groups),
+        ).drop("_e_x", "_e_m")
+
+    def _runtime(self, df: pl.DataFrame, *, stage: int, scope: pl.Expr | None) -> pl.DataFrame:
+        """kubectl ``--timestamps``, CRI, docker json-file: capture time and stream; chunks joined."""
+        allowed = self._allowed | (_RUNTIME if stage == 3 and self._allowed & _COLLECTOR else frozenset())
+        line, inside = pl.col("line"), pl.lit(True) if scope is None else scope
+        df = df.with_columns(pl.lit(False).alias("_e_done"), pl.lit(False).alias("_e_partial"))
+        df = df.with_columns(pl.lit(False).alias("_e_strip"), pl.lit(None, dtype=_S).alias("_e_via"))
+        # No gate before a head regex: anchored, it fails at a line's first bytes when it fails.
+        if "cri" in allowed and _any(df := _head(df, CRI, inside), pl.col("_e_m")):
+            self._note(df, "cri", stage, pl.col("_e_m"))
+            x = pl.col("_e_x").struct
+            df = df.with_columns(
+                _when(line, _rest()),
+                _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
+                _when(pl.col("_e_stream"), x.field("stream")),
+                (pl.col("_e_m") & (x.field("tag") == "P")).alias("_e_partial"),
+                pl.col("_e_m").alias("_e_done"),
+                pl.when(pl.col("_e_m")).then(pl.lit("cri")).alias("_e_via"),
             )
-    return frame
+        df = df.drop("_e_x", "_e_m", strict=False)
+        todo = inside & ~pl.col("_e_done")
+        if "kubectl-timestamps" in allowed and _any(df := _head(df, TIMESTAMPS, todo), pl.col("_e_m")):
+            self._note(df, "kubectl-timestamps", stage, pl.col("_e_m"))
+            x = pl.col("_e_x").struct
+            df = df.with_columns(
+                _when(line, _rest()),
+                _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
+                (pl.col("_e_done") | pl.col("_e_m")).alias("_e_done"),
+            )
+            df = _patch(df, pl.col("_e_m") & (line.str.len_bytes() > CRI_CHUNK), _cut_split_timestamps)
+        df = df.drop("_e_x", "_e_m", strict=False)
+        todo = inside & ~pl.col("_e_done")
+        # moby writes `{"log":…,"stream":…[,"attrs":{…}],"time":…}`, compact; a collector's record ends
+        # in its metadata instead (`…}}`) or lacks the stream.
+        shaped = line.str.starts_with('{"log":"') & line.str.ends_with('"}')
+        shaped = (
+            shaped & line.str.contains('","stream":"', literal=True) & line.str.contains('","time":"', literal=True)
+        )
+        if "docker" in allowed and _any(df, todo & shaped):
+            df = _patch(df, todo & shaped, _docker)
+            self._note(df, "docker", stage, pl.col("_e_strip"))
+        df = _join(df, "_e_partial", "", [*_key(df), "_e_via"], self._members)  # a P goes on in the same wrapper
+        return _strip_newline(df).drop("_e_done", "_e_partial", "_e_via")
+
+    def _collector(self, df: pl.DataFrame) -> pl.DataFrame:
+        """fluentd / Fluent Bit output and JSON records: the record's line, pod, namespace, container."""
+        line, allowed = pl.col("line"), self._allowed
+        maybe = line.str.contains(r"^(?:\[\d+\] |\d{4}-\d\d-\d\d \d\d:|\{)") | line.str.contains("\t{", literal=True)
+        if not allowed & _COLLECTOR or not _any(df, maybe):
+            return df
+        if "fluentbit-msgpack" in allowed and _any(df, line.str.contains(FLUENTBIT_START)):
+            df = _join_fluentbit_lines(df, _key(df), self._members, self._final)
+        fields = {"_e_kind": _S, "_e_rec": _S, "_e_tag": _S, "_e_otime": _S, **_FIELDS}
+        df = df.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in fields.items())
+        free = pl.col("_e_kind").is_null()
+
+        if "fluentd-stdout" in allowed and _any(df, line.str.contains(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.\d]* [+-]")):
+            df = _take_record(_head(df, FLUENTD_STDOUT, pl.lit(True)), "fluentd-stdout")
+        if "fluentd-out_file" in allowed and _any(df, free & line.str.contains("\t{", literal=True)):
+            df = _head(df, FLUENTD_OUT_FILE, free)
+            x = pl.col("_e_x").struct
+            tag_ok = ~x.field("tag").str.contains(_LEVELS) & (
+                x.field("time").is_not_null() | x.field("tag").str.contains(".", literal=True)
+            )
+            df = _take_record(df.with_columns(pl.col("_e_m") & tag_ok.fill_null(False)), "fluentd-out_file")
+        if "fluentbit-msgpack" in allowed and _any(df, free & line.str.contains(FLUENTBIT_START)):
+            closed = line.str.contains(FLUENTBIT_START) & line.str.ends_with("}]")  # an open one is held back
+            df = _patch(df, free & closed, _fluentbit_msgpack)
+        if allowed & {"fluentbit-json", "collector-json"}:
+            bare = free & line.str.starts_with("{") & line.str.ends_with("}") & line.str.contains(_RECORD_HINT)
+            df = df.with_columns(_when(pl.col("_e_rec"), line, bare), _when(pl.col("_e_kind"), pl.lit("json"), bare))
+        df = _patch(df, pl.col("_e_rec").is_not_null(), _decode_records)
+
+        kind = pl.col("_e_kind")
+        has_msg = pl.col("_e_msg").is_not_null()
+        fluentd = kind.is_in(["fluentd-stdout", "fluentd-out_file"])  # a record, whatever its keys
+        strong = pl.col("_e_strong").fill_null(False)
+        is_record = fluentd | (has_msg & (strong | pl.col("_e_rstream").is_not_null())) | (~has_msg & strong)
+        is_record = kind.is_not_null() & is_record
+        fluentbit = pl.col("_e_rdate").is_not_null() | (pl.col("_e_rp").is_not_null() & pl.col("_e_p_key"))
+        named = pl.when(kind != "json").then(kind).when(fluentbit).then(pl.lit("fluentbit-json"))
+        df = df.with_columns(
+            pl.when(is_record.fill_null(False)).then(named.otherwise(pl.lit("collector-json"))).alias("_e_kind")
+        )
+        df = df.with_columns(pl.when(kind.is_in(list(allowed))).then(kind).alias("_e_kind"))
+        for name in ("fluentd-stdout", "fluentd-out_file", "fluentbit-msgpack", "fluentbit-json", "collector-json"):
+            self._note(df, name, 2, kind == name)
+        taken = kind.is_not_null()
+        if not _any(df, taken):
+            return df.drop(*fields)
+
+        df = _patch(df, taken & ~has_msg & pl.col("_e_rec").is_not_null(), _merged_record)
+        df = _patch(df, taken & pl.col("_e_tag").is_not_null(), _from_tag)
+        if self._keeps_newline is None and _any(df, taken & pl.col("_e_haslog") & pl.col("_e_rp").is_null()):
+            ends = df.filter(taken & pl.col("_e_haslog") & pl.col("_e_rp").is_null())["_e_msg"].str.ends_with("\n")
+            self._keeps_newline = bool(ends.mean() >= 0.5)  # type: ignore[operator]
+        by_newline = pl.lit(bool(self._keeps_newline)) & pl.col("_e_haslog") & pl.col("_e_rp").is_null()
+        partial = (pl.col("_e_rp") == "P").fill_null(False) | (by_newline & ~pl.col("_e_msg").str.ends_with("\n"))
+        when = pl.when(taken)
+        df = df.with_columns(
+            when.then(pl.coalesce("_e_msg", "_e_merged", "line")).otherwise(line).alias("line"),
+            when.then(
+                pl.coalesce(_any_time(pl.col("_e_rtime")), _any_time(pl.col("_e_rdate")), _any_time(pl.col("_e_otime")))
+            )
+            .otherwise(None)
+            .fill_null(pl.col("_e_captured_at"))
+            .alias("_e_captured_at"),
+            *(
+                when.then(pl.col(src)).otherwise(None).fill_null(pl.col(_W[dst])).alias(_W[dst])
+                for src, dst in (("_e_rstream", "stream"), ("_e_kpod", "pod"), ("_e_kns", "namespace"))
+            ),
+            when.then(pl.col("_e_kcont")).otherwise(None).fill_null(pl.col("_e_container")).alias("_e_container"),
+            (taken & partial.fill_null(False)).alias("_e_partial"),
+            (taken & has_msg).alias("_e_strip"),
+            (pl.col("_e_c") | taken).alias("_e_c"),
+        )
+        keep = [c for c in fields if c != "_e_kind"]
+        df = _join(df.drop(*keep), "_e_partial", "", [*_key(df), "_e_kind"], self._members)
+        return _strip_newline(df).drop("_e_partial", "_e_kind")
+
+    def _access_prefix(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Ambassador / Emissary print ``ACCESS `` before Envoy's line."""
+        starts = pl.col("line").str.starts_with("ACCESS [")
+        if "access-prefix" not in self._allowed or not _any(df, starts):
+            return df
+        self._note(df, "access-prefix", 4, starts)
+        return df.with_columns(_when(pl.col("line"), pl.col("line").str.slice(len("ACCESS ")), starts))
 
 
-def _names(env: Envelope) -> list[str]:
-    return list(re.compile(env.regex).groupindex)
+# A line that might carry some wrapper; a frame where none does skips the layers. (Anchored: an
+# alternation with an unanchored branch would scan every line to its end.)
+_ANY_HEAD = r"^(?:\[pod/|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[^\t]*\t[^\t]*\t\{|" + _TS_ANY + " |"
+_ANY_HEAD += r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\{|\[\d+\] |ACCESS \[|[^\t\s\[{]+\t\{)"
+
+# Per-record fields of a collector record (null where absent).
+_FIELDS: dict[str, pl.DataType] = {
+    "_e_msg": _S,
+    "_e_haslog": pl.Boolean(),
+    "_e_rstream": _S,
+    "_e_rtime": _S,
+    "_e_rdate": _S,
+    "_e_rp": _S,
+    "_e_p_key": pl.Boolean(),  # the partial flag came as `_p` (Fluent Bit), not `logtag`
+    "_e_kpod": _S,
+    "_e_kns": _S,
+    "_e_kcont": _S,
+    "_e_strong": pl.Boolean(),
+    "_e_merged": _S,
+}
+
+
+# --- helpers: whole-column steps -----------------------------------------------------------------
+
+
+def _any(df: pl.DataFrame, mask: pl.Expr) -> bool:
+    return bool(df.select(mask.fill_null(False).any()).item())
+
+
+def _when(target: pl.Expr, value: pl.Expr, mask: str | pl.Expr = "_e_m") -> pl.Expr:
+    """``target`` set to ``value`` where ``mask`` holds (and ``value`` is not null)."""
+    cond = pl.col(mask) if isinstance(mask, str) else mask
+    name = target.meta.output_name()
+    return pl.when(cond.fill_null(False) & value.is_not_null()).then(value).otherwise(target).alias(name)
+
+
+def _head(df: pl.DataFrame, pattern: str, where: pl.Expr) -> pl.DataFrame:
+    """Match a rule's head regex: its groups in ``_e_x``, ``_e_m`` where it matched (and ``where`` holds)."""
+    x = pl.col("line").str.extract_groups(f"^(?P<_h>{pattern.removeprefix('^')})")
+    df = df.with_columns(x.alias("_e_x"))
+    return df.with_columns((where & pl.col("_e_x").struct.field("_h").is_not_null()).fill_null(False).alias("_e_m"))
+
+
+def _rest() -> pl.Expr:
+    """The line after the head ``_head`` matched."""
+    return pl.col("line").str.slice(pl.col("_e_x").struct.field("_h").str.len_chars().fill_null(0))
+
+
+def _patch(df: pl.DataFrame, mask: pl.Expr, step: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+    """Apply a row-wise ``step`` only to the rows ``mask`` selects (decoders that must not see other rows)."""
+    selected = df.select(mask.fill_null(False)).to_series()
+    if not selected.any():
+        return df
+    if selected.all():
+        return step(df).select(df.columns).cast(df.schema)  # type: ignore[arg-type]
+    done = step(df.filter(selected)).select(df.columns).cast(df.schema)  # type: ignore[arg-type]
+    return pl.concat([df.filter(~selected), done]).sort("_e_row")
+
+
+def _key(df: pl.DataFrame) -> list[str]:
+    """What tells interleaved streams apart: joins happen within one key."""
+    return [
+        c for c in ("source", *_W.values(), *META) if c in df.columns and c != "_e_captured_at" and c != "captured_at"
+    ]
+
+
+def _join(df: pl.DataFrame, flag: str, sep: str, key: list[str], members: dict[int, list[int]]) -> pl.DataFrame:
+    """Join each run of rows flagged ``flag`` with the next row of the same key (P…P F → one line).
+
+    A run still flagged at its end is unfinished (``_e_inc``): it may go on in the next chunk.
+    ``members`` learns which rows each joined row was made of (few: only joined ones).
+    """
+    if not _any(df, pl.col(flag)):
+        return df
+    df = df.with_columns(pl.col(flag).shift(1).over(key).fill_null(False).alias("_e_prev"))
+    involved = pl.col(flag) | pl.col("_e_prev")
+    parts = df.filter(involved).with_columns((~pl.col("_e_prev")).cum_sum().over(key).alias("_e_g"))
+    special = {"line", "_e_joined", "_e_inc", "_e_prev", "_e_g", *key}
+    joined = parts.group_by([*key, "_e_g"], maintain_order=True).agg(
+        pl.col("line").str.join(sep),
+        (pl.col("_e_joined").sum() + pl.len().cast(pl.Int64) - 1).alias("_e_joined"),
+        (pl.col("_e_inc").any() | pl.col(flag).last()).alias("_e_inc"),
+        pl.col("_e_row").alias("_e_members"),
+        *(pl.col(c).first() for c in df.columns if c not in special),
+    )
+    members.update(zip(joined["_e_row"].to_list(), joined["_e_members"].to_list(), strict=True))
+    df = df.filter(~involved).drop("_e_prev")
+    return pl.concat([df, joined.select(df.columns).cast(df.schema)]).sort("_e_row")  # type: ignore[arg-type]
+
+
+def _strip_newline(df: pl.DataFrame) -> pl.DataFrame:
+    """A docker / collector line keeps the container's ``\\n`` (or ``\\r\\n``) until it is joined; drop it."""
+    if not _any(df, pl.col("_e_strip")):
+        return df.drop("_e_strip")
+    stripped = pl.col("line").str.strip_suffix("\n").str.strip_suffix("\r")
+    return df.with_columns(_when(pl.col("line"), stripped, "_e_strip")).drop("_e_strip")
+
+
+def _members_of(rows: list[int], members: dict[int, list[int]]) -> list[int]:
+    """The input rows that rows given out (some of them joined, maybe twice over) were made of."""
+    found: set[int] = set()
+    todo = list(rows)
+    while todo:
+        row = todo.pop()
+        if row not in found:
+            found.add(row)
+            todo += members.get(row, [])
+    return sorted(found)
+
+
+def _rfc3339(text: pl.Expr) -> pl.Expr:
+    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False)
+
+
+def _any_time(text: pl.Expr) -> pl.Expr:
+    """A collector's time: RFC 3339 / ISO 8601 (any zone form, none = UTC) or epoch seconds."""
+    iso = text.str.extract_groups(
+        r"^(?P<d>\d{4}-\d\d-\d\d)[T ](?P<t>\d\d:\d\d:\d\d)(?P<f>\.\d+)? ?(?P<z>Z|[+-]\d\d:?\d\d)?$"
+    ).struct
+    zone = iso.field("z").str.replace(r"^([+-]\d\d)(\d\d)$", "${1}:${2}").fill_null("Z")
+    stamp = pl.concat_str(iso.field("d"), pl.lit("T"), iso.field("t"), iso.field("f").fill_null(""), zone)
+    epoch = text.str.extract_groups(r"^(?P<s>\d{9,11})(?:\.(?P<f>\d{1,9}))?$").struct
+    micros = epoch.field("s").cast(pl.Int64) * 1_000_000 + epoch.field("f").fill_null("0").str.pad_end(
+        6, "0"
+    ).str.slice(0, 6).cast(pl.Int64)
+    return pl.coalesce(_rfc3339(stamp), pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC"))
+
+
+def _cut_split_timestamps(df: pl.DataFrame) -> pl.DataFrame:
+    """kubernetes#77603: kubelet wrote a timestamp before every 16 KiB CRI chunk; cut them out.
+
+    Python, but only for the few lines longer than a chunk.
+    """
+    return df.with_columns(pl.col("line").map_elements(_uncut, return_dtype=pl.String))
+
+
+def _uncut(line: str) -> str:
+    raw, out = line.encode(), bytearray()
+    while len(raw) > CRI_CHUNK and (m := _TS9_SPACE.match(raw, CRI_CHUNK)):
+        out += raw[:CRI_CHUNK]
+        raw = raw[m.end() :]
+    return (bytes(out) + raw).decode("utf-8", errors="replace") if out else line
+
+
+def _docker(df: pl.DataFrame) -> pl.DataFrame:
+    """docker json-file lines: ``log`` keeps its ``\\n``; a chunk without one goes on in the next."""
+    keys = ("log", "stream", "time")
+    try:
+        decoded = pl.col("line").str.json_decode(pl.Struct({k: _S for k in keys})).struct
+        df = df.with_columns(decoded.field(k).alias(f"_e_d{k}") for k in keys)
+    except pl.exceptions.PolarsError:  # a broken line: read what can be read
+        df = df.with_columns(pl.col("line").str.json_path_match(f"$.{k}").alias(f"_e_d{k}") for k in keys)
+    ok = pl.col("_e_dlog").is_not_null()
+    return df.with_columns(
+        pl.when(ok).then(pl.col("_e_dlog")).otherwise(pl.col("line")).alias("line"),
+        _when(pl.col("_e_captured_at"), _rfc3339(pl.col("_e_dtime")), ok),
+        _when(pl.col("_e_stream"), pl.col("_e_dstream"), ok),
+        (ok & ~pl.col("_e_dlog").str.ends_with("\n")).alias("_e_partial"),
+        ok.alias("_e_strip"),
+        pl.when(ok).then(pl.lit("docker")).otherwise(pl.col("_e_via")).alias("_e_via"),
+    )
+
+
+def _join_fluentbit_lines(df: pl.DataFrame, key: list[str], members: dict[int, list[int]], final: bool) -> pl.DataFrame:
+    """Fluent Bit prints strings raw: a record whose ``log`` holds ``\\n`` spans lines; join them back.
+
+    After a record's first line (``[N] TAG: [``) that does not close it (``…}]``), the lines
+    up to the one that does are its rest, unless a new record or the collector's own log
+    comes first. Only a record that closes is joined (so a broken one cannot swallow the
+    lines after it); one still open at the end of the chunk may close in the next.
+    """
+    line = pl.col("line")
+    start, own, closed = line.str.contains(FLUENTBIT_START), line.str.contains(SELF_LOG), line.str.ends_with("}]")
+    event_open = pl.when(start | closed | own).then(start & ~closed)
+    cont = ~start & ~own & event_open.shift(1).forward_fill().over(key).fill_null(False)
+    df = df.with_columns(cont.alias("_e_cont"), closed.alias("_e_closed"))
+    df = df.with_columns((~pl.col("_e_cont")).cum_sum().over(key).alias("_e_fb"))  # a line and its rest
+    closes = pl.col("_e_closed").any().over([*key, "_e_fb"])
+    last = pl.col("_e_fb") == pl.col("_e_fb").max().over(key)
+    df = df.with_columns((pl.col("_e_cont") & (closes | (last & (not final)))).alias("_e_cont"))
+    still_open = (start | pl.col("_e_cont")) & ~closed & (closes | (last & (not final)))
+    next_cont = pl.col("_e_cont").shift(-1).over(key).fill_null(not final)
+    df = df.with_columns((still_open & next_cont).alias("_e_partial")).drop("_e_cont", "_e_closed", "_e_fb")
+    return _join(df, "_e_partial", "\n", key, members).drop("_e_partial")
+
+
+def _take_record(df: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """Rows whose ``TIME TAG`` head matched and whose rest is a JSON object: record, tag and time."""
+    if not _any(df, pl.col("_e_m")):
+        return df.drop("_e_x", "_e_m")
+    x, rest = pl.col("_e_x").struct, _rest()
+    df = df.with_columns(pl.col("_e_m") & rest.str.starts_with("{") & rest.str.ends_with("}"))
+    return df.with_columns(
+        _when(pl.col("_e_rec"), rest),
+        _when(pl.col("_e_tag"), x.field("tag")),
+        _when(pl.col("_e_otime"), x.field("time")),
+        _when(pl.col("_e_kind"), pl.lit(kind)),
+    ).drop("_e_x", "_e_m")
+
+
+def _fluentbit_msgpack(df: pl.DataFrame) -> pl.DataFrame:
+    """``[N] TAG: [[SEC.NSEC, {META}], {BODY}]`` (≥ 2.1) or ``[N] TAG: [SEC.NSEC, {BODY}]``: best effort.
+
+    Values are found by position (``str.find``), not by regex captures over the whole record.
+    """
+    df = _head(df, FLUENTBIT, pl.lit(True))
+    x = pl.col("_e_x").struct
+    body = _rest().str.strip_suffix("}]")
+    at = body.str.find(r'(?:^|, )"(?:log|message)"=>"')
+    value = body.str.slice(at).str.replace(r'^(?:, )?"(?:log|message)"=>"', "")
+    end = value.str.find(_FB_NEXT_KEY)
+    message = pl.when(end.is_not_null()).then(value.str.slice(0, end)).otherwise(value.str.strip_suffix('"'))
+    kube = body.str.slice(body.str.find('"kubernetes"=>{', literal=True))
+    return df.with_columns(
+        pl.when(pl.col("_e_m")).then(pl.lit("fluentbit-msgpack")).alias("_e_kind"),
+        x.field("tag").alias("_e_tag"),
+        pl.coalesce(x.field("t1"), x.field("t2")).alias("_e_otime"),
+        pl.when(at.is_not_null()).then(message).alias("_e_msg"),
+        body.str.contains(r'(?:^|, )"log"=>"').alias("_e_haslog"),
+        body.str.extract(r'"stream"=>"(stdout|stderr)"', 1).alias("_e_rstream"),
+        body.str.extract(r'"time"=>"([^"]*)"', 1).alias("_e_rtime"),
+        body.str.extract(r'"(?:_p|logtag)"=>"([FP])"', 1).alias("_e_rp"),
+        body.str.contains('"_p"=>"', literal=True).alias("_e_p_key"),
+        kube.str.extract(r'"pod_name"=>"([^"]*)"', 1).alias("_e_kpod"),
+        kube.str.extract(r'"namespace_name"=>"([^"]*)"', 1).alias("_e_kns"),
+        kube.str.extract(r'"container_name"=>"([^"]*)"', 1).alias("_e_kcont"),
+        pl.lit(True).alias("_e_strong"),
+    ).drop("_e_x", "_e_m")
+
+
+def _decode_records(df: pl.DataFrame) -> pl.DataFrame:
+    """Collector records (JSON text in ``_e_rec``) → the fields meshlog needs, in one decode."""
+    try:
+        record = pl.col("_e_rec").str.json_decode(RECORD).struct
+        kube = record.field("kubernetes").struct
+        fields = {k: record.field(k) for k in (*MESSAGE_KEYS, "stream", "time", "date", "_p", "logtag", "tag")}
+        fields |= {
+            "kubernetes": record.field("kubernetes"),
+            "docker": record.field("docker"),
+            **{k: kube.field(k) for k in ("pod_name", "namespace_name", "container_name", "namespace")},
+            "pod": kube.field("pod").struct.field("name"),
+            "container": kube.field("container").struct.field("name"),
+        }
+        df = df.with_columns(e.alias(f"_e_j{k}") for k, e in fields.items())
+    except pl.exceptions.PolarsError:  # some record does not fit the shape: read each key leniently
+        df = df.with_columns(pl.col("_e_rec").str.json_path_match(p).alias(f"_e_j{k}") for k, p in _PATHS.items())
+    f = {k: pl.col(f"_e_j{k}") for k in _PATHS}
+    strong = pl.any_horizontal(*(f[k].is_not_null() for k in ("kubernetes", "docker", "_p", "logtag", "date")))
+    return df.with_columns(
+        pl.coalesce(*(f[k] for k in MESSAGE_KEYS)).alias("_e_msg"),
+        f["log"].is_not_null().alias("_e_haslog"),
+        f["stream"].alias("_e_rstream"),
+        f["time"].alias("_e_rtime"),
+        f["date"].alias("_e_rdate"),
+        pl.coalesce(f["_p"], f["logtag"]).alias("_e_rp"),
+        f["_p"].is_not_null().alias("_e_p_key"),
+        pl.coalesce(f["pod_name"], f["pod"]).alias("_e_kpod"),
+        pl.coalesce(f["namespace_name"], f["namespace"]).alias("_e_kns"),
+        pl.coalesce(f["container_name"], f["container"]).alias("_e_kcont"),
+        pl.coalesce(pl.col("_e_tag"), f["tag"]).alias("_e_tag"),
+        strong.alias("_e_strong"),
+    )
+
+
+def _merged_record(df: pl.DataFrame) -> pl.DataFrame:
+    """No message key (Fluent Bit ``Merge_Log``, a parser filter): the record minus collector keys is the line."""
+    kept = pl.col("_e_rec").str.replace_all(_DROP_KEYS, "").str.replace(r",\s*\}$", "}")
+    return df.with_columns(kept.alias("_e_merged"))
+
+
+def _from_tag(df: pl.DataFrame) -> pl.DataFrame:
+    """pod, namespace and container from a tag, where the record had no ``kubernetes`` map.
+
+    A stream holds few distinct tags (one per container): each is read once.
+    """
+    tags = df.select(pl.col("_e_tag").unique()).filter(pl.col("_e_tag").is_not_null())
+    parts = pl.col("_e_tag").str.extract_groups(TAG).struct
+    tags = tags.with_columns(
+        pl.coalesce(parts.field("pod"), parts.field("pod2")).alias("_e_tpod"),
+        pl.coalesce(parts.field("namespace"), parts.field("namespace2")).alias("_e_tns"),
+        pl.coalesce(parts.field("container"), parts.field("container2")).alias("_e_tcont"),
+    )
+    df = df.join(tags, on="_e_tag", how="left", maintain_order="left")
+    return df.with_columns(
+        pl.coalesce("_e_kpod", "_e_tpod").alias("_e_kpod"),
+        pl.coalesce("_e_kns", "_e_tns").alias("_e_kns"),
+        pl.coalesce("_e_kcont", "_e_tcont").alias("_e_kcont"),
+    ).drop("_e_tpod", "_e_tns", "_e_tcont")

@@ -55,8 +55,11 @@ class Run:
     """State of one run over all inputs: the format in use and what each source reported."""
 
     format: CompiledFormat | None
+    input: str = "auto"  # --input: auto, plain, kubectl, cri, docker, fluentd, fluentbit
     sources: list[SourceStats] = field(default_factory=list)
     detected: bool = False
+    wrappers: dict[str, list[str]] = field(default_factory=dict)  # source → what carried its lines
+    joined: int = 0  # physical lines joined into others (CRI P chunks, docker partials, …)
 
     @property
     def errors(self) -> list[str]:
@@ -74,16 +77,12 @@ def parse_paths(
         stats = SourceStats(path)
         run.sources.append(stats)
         try:
-            chunks = read_lines(path, stats)
+            unwrapper = envelopes.Unwrapper(run.input)
             pending: list[pl.DataFrame] = []
-            wrappers: list[envelopes.Envelope] | None = None
-            for chunk in chunks:
-                if wrappers is None:
-                    wrappers = envelopes.detect(chunk["line"])
-                chunk = envelopes.unwrap(chunk, wrappers)
+            for chunk in _unwrapped(read_lines(path, stats), unwrapper, run, path):
                 if run.format is None:
                     pending.append(chunk)
-                    sample = pl.concat(pending)
+                    sample = pl.concat(pending, how="diagonal_relaxed")
                     if sample.height < SAMPLE_LINES and not _enough(sample):
                         continue
                     _detect(run, sample, on_format)
@@ -91,7 +90,7 @@ def parse_paths(
                 assert run.format is not None
                 yield parse_lines(chunk, run.format)
             if pending:
-                sample = pl.concat(pending)
+                sample = pl.concat(pending, how="diagonal_relaxed")
                 _detect(run, sample, on_format)
                 assert run.format is not None
                 yield parse_lines(sample, run.format)
@@ -99,6 +98,21 @@ def parse_paths(
             if isinstance(exc, DetectionError):
                 raise
             stats.errors.append(str(exc))
+
+
+def _unwrapped(
+    chunks: Iterator[pl.DataFrame], unwrapper: envelopes.Unwrapper, run: Run, source: str
+) -> Iterator[pl.DataFrame]:
+    """Each chunk with its wrappers taken off; at EOF, the records the unwrapper held back."""
+    for chunk in chunks:
+        lines = unwrapper.feed(chunk)
+        run.wrappers[source] = unwrapper.detected
+        if lines.height:
+            yield lines
+    rest = unwrapper.flush()
+    run.joined += unwrapper.joined
+    if rest.height:
+        yield rest
 
 
 def _enough(sample: pl.DataFrame) -> bool:

@@ -45,6 +45,21 @@ MeshConfigOpt = Annotated[
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Unparsed lines are an error (exit 4).")]
 
 
+class Input(str, Enum):
+    auto = "auto"
+    plain = "plain"
+    kubectl = "kubectl"
+    cri = "cri"
+    docker = "docker"
+    fluentd = "fluentd"
+    fluentbit = "fluentbit"
+
+
+InputOpt = Annotated[
+    Input, typer.Option("--input", help="What wraps the lines; auto detects kubectl, CRI, docker, fluentd, fluent-bit.")
+]
+
+
 def _announce(fmt: CompiledFormat) -> None:
     """Say which format detection chose, and what its compilation warned about."""
     say(f"format: detected {fmt.name or 'a custom format'} (use --format to choose)")
@@ -62,6 +77,10 @@ def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int
         f"lines: {log_counts['total']} total, {log_counts['access']} access, "
         f"{log_counts['unparsed']} unparsed, {log_counts['other']} other"
     )
+    wrapped = {w for ws in run.wrappers.values() for w in ws}
+    if wrapped:
+        joined = f"; {run.joined} physical line(s) joined into longer ones" if run.joined else ""
+        say(f"input: unwrapped {', '.join(sorted(wrapped))}{joined}")
     for stats in run.sources:
         if stats.invalid_utf8:
             say(f"{stats.name}: {stats.invalid_utf8} line(s) with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
@@ -81,11 +100,11 @@ def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int
         raise typer.Exit(ExitCode.INPUT)
 
 
-def _start(fmt_opts: FormatOptions) -> Run:
+def _start(fmt_opts: FormatOptions, input: Input = Input.auto) -> Run:
     fmt = compile_options(fmt_opts)
     if fmt is not None:
         _warn_format(fmt)
-    return Run(fmt)
+    return Run(fmt, input=input.value)
 
 
 @app.command()
@@ -98,9 +117,10 @@ def parse(
     format_file: FormatFileOpt = None,
     mesh_config: MeshConfigOpt = None,
     strict: StrictOpt = False,
+    input: InputOpt = Input.auto,
 ) -> None:
     """Typed rows out, one per access-log line (with source and line_no)."""
-    run = _start(FormatOptions(format, format_file, mesh_config))
+    run = _start(FormatOptions(format, format_file, mesh_config), input)
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
         say("error: parquet is binary; redirect stdout or use --out FILE")
         raise typer.Exit(ExitCode.USAGE)
@@ -164,15 +184,15 @@ def summarize(
     format_file: FormatFileOpt = None,
     mesh_config: MeshConfigOpt = None,
     strict: StrictOpt = False,
+    input: InputOpt = Input.auto,
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
+    from meshlog.cli.progress import progress
     from meshlog.cli.render import markdown_summary, render_summary
     from meshlog.filters import narrow
     from meshlog.reports.summary import by_table, summary_dict
 
-    from meshlog.cli.progress import progress
-
-    run = _start(FormatOptions(format, format_file, mesh_config))
+    run = _start(FormatOptions(format, format_file, mesh_config), input)
     logs = []
     with progress(paths or [], run) as tick:
         for chunk in parse_paths(paths or [], run, on_format=_announce):
@@ -209,13 +229,14 @@ def trace(
     format: FormatOpt = None,
     format_file: FormatFileOpt = None,
     mesh_config: MeshConfigOpt = None,
+    input: InputOpt = Input.auto,
 ) -> None:
     """Every line with one request id across all inputs (client and server sidecars), in order."""
     from meshlog.cli.render import render_trace
     from meshlog.reports.trace import id_column
     from meshlog.reports.trace import trace as trace_hops
 
-    run = _start(FormatOptions(format, format_file, mesh_config))
+    run = _start(FormatOptions(format, format_file, mesh_config), input)
     logs = list(parse_paths(paths or [], run, on_format=_announce))
     if run.format is None:
         say("error: no input lines")

@@ -56,7 +56,7 @@ class AccessLog:
             return parse_lines(lines_frame([], source="-"), fmt)
         return AccessLog(
             pl.concat([p.requests for p in items], how="diagonal_relaxed"),
-            pl.concat([p.unparsed for p in items]),
+            pl.concat([p.unparsed for p in items], how="diagonal_relaxed"),  # wrapper columns may come later
             pl.concat([p.other for p in items]),
             fmt,
         )

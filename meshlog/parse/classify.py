@@ -2,6 +2,8 @@
 
 An istio-proxy container prints pilot-agent logs, Envoy application logs and blank or
 continuation lines beside its access log (``../shared/reference/input-streams.md`` §1.7).
+Wrapped streams add their own: a collector's log and banner between its records (§3.2,
+§4.2), istio-init's iptables dump in ``kubectl logs --all-containers``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ OTHER_LINES: tuple[tuple[str, str], ...] = (
     ("envoy-log", r"^\[Envoy \(Epoch \d+\)\] \["),
     ("envoy-log", r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\]\[\d+\]\[\w+\]"),
     ("kubectl", r"^error: "),
+    ("fluentd-log", r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \[(?:trace|debug|info|warn|error|fatal)\]: "),
+    ("fluentbit-log", r"^\[\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\] \[\s*(?:trace|debug|info|warn|error)\] "),
+    ("fluentbit-log", r"^Fluent Bit v\d|^\* (?:Copyright|Fluent Bit is|https://fluentbit)|^[ _|/\\()`',.<>V-]{12,}$"),
+    (
+        "iptables",
+        r"^(?:-[AIN] [A-Z]|:[A-Z][-A-Z_]* [A-Z-]+ \[\d+:\d+\]$|\*(?:nat|filter|mangle|raw)$|COMMIT$|# (?:Generated|Completed) )",
+    ),
     ("json-log", r'^\s*\{.*"level"\s*:.*"msg"\s*:|^\s*\{.*"msg"\s*:.*"level"\s*:'),
 )
 

@@ -17,7 +17,7 @@ import polars as pl
 from typer.testing import CliRunner
 
 from meshlog.cli import app
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, SHARED
 
 SAMPLE = FIXTURES / "sample" / "istio-proxy.log"
 ISTIO = FIXTURES / "envoy" / "istio"
@@ -237,3 +237,22 @@ def test_terminal_output_escapes_control_characters(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "\\x1b]0;pwned\\x07\\x1b[2J" in result.stdout
+
+
+def test_wrapped_input_is_unwrapped_and_said(tmp_path: Path) -> None:
+    sample = SHARED / "samples" / "streams" / "cri-containerd.log"
+    node = tmp_path / "var/log/pods/default_sleep-7656cf8794-7hkmv_2b7f3a5e-1c2d-4e5f-8a9b-0c1d2e3f4a5b/istio-proxy"
+    node.mkdir(parents=True)
+    cri = node / "0.log"
+    cri.write_bytes(sample.read_bytes())
+    result = runner.invoke(app, ["parse", str(cri), "-f", "istio-upstream-cluster"])
+    assert result.exit_code == 0
+    assert "meshlog: input: unwrapped cri; 1 physical line(s) joined into longer ones" in result.stderr
+    rows = [json.loads(x) for x in result.stdout.splitlines()]
+    assert {(r["pod"], r["namespace"], r["container"], r["stream"]) for r in rows} == {
+        ("sleep-7656cf8794-7hkmv", "default", "istio-proxy", "stdout")
+    }
+    assert all(r["captured_at"] for r in rows)
+    forced = runner.invoke(app, ["parse", str(cri), "-f", "istio-upstream-cluster", "--input", "plain"])
+    assert forced.exit_code == 0 and "unwrapped" not in forced.stderr
+    assert "lines: 28 total, 0 access" in forced.stderr  # the CRI prefix stays on every line
