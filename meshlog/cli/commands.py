@@ -189,25 +189,30 @@ def summarize(
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
     from meshlog.cli.render import markdown_summary, render_summary
-    from meshlog.filters import narrow
+    from meshlog.filters import compile_where, narrow
+    from meshlog.reports.compact import SummaryInput
     from meshlog.reports.summary import by_table, summary_dict
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
-    logs = []
+    folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
+    condition = None
     with progress(paths or [], run) as tick:
         for chunk in parse_paths(paths or [], run, on_format=_announce):
-            logs.append(chunk)
+            if where and condition is None:
+                condition = compile_where(where, chunk.requests.columns)
+            folded.add(chunk, condition)
             tick()
     if run.format is None:
         say("error: no input lines")
         raise typer.Exit(ExitCode.INPUT)
-    whole = AccessLog.concat(logs, run.format)
-    log = narrow(whole, where=where, since=since, until=until)
+    log = narrow(folded.log(), since=since, until=until)
     dimension = BY_COLUMN[by]
     if output is SummaryOutput.csv:
         write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
     else:
-        summary = summary_dict(log, top=top, by=dimension, lines=whole.counts)
+        summary = summary_dict(
+            log, top=top, by=dimension, lines=folded.lines, other_kinds=dict(folded.other_kinds), slowest=folded.slowest
+        )
         if output is SummaryOutput.json:
             json.dump(summary, sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")
@@ -215,9 +220,9 @@ def summarize(
             print(markdown_summary(summary))
         else:
             render_summary(summary)
-    c = whole.counts
-    first = whole.unparsed.select("source", "line_no", "reason").row(0) if whole.unparsed.height else None
-    _finish(run, {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}, first, strict)  # type: ignore[arg-type]
+    c = folded.lines
+    counts = {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}
+    _finish(run, counts, folded.unparsed_first, strict)
 
 
 @app.command()

@@ -16,7 +16,8 @@ _DETAILS = r"^(?P<kind>[^{\[]+)(?:\{(?P<reset_reason>[^|,}]*)(?:[|,](?P<transpor
 def flag_rows(requests: pl.LazyFrame) -> pl.LazyFrame:
     """One row per (line, flag): ``URX,UF`` becomes two rows."""
     return (
-        requests.with_columns(pl.col("response_flags").str.split(",").alias("flag"))
+        requests.filter(pl.col("response_flags").is_not_null())
+        .with_columns(pl.col("response_flags").cast(pl.String).str.split(",").alias("flag"))
         .explode("flag")
         .filter(pl.col("flag").is_not_null() & (pl.col("flag") != ""))
     )
@@ -65,7 +66,7 @@ def error_details(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
         .group_by("response_code_details")
         .agg(pl.len().cast(pl.Int64).alias("count"))
         .drop_nulls("response_code_details")
-        .with_columns(pl.col("response_code_details").str.extract_groups(_DETAILS).alias("_d"))
+        .with_columns(pl.col("response_code_details").cast(pl.String).str.extract_groups(_DETAILS).alias("_d"))
         .with_columns(
             pl.col("_d").struct.field("kind"),
             pl.coalesce(pl.col("_d").struct.field("reset_reason"), pl.col("_d").struct.field("policy")).alias(

@@ -133,7 +133,7 @@ def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
     if rule.details is not None:
         if "response_code_details" not in columns:
             return None
-        parts.append(pl.col("response_code_details").str.contains(rule.details))
+        parts.append(pl.col("response_code_details").cast(pl.String).str.contains(rule.details))
     if rule.failure is not None:
         texts = [pl.col(c) for c in ("upstream_transport_failure_reason", "response_code_details") if c in columns]
         if not texts:
@@ -146,6 +146,12 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
     """Every rule that some lines match: severity, title, detail, count, share and where it happens."""
     columns = set(requests.columns)
     total = max(requests.height, 1)
+    # Every rule is about a flagged line or a 4xx/5xx/0 answer: look only at those (few) rows.
+    worth = [pl.col("response_flags").is_not_null()] if "response_flags" in columns else []
+    if "response_code" in columns:
+        worth.append((pl.col("response_code") >= 400) | (pl.col("response_code") == 0))
+    if worth:
+        requests = requests.filter(pl.any_horizontal(worth))
     rules = [(r, c) for r in RULES if (c := _condition(r, columns)) is not None]
     if not rules:
         return []

@@ -13,7 +13,7 @@ import polars as pl
 from meshlog.reports.traffic import ERROR
 
 ATTEMPT_COLUMNS = ("upstream_request_attempt_count", "req_x_envoy_attempt_count", "resp_x_envoy_attempt_count")
-_URX = pl.col("response_flags").str.contains(r"(?:^|,)URX(?:,|$)").fill_null(False)
+_URX = pl.col("response_flags").cast(pl.String).str.contains(r"(?:^|,)URX(?:,|$)").fill_null(False)
 
 
 def attempts_column(columns: set[str]) -> str | None:
@@ -31,14 +31,26 @@ def retries_report(requests: pl.DataFrame, *, top: int = 10) -> dict[str, Any]:
         "retried_requests": None,
         "retried_then_succeeded": None,
         "retried_and_failed": None,
-        "retry_limit_exceeded": int(requests.select(urx.sum()).item()),
+        "retry_limit_exceeded": int(
+            (requests.filter(pl.col("response_flags").is_not_null()) if "response_flags" in columns else requests)
+            .select(urx.sum())
+            .item()
+        ),
         "clusters": [],
     }
     if "upstream_cluster" in columns:
-        by_cluster = lf.group_by("upstream_cluster").agg(
-            pl.len().alias("requests"),
-            urx.sum().alias("retry_limit_exceeded"),
-            *((pl.col(attempts) - 1).clip(lower_bound=0).sum().alias("retries"),) if attempts else (),
+        # URX is tested on flagged lines only: turning every row's flags into text costs memory
+        flagged = lf.filter(pl.col("response_flags").is_not_null()) if "response_flags" in columns else lf
+        exceeded = flagged.group_by("upstream_cluster").agg(urx.sum().alias("retry_limit_exceeded"))
+        by_cluster = (
+            lf.group_by("upstream_cluster")
+            .agg(
+                pl.len().alias("requests"),
+                *((pl.col(attempts) - 1).clip(lower_bound=0).sum().alias("retries"),) if attempts else (),
+            )
+            .join(exceeded, on="upstream_cluster", how="left", nulls_equal=True)
+            .with_columns(pl.col("retry_limit_exceeded").fill_null(0))
+            .select("upstream_cluster", "requests", "retry_limit_exceeded", *(("retries",) if attempts else ()))
         )
         key = "retries" if attempts else "retry_limit_exceeded"
         out["clusters"] = (

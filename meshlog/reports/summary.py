@@ -13,6 +13,7 @@ import polars as pl
 
 from meshlog.parse import AccessLog, LineCounts
 from meshlog.reports import failures, latency, retries, timeline, traffic
+from meshlog.reports.compact import SLOWEST_COLUMNS
 from meshlog.reports.hints import hints
 
 
@@ -25,9 +26,20 @@ def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def summary_dict(
-    log: AccessLog, *, top: int = 10, by: str = "upstream_cluster", lines: LineCounts | None = None
+    log: AccessLog,
+    *,
+    top: int = 10,
+    by: str = "upstream_cluster",
+    lines: LineCounts | None = None,
+    other_kinds: dict[str, int] | None = None,
+    slowest: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """All reports for one access log; ``lines`` is the whole input's accounting when ``log`` was filtered."""
+    """All reports for one access log.
+
+    ``lines`` is the whole input's accounting when ``log`` was filtered or compacted; ``other_kinds``
+    and ``slowest`` stand in for ``log.other`` and the slowest rows when they were folded in chunk
+    by chunk (``reports.compact``).
+    """
     req = log.requests
     lf = req.lazy()
     cols = set(req.columns)
@@ -44,7 +56,13 @@ def summary_dict(
         "time_range": {"start": _iso(start), "end": _iso(end)},
         "requests": req.height,
         "overview": {k: over[k] for k in ("requests_per_s", "errors", "error_ratio", "status_5xx", "status_0")},
-        "other_lines": _rows(log.other.group_by("kind").len("count").sort(["count", "kind"], descending=[True, False])),
+        "other_lines": sorted(
+            (
+                {"kind": k, "count": n}
+                for k, n in (other_kinds or dict(log.other.group_by("kind").len().iter_rows())).items()
+            ),
+            key=lambda o: (-o["count"], o["kind"]),
+        ),
         "unparsed_lines": _rows(log.unparsed.head(top).select("source", "line_no", "reason")),
     }
     has_code = "response_code" in cols
@@ -81,11 +99,11 @@ def summary_dict(
     if by != "upstream_cluster" and by in cols and has_duration:
         lat[f"by_{by}"] = _rows(latency.latency_by(lf, by, top=top).collect())
     if has_duration:
-        shown = [c for c in ("start_time", "duration", "response_code", "response_flags", "method", "path",
-                             "upstream_cluster", "request_id", "source", "line_no") if c in cols]  # fmt: skip
+        source = slowest if slowest is not None else req
+        shown = [c for c in SLOWEST_COLUMNS if c in source.columns]
         lat["slowest"] = [
             {k: (_iso(v) if k == "start_time" else v) for k, v in r.items()}
-            for r in _rows(latency.slowest(lf, shown, top=min(top, 5)).collect())
+            for r in _rows(latency.slowest(source.lazy(), shown, top=min(top, 5)).collect())
         ]
     out["latency"] = lat
     out["retries"] = retries.retries_report(req, top=top)

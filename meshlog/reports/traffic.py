@@ -60,12 +60,13 @@ def status_classes(requests: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def top_errors(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
-    """The values of ``by`` (path, authority) with the most 5xx/0 answers, with their error share."""
+    """The values of ``by`` (path, authority) with the most 5xx/0 answers, and their share of all errors."""
+    errors = requests.filter(ERROR)
     return (
-        requests.group_by(by)
-        .agg(pl.len().alias("requests"), ERROR.sum().alias("errors"))
-        .filter(pl.col("errors") > 0)
-        .with_columns((pl.col("errors") / pl.col("requests")).alias("error_ratio"))
+        errors.group_by(by)
+        .agg(pl.len().cast(pl.Int64).alias("errors"))
+        .drop_nulls(by)
+        .with_columns((pl.col("errors") / pl.col("errors").sum()).alias("share_of_errors"))
         .sort(["errors", by], descending=[True, False])
         .head(top)
     )

@@ -1,0 +1,106 @@
+"""Summarise input larger than memory: each parsed chunk is shrunk to what the reports need.
+
+A request keeps its numbers, its time and its low-cardinality text (cluster, route, flags,
+details…) as categoricals — tens of bytes a row. High-cardinality text is kept only where a
+report reads it: the path of failed requests (top error paths), and whole rows only for the
+slowest requests (merged top-N). Unparsed lines keep their first few rows and a count; other
+lines a count per kind. 10M Istio lines then fit in well under 1 GB.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.parse import OTHER_SCHEMA, AccessLog, LineCounts
+from meshlog.reports.retries import ATTEMPT_COLUMNS
+from meshlog.reports.traffic import ERROR
+
+CATEGORICAL = (
+    "upstream_cluster", "route_name", "response_flags", "response_code_details",
+    "upstream_transport_failure_reason", "authority", "pod", "namespace", "method",
+)  # fmt: skip
+# smallest types that hold what Envoy prints (ms up to 24 days; status codes; attempt counts)
+NUMERIC = {
+    "start_time": None,
+    "response_code": pl.Int16,
+    "duration": pl.Int32,
+    "upstream_service_time": pl.Int32,
+    **dict.fromkeys(ATTEMPT_COLUMNS, pl.Int16),
+}
+SLOWEST_COLUMNS = (
+    "start_time", "duration", "response_code", "response_flags", "method", "path",
+    "upstream_cluster", "request_id", "source", "line_no",
+)  # fmt: skip
+KEEP_UNPARSED = 20
+KEEP_SLOWEST = 20
+
+
+@dataclass
+class SummaryInput:
+    """What the reports need from all chunks seen so far, in bounded memory."""
+
+    format: CompiledFormat | None = None
+    requests: list[pl.DataFrame] = field(default_factory=list)
+    slowest: pl.DataFrame | None = None
+    unparsed: list[pl.DataFrame] = field(default_factory=list)
+    unparsed_count: int = 0
+    unparsed_first: tuple[str, int, str] | None = None
+    other_kinds: Counter[str] = field(default_factory=Counter)
+    access: int = 0
+
+    def add(self, log: AccessLog, where: pl.Expr | None = None) -> None:
+        """Fold one parsed chunk in (``where`` filters requests, never the line counts)."""
+        self.format = log.format
+        self.access += log.requests.height
+        self.unparsed_count += log.unparsed.height
+        if log.unparsed.height and self.unparsed_first is None:
+            self.unparsed_first = log.unparsed.select("source", "line_no", "reason").row(0)  # type: ignore[assignment]
+        kept = sum(f.height for f in self.unparsed)
+        if kept < KEEP_UNPARSED and log.unparsed.height:
+            self.unparsed.append(log.unparsed.head(KEEP_UNPARSED - kept))
+        self.other_kinds.update(dict(log.other.group_by("kind").len().iter_rows()))
+        requests = log.requests if where is None else log.requests.filter(where)
+        self.requests.append(shrink(requests))
+        self._keep_slowest(requests)
+
+    def _keep_slowest(self, requests: pl.DataFrame) -> None:
+        if "duration" not in requests.columns:
+            return
+        cols = [c for c in SLOWEST_COLUMNS if c in requests.columns]
+        top = requests.select(cols).sort("duration", descending=True, nulls_last=True).head(KEEP_SLOWEST)
+        both = top if self.slowest is None else pl.concat([self.slowest, top], how="diagonal_relaxed")
+        self.slowest = both.sort("duration", descending=True, nulls_last=True).head(KEEP_SLOWEST)
+
+    @property
+    def lines(self) -> LineCounts:
+        other = sum(self.other_kinds.values())
+        return LineCounts(self.access + self.unparsed_count + other, self.access, self.unparsed_count, other)
+
+    def log(self) -> AccessLog:
+        """The compact log the reports run on (unparsed: the first rows; other: none, see ``other_kinds``)."""
+        assert self.format is not None
+        requests = pl.concat(self.requests, how="diagonal_relaxed") if self.requests else pl.DataFrame()
+        self.requests = [requests]  # the pieces are in the concatenation now: do not hold both
+        unparsed = pl.concat(self.unparsed, how="diagonal_relaxed") if self.unparsed else _empty_unparsed()
+        return AccessLog(requests, unparsed, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
+
+
+def shrink(requests: pl.DataFrame) -> pl.DataFrame:
+    """The columns reports read, text as categoricals, the path only where the request failed."""
+    cols = set(requests.columns)
+    keep: list[pl.Expr] = [pl.col(c) if t is None else pl.col(c).cast(t) for c, t in NUMERIC.items() if c in cols]
+    keep += [pl.col(c).cast(pl.Categorical) for c in CATEGORICAL if c in cols]
+    if "path" in cols:
+        failed = ERROR if "response_code" in cols else pl.lit(False)
+        keep.append(pl.when(failed).then(pl.col("path")).cast(pl.Categorical).alias("path"))
+    return requests.select(keep)
+
+
+def _empty_unparsed() -> pl.DataFrame:
+    from meshlog.parse import UNPARSED_SCHEMA
+
+    return pl.DataFrame(schema=UNPARSED_SCHEMA)
