@@ -7,7 +7,7 @@ problems are handed back to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +67,11 @@ class Run:
 
 
 def parse_paths(
-    paths: list[str], run: Run, *, on_format: Callable[[CompiledFormat], None] | None = None
+    paths: list[str],
+    run: Run,
+    *,
+    on_format: Callable[[CompiledFormat], None] | None = None,
+    columns: Collection[str] | None = None,
 ) -> Iterator[AccessLog]:
     """Parse every input chunk by chunk; detect the format from the first lines when none was given.
 
@@ -88,12 +92,12 @@ def parse_paths(
                     _detect(run, sample, on_format)
                     chunk, pending = sample, []
                 assert run.format is not None
-                yield parse_lines(chunk, run.format)
+                yield parse_lines(chunk, run.format, columns=columns)
             if pending:
                 sample = pl.concat(pending, how="diagonal_relaxed")
                 _detect(run, sample, on_format)
                 assert run.format is not None
-                yield parse_lines(sample, run.format)
+                yield parse_lines(sample, run.format, columns=columns)
         except MeshlogError as exc:
             if isinstance(exc, DetectionError):
                 raise

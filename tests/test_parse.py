@@ -11,6 +11,7 @@ from polars.testing import assert_frame_equal
 
 from meshlog.formats.compiler import compile_format
 from meshlog.formats.presets import ISTIO_JSON, resolve
+from meshlog.parse import parse_lines
 from meshlog.parse.detect import detect
 from tests.conftest import parse_text, row
 
@@ -209,3 +210,22 @@ def test_one_broken_json_record_among_many_costs_only_itself() -> None:
     except json.JSONDecodeError as exc:  # the decoder's own words for the same line
         reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
     assert log.unparsed.select("line_no", "reason").row(0) == (41_235, reason)
+
+
+@pytest.mark.parametrize("fmt_name", ["istio", "istio-json"])
+def test_building_fewer_columns_changes_no_value_and_no_count(fmt_name: str) -> None:
+    from meshlog.reports.compact import REPORT_COLUMNS
+    from meshlog.sources import read_lines
+    from tests.conftest import FIXTURES
+
+    fmt = resolve(fmt_name)
+    path = FIXTURES / "envoy" / fmt_name / "access.log"
+    lines = [f for f in read_lines(str(path))]
+    bad = lines[0].with_columns(pl.col("line").str.replace(r"(\" |:)200([ ,])", "${1}2x0${2}"))  # one unparsed line
+    for frame in (lines[0], bad):
+        full = parse_lines(frame, fmt)
+        some = parse_lines(frame, fmt, columns=REPORT_COLUMNS)
+        assert some.counts == full.counts
+        assert_frame_equal(some.requests, full.requests.select(some.requests.columns))
+        assert "user_agent" not in some.requests.columns and "bytes_sent" in some.requests.columns
+    assert parse_lines(bad, fmt).counts.unparsed >= 1

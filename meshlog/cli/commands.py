@@ -190,14 +190,15 @@ def summarize(
     from meshlog.cli.progress import progress
     from meshlog.cli.render import markdown_summary, render_summary
     from meshlog.filters import compile_where, narrow
-    from meshlog.reports.compact import SummaryInput
+    from meshlog.reports.compact import REPORT_COLUMNS, SummaryInput
     from meshlog.reports.summary import by_table, summary_dict
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
     folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
     condition = None
     with progress(paths or [], run) as tick:
-        for chunk in parse_paths(paths or [], run, on_format=_announce):
+        # --where may name any column; otherwise only what the reports read is built
+        for chunk in parse_paths(paths or [], run, on_format=_announce, columns=None if where else REPORT_COLUMNS):
             if where and condition is None:
                 condition = compile_where(where, chunk.requests.columns)
             folded.add(chunk, condition)

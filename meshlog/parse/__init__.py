@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -16,7 +16,7 @@ import polars as pl
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.operators import Kind
 from meshlog.parse import jsonl, text
-from meshlog.parse.cast import cast_fields
+from meshlog.parse.cast import cast_fields, dtype_of
 from meshlog.parse.classify import other_kind
 from meshlog.parse.derive import cluster_columns
 from meshlog.parse.text import ROW
@@ -74,13 +74,27 @@ def lines_frame(lines: list[str], *, source: str = "-", first_line_no: int = 1) 
     )
 
 
-def parse_lines(lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = True) -> AccessLog:
-    """Parse one lines frame (``source, line_no, line`` + any metadata columns) with a compiled format."""
+def wanted_fields(fmt: CompiledFormat, columns: Collection[str] | None) -> list[int] | None:
+    """Fields to materialise: the ``columns`` asked for, plus every typed field (it is still
+    validated, so a line is unparsed for the same reason whatever columns a command reads)."""
+    if columns is None:
+        return None
+    return [i for i, f in enumerate(fmt.fields) if f.column in columns or dtype_of(f) != pl.String()]
+
+
+def parse_lines(
+    lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = True, columns: Collection[str] | None = None
+) -> AccessLog:
+    """Parse one lines frame (``source, line_no, line`` + any metadata columns) with a compiled format.
+
+    ``columns`` limits the text columns built (reports read few of them); line accounting is the same.
+    """
     lines = lines.with_row_index(ROW)
+    fields = wanted_fields(fmt, columns)
     if fmt.encoding == "json":
-        raw, bad, not_records = _extract_json(lines, fmt)
+        raw, bad, not_records = _extract_json(lines, fmt, fields)
     else:
-        raw, unmatched = text.extract(lines, fmt, use_plan=use_plan)
+        raw, unmatched = text.extract(lines, fmt, use_plan=use_plan, fields=fields)
         bad = pl.DataFrame(schema={ROW: pl.UInt32, "reason": pl.String})
         not_records = unmatched
     good, cast_failed = cast_fields(raw, fmt)
@@ -125,9 +139,11 @@ def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:
     return line.str.contains("^" + fmt.regex_prefix(k))
 
 
-def _extract_json(lines: pl.DataFrame, fmt: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+def _extract_json(
+    lines: pl.DataFrame, fmt: CompiledFormat, fields: list[int] | None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
     # A JSON object that names none of the format's keys is some other JSON (an app log), not a record.
     keys = "|".join(re.escape(json.dumps(k)) for k in fmt.json_keys)
     is_record = pl.col("line").str.contains(r"^\s*\{") & pl.col("line").str.contains(f"(?:{keys})\\s*:")
-    raw, bad = jsonl.extract(lines.filter(is_record), fmt)
+    raw, bad = jsonl.extract(lines.filter(is_record), fmt, fields)
     return raw, bad, lines.filter(~is_record)[ROW]

@@ -63,12 +63,14 @@ def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
 def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed columns named as the contract says; and ``_row, reason`` for the rows that do not fit.
 
-    ``raw`` holds one text column per field (``_f0``, ``_f1``…) beside any others, which are kept.
+    ``raw`` holds one text column per field (``_f0``, ``_f1``…; some may be left out when not
+    wanted) beside any others, which are kept.
     Messages are built only for the rows that failed, not for every row.
     """
-    raw_names = [f"_f{i}" for i in range(len(compiled.fields))]
-    typed = [_typed(f, pl.col(r)).alias(f.column) for f, r in zip(compiled.fields, raw_names)]
-    checked = [(f, r) for f, r in zip(compiled.fields, raw_names) if dtype_of(f) != pl.String()]
+    present = [(f, f"_f{i}") for i, f in enumerate(compiled.fields) if f"_f{i}" in raw.columns]
+    raw_names = [r for _, r in present]
+    typed = [_typed(f, pl.col(r)).alias(f.column) for f, r in present]
+    checked = [(f, r) for f, r in present if dtype_of(f) != pl.String()]
 
     def failed(f: Field, r: str) -> pl.Expr:
         return pl.col(r).is_not_null() & ~pl.col(r).is_in(["-", ""]) & pl.col(f.column).is_null()

@@ -29,13 +29,16 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)  # compact, as Envoy writes it
 
 
-def extract(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame]:
+def extract(
+    lines: pl.DataFrame, compiled: CompiledFormat, fields: list[int] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Raw strings per key (``f0``…), and the bad lines.
 
     ``lines`` holds only lines that start with ``{``. The second frame is ``_row, reason``.
     """
-    keys = compiled.json_keys
-    names = [f"_f{i}" for i in range(len(keys))]
+    wanted = list(range(len(compiled.json_keys))) if fields is None else fields
+    keys = tuple(compiled.json_keys[i] for i in wanted)
+    names = [f"_f{i}" for i in wanted]
     # Structured values (metadata, filter state) come out as JSON text via a path match; the rest
     # decode in one pass as text.
     structured = {f.column for f in compiled.fields if f.kind is Kind.JSON}

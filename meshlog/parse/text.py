@@ -73,15 +73,17 @@ def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -
     )
 
 
-def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = True) -> tuple[pl.DataFrame, pl.Series]:
+def extract(
+    lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = True, fields: list[int] | None = None
+) -> tuple[pl.DataFrame, pl.Series]:
     """Raw field strings for the lines that match the format, and the row numbers that do not.
 
     ``lines`` needs a ``line`` column and a ``_row`` index. The result keeps every other column of
     ``lines`` (source, line_no, what wrappers said) and adds one ``String`` column per field
     (``_f0``, ``_f1``…), in row order.
     """
-    n = len(compiled.fields)
-    raw_names = [f"_f{i}" for i in range(n)]
+    wanted = list(range(len(compiled.fields))) if fields is None else fields  # every field is still checked
+    raw_names = {i: f"_f{i}" for i in wanted}
     keep = [c for c in lines.columns if c != "line"]
     plan = compiled.plan if use_plan else None
     if plan is not None:
@@ -93,7 +95,7 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = T
         fast = lf.select(
             *keep,
             exprs.ok.alias("_ok"),
-            *(exprs.values[i].alias(raw_names[i]) for i in range(n)),
+            *(exprs.values[i].alias(name) for i, name in raw_names.items()),
         ).collect()
         if fast["_ok"].all():
             return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
@@ -106,7 +108,7 @@ def extract(lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = T
         rest.lazy()
         .filter(pl.col("line").str.contains(compiled.regex))
         .select(*keep, pl.col("line").str.extract_groups(compiled.regex).alias("_g"))
-        .select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names))
+        .select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names.values()))
         .collect()
     )
     matched = (

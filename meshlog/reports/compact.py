@@ -35,6 +35,8 @@ SLOWEST_COLUMNS = (
     "start_time", "duration", "response_code", "response_flags", "method", "path",
     "upstream_cluster", "request_id", "source", "line_no",
 )  # fmt: skip
+# every column a report reads (``parse_lines(columns=…)`` builds no other text column)
+REPORT_COLUMNS = frozenset({*NUMERIC, *CATEGORICAL, *SLOWEST_COLUMNS})
 KEEP_UNPARSED = 20
 KEEP_SLOWEST = 20
 
