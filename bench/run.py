@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,18 @@ def _meshlog_counts(stderr: str) -> dict[str, int]:
     return dict(zip(("lines", "access", "unparsed", "other"), map(int, m.groups()))) if m else {}
 
 
+# GoAccess has no Envoy preset: Istio's default text format in its --log-format language (DPE and
+# TCP "- - -" lines are rejected by GoAccess; --no-strict-status keeps status 0).
+GOACCESS_ISTIO = [
+    "--log-format",
+    '[%dT%t.%^] "%m %U %H" %s %^ %^ %^ "%^" %^ %b %L %^ "%^" "%u" "%^" "%v" "%^" %e %^ %^ %h:%^ %^ %^',
+    "--date-format=%Y-%m-%d",
+    "--time-format=%H:%M:%S",
+    "--no-strict-status",
+    "--no-global-config",
+]
+
+
 def run_all(path: Path, n: int, work: Path, repeat: int) -> list[Result]:
     """Every contender on the same file: the fastest of ``repeat`` runs, with the highest peak RSS seen."""
     py = sys.executable
@@ -195,6 +208,18 @@ def run_all(path: Path, n: int, work: Path, repeat: int) -> list[Result]:
         ("meshlog summarize -o json", [py, "-m", "meshlog", "summarize", str(path), "-o", "json"], False),
         ("(startup: python -m meshlog --help)", [py, "-m", "meshlog", "--help"], False),
     ]
+    goaccess = shutil.which("goaccess")
+    if goaccess:  # the peer a user would reach for: Debian's goaccess, a full report of the same file
+        cases.insert(
+            2,
+            (
+                "C: goaccess full report (JSON)",
+                [goaccess, str(path), *GOACCESS_ISTIO, "-o", str(work / "g.json")],
+                False,
+            ),
+        )
+    else:
+        print("  (goaccess not installed: apt-get install goaccess to compare with it)", file=sys.stderr)
     results: list[Result] = []
     for name, cmd, is_baseline in cases:
         runs: list[Result] = []
@@ -204,6 +229,9 @@ def run_all(path: Path, n: int, work: Path, repeat: int) -> list[Result]:
             if rc != 0:
                 print(f"  {name}: exit {rc}\n{err[-2000:]}", file=sys.stderr)
             counts = json.loads(out.read_text()) if is_baseline and rc == 0 else _meshlog_counts(err)
+            if "goaccess" in name and rc == 0:
+                general = json.loads((work / "g.json").read_text())["general"]
+                counts = {"lines": general["total_requests"], "valid": general["valid_requests"]}
             lines = 0 if "--help" in cmd else n
             runs.append(Result(name, cmd, wall, lines / wall, rss, rc, counts))
         best = min(runs, key=lambda r: r.wall_s)
@@ -296,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.lines:,} lines, {size / 2**20:,.1f} MiB" + (f", generated in {gen_s:.1f} s" if gen_s else ""))
     print_table(results)
     print(f"\nmeshlog parse vs re loop: {ratio:.2f}x {'faster' if ratio >= 1 else 'slower'} (re wall / meshlog wall)")
+    if "C: goaccess full report (JSON)" in by:
+        g = by["C: goaccess full report (JSON)"].wall_s / by["meshlog summarize -o json"].wall_s
+        print(f"meshlog summarize vs goaccess full report: {g:.1f}x faster (target: >= 30x)")
     if profile and "stages" in profile:
         print_profile(profile)
     elif profile:
