@@ -24,7 +24,6 @@ from meshlog.parse import AccessLog, parse_lines
 from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.sources import SourceStats, expand, read_lines
 
-
 PARSE_AHEAD = 4  # chunks of 8 MiB parsed at once per file
 
 
