@@ -160,3 +160,38 @@ def test_folding_chunks_gives_the_same_summary_as_the_whole_log() -> None:
     a = summary_dict(whole)
     b = summary_dict(folded.log(), lines=folded.lines, other_kinds=dict(folded.other_kinds), slowest=folded.slowest)
     assert a == b
+
+
+def _linear_percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), written out independently."""
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo, frac = int(pos), pos - int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * frac
+
+
+def test_latency_from_the_text_log_matches_the_json_twin_envoy_wrote() -> None:
+    """Durations per cluster computed with plain Python from Envoy's JSON twin of the same requests."""
+    twin = [json.loads(x) for x in (FIXTURES / "envoy" / "istio-json" / "access.log").read_text().splitlines()]
+    log, _ = load(ISTIO, "istio")
+    summary = summary_dict(log, top=100)
+    durations = [r["duration"] for r in twin]
+    overall = summary["latency"]["duration"]
+    for key, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        assert overall[key] == pytest.approx(_linear_percentile(durations, q))
+    assert overall["max"] == max(durations)
+    by_cluster: dict[str, list[float]] = {}
+    for r in twin:
+        if r["upstream_cluster"]:
+            by_cluster.setdefault(r["upstream_cluster"], []).append(r["duration"])
+    got = {row["upstream_cluster"]: row for row in summary["latency"]["by_upstream_cluster"]}
+    assert set(got) == set(by_cluster)
+    for cluster, values in by_cluster.items():
+        assert got[cluster]["requests"] == len(values)
+        for key, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+            assert got[cluster][key] == pytest.approx(_linear_percentile(values, q)), (cluster, key)
+    ust = [int(r["upstream_service_time"]) for r in twin if r["upstream_service_time"] is not None]
+    assert summary["latency"]["upstream_service_time"]["p90"] == pytest.approx(_linear_percentile(ust, 0.9))
+    codes = Counter(r["response_code"] for r in twin)
+    assert {c["code"]: c["count"] for c in summary["response_codes"]} == dict(codes)
