@@ -27,12 +27,10 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +48,9 @@ from .envoy import (
     _addr,
     _count_lines,
     _die_with_parent,
+    admin_get,
     find_envoy,
+    stop_envoy,
 )
 from .upstream import HttpUpstream
 
@@ -278,27 +278,12 @@ class _Envoy:
         return self.proc is not None and self.proc.poll() is None
 
     def _admin_get(self, path: str) -> str:
-        try:
-            with urllib.request.urlopen(self.admin + path, timeout=2) as resp:
-                return str(resp.read().decode())
-        except OSError:
-            return ""
+        return admin_get(self.admin, path)
 
     def stop(self) -> None:
         """SIGTERM (flushes access logs), SIGKILL after 5 s."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-        finally:
-            _LIVE.discard(proc)
+        stop_envoy(proc)
 
 
 @dataclass

@@ -414,6 +414,31 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+def admin_get(admin: str, path: str) -> str:
+    """GET an Envoy admin path; empty text while Envoy is not up yet."""
+    try:
+        with urllib.request.urlopen(admin + path, timeout=2) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return ""
+
+
+def stop_envoy(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM (Envoy flushes access logs on the way out), then SIGKILL after 5 s."""
+    if proc is None:
+        return
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+    finally:
+        _LIVE.discard(proc)
+
+
 class EnvoyLab:
     """Upstreams + one Envoy with one file access logger per named format.
 
@@ -542,27 +567,11 @@ class EnvoyLab:
         raise EnvoyError(f"envoy not ready after {self._start_timeout}s:\n{self._stderr_tail()}")
 
     def _admin_get(self, path: str) -> str:
-        try:
-            with urllib.request.urlopen(self.admin + path, timeout=2) as resp:
-                return str(resp.read().decode())
-        except OSError:
-            return ""
+        return admin_get(self.admin, path)
 
     def _stop(self) -> None:
-        """SIGTERM (Envoy flushes access logs on the way out), then SIGKILL after 5 s."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-        finally:
-            _LIVE.discard(proc)
+        stop_envoy(proc)
 
     def stop(self) -> dict[str, bytes]:
         """Stop Envoy now (final flush) and return every logger's bytes."""
