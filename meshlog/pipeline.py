@@ -24,7 +24,7 @@ from meshlog.parse import AccessLog, parse_lines
 from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.sources import SourceStats, expand, read_lines
 
-PARSE_AHEAD = 4  # chunks of 8 MiB parsed at once per file
+PARSE_AHEAD = 3  # chunks of 8 MiB parsed at once per file (3: the speed of 4, less memory)
 
 
 @dataclass(frozen=True)

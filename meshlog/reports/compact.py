@@ -21,7 +21,7 @@ from meshlog.reports.traffic import ERROR
 
 CATEGORICAL = (
     "upstream_cluster", "route_name", "response_flags", "response_code_details",
-    "upstream_transport_failure_reason", "authority", "pod", "namespace", "method",
+    "upstream_transport_failure_reason", "authority", "pod", "namespace",
 )  # fmt: skip
 # smallest types that hold what Envoy prints (ms up to 24 days; status codes; attempt counts)
 NUMERIC = {
