@@ -41,7 +41,6 @@ from .envoy import (
     _BASE_IDS,
     _LIVE,
     _PRCTL,
-    FLUSH_MS,
     ISTIO_RETRY_POLICY,
     EnvoyError,
     RequestSpec,
@@ -49,6 +48,7 @@ from .envoy import (
     _count_lines,
     _die_with_parent,
     admin_get,
+    envoy_command,
     find_envoy,
     stop_envoy,
 )
@@ -236,22 +236,7 @@ class _Envoy:
         base_id = (os.getpid() * 64 + next(_BASE_IDS)) % 2_000_000_000
         with (self.dir / "envoy.stderr").open("wb") as err:
             self.proc = subprocess.Popen(
-                [
-                    self.binary,
-                    "-c",
-                    str(self.dir / "envoy.json"),
-                    "--concurrency",
-                    "1",
-                    "--disable-hot-restart",
-                    "--base-id",
-                    str(base_id),
-                    "-l",
-                    "warning",
-                    "--admin-address-path",
-                    str(admin_path),
-                    "--file-flush-interval-msec",
-                    str(FLUSH_MS),
-                ],
+                envoy_command(self.binary, self.dir / "envoy.json", base_id, admin_path),
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,

@@ -414,6 +414,15 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+def envoy_command(binary: str, config: Path, base_id: int, admin_path: Path) -> list[str]:
+    """One Envoy that shares nothing with others on the box, writes its admin address to a file
+    and flushes access logs every ``FLUSH_MS``."""
+    return [
+        binary, "-c", str(config), "--concurrency", "1", "--disable-hot-restart", "--base-id", str(base_id),
+        "-l", "warning", "--admin-address-path", str(admin_path), "--file-flush-interval-msec", str(FLUSH_MS),
+    ]  # fmt: skip
+
+
 def admin_get(admin: str, path: str) -> str:
     """GET an Envoy admin path; empty text while Envoy is not up yet."""
     try:
@@ -517,22 +526,7 @@ class EnvoyLab:
         self._stack.callback(self._stderr.close)
         base_id = (os.getpid() * 64 + next(_BASE_IDS)) % 2_000_000_000
         self._proc = subprocess.Popen(
-            [
-                binary,
-                "-c",
-                str(self.tmp / "envoy.json"),
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--base-id",
-                str(base_id),
-                "-l",
-                "warning",
-                "--admin-address-path",
-                str(admin_path),
-                "--file-flush-interval-msec",
-                str(FLUSH_MS),
-            ],
+            envoy_command(binary, self.tmp / "envoy.json", base_id, admin_path),
             stdin=subprocess.DEVNULL,
             stdout=self._stderr,
             stderr=self._stderr,
