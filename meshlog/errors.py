@@ -61,3 +61,19 @@ class FilterError(MeshlogError):
         super().__init__(f"--where error at column {column}: {message}")
         self.text = text
         self.column = column
+
+
+class UnreachableError(MeshlogError):
+    """A metrics server (Prometheus, a sidecar's stats port) did not answer usefully; names the URL."""
+
+    def __init__(self, url: str, message: str) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url = url
+
+
+class QueryError(MeshlogError):
+    """Prometheus answered but rejected a query (bad PromQL, a bad selector value); carries the query."""
+
+    def __init__(self, message: str, query: str) -> None:
+        super().__init__(f"Prometheus rejected the query: {message} (query: {query})")
+        self.query = query

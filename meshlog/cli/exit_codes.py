@@ -10,7 +10,9 @@ from meshlog.errors import (
     FormatError,
     InputError,
     MeshlogError,
+    QueryError,
     UnparsedLinesError,
+    UnreachableError,
 )
 
 
@@ -23,7 +25,9 @@ class ExitCode(enum.IntEnum):
 
 
 def exit_code_for(error: MeshlogError) -> ExitCode:
-    if isinstance(error, (FormatError, ConfigError, DetectionError)):
+    if isinstance(error, UnreachableError):
+        return ExitCode.UNREACHABLE
+    if isinstance(error, (FormatError, ConfigError, DetectionError, QueryError)):
         return ExitCode.USAGE
     if isinstance(error, InputError):
         return ExitCode.INPUT

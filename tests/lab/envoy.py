@@ -103,6 +103,7 @@ class Service:
     target: str  # "http" | "echo" | "closed" | "none"
     routes: tuple[Route, ...] = ()
     max_requests: int | None = None  # circuit breaker
+    outlier: bool = False  # eject the host after 3 consecutive 5xx; panic threshold 0 -> 503 UH after
 
     @property
     def fqdn(self) -> str:
@@ -138,6 +139,8 @@ SERVICES: tuple[Service, ...] = (
     Service("ratings", 8080, "http", (Route("ratelimit-route", rate_limit_tokens=1),)),
     # tcp_proxy target.
     Service("echo", 9000, "echo"),
+    # Outlier detection (DestinationRule outlierDetection): 3 x 5xx eject the only host.
+    Service("flaky", 8080, "http", (Route("default", retry=False),), outlier=True),
 )
 TCP_LISTENERS = {"tcp-echo": "echo", "tcp-down": "down"}
 
@@ -310,7 +313,35 @@ def _cluster(svc: Service, ports: Mapping[str, int]) -> dict[str, Any]:
     }
     if svc.max_requests is not None:
         cluster["circuit_breakers"] = {"thresholds": [{"max_requests": svc.max_requests}]}
+    if svc.outlier:
+        cluster["outlier_detection"] = {
+            "consecutive_5xx": 3,
+            "enforcing_consecutive_5xx": 100,
+            "interval": "60s",
+            "base_ejection_time": "600s",
+            "max_ejection_percent": 100,
+        }
+        # without this Envoy routes to the ejected host anyway (panic mode): plain 503s, no UH
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
     return cluster
+
+
+# Istio's stat tags (bootstrap template, Istio >= 1.23 with alt_stat_name "name;"): the cluster
+# becomes the label cluster_name, codes become response_code / response_code_class.
+ISTIO_STATS_TAGS: list[dict[str, str]] = [
+    {"tag_name": "cluster_name", "regex": r"^cluster(\.(.+);)"},
+    {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
+    {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
+]
+# Istio's default proxy stats matcher: what a sidecar exposes unless proxyStatsMatcher adds more.
+ISTIO_DEFAULT_INCLUSION = ["cluster_manager", "listener_manager", "server", "cluster.xds-grpc", "wasm"]
+
+
+def stats_config(istio_default_matcher: bool) -> dict[str, Any]:
+    config: dict[str, Any] = {"use_all_default_tags": False, "stats_tags": ISTIO_STATS_TAGS}
+    if istio_default_matcher:
+        config["stats_matcher"] = {"inclusion_list": {"patterns": [{"prefix": p} for p in ISTIO_DEFAULT_INCLUSION]}}
+    return config
 
 
 def build_bootstrap(
@@ -319,6 +350,7 @@ def build_bootstrap(
     json_formats: Mapping[str, Mapping[str, Any]],
     ports: Mapping[str, int],
     ipv6: bool,
+    istio_default_matcher: bool = False,
 ) -> dict[str, Any]:
     """The whole Envoy config; ``ports`` maps target kind ("http", "echo", "closed") to a port."""
     access_log = _access_logs(log_paths, text_formats, json_formats)
@@ -359,6 +391,7 @@ def build_bootstrap(
             "cluster": "meshlog-lab.default",
         },
         "admin": {"address": _addr("127.0.0.1", 0)},
+        "stats_config": stats_config(istio_default_matcher),
         "static_resources": {"listeners": listeners, "clusters": [_cluster(s, ports) for s in SERVICES]},
     }
 
@@ -470,6 +503,7 @@ class EnvoyLab:
         ipv6: bool | None = None,
         envoy: str | None = None,
         start_timeout: float = 10.0,
+        istio_default_matcher: bool = False,
     ) -> None:
         self.text_formats = dict(text_formats or {})
         self.json_formats = dict(json_formats or {})
@@ -481,6 +515,7 @@ class EnvoyLab:
         self.ipv6 = ipv6_available() if ipv6 is None else ipv6
         self._envoy_bin = envoy
         self._start_timeout = start_timeout
+        self.istio_default_matcher = istio_default_matcher
         self.records = 0  # records this lab has caused (= expected lines per logger)
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -519,6 +554,7 @@ class EnvoyLab:
             self.json_formats,
             {"http": self.upstream.port, "echo": echo.port, "closed": closed.port},
             self.ipv6,
+            self.istio_default_matcher,
         )
         (self.tmp / "envoy.json").write_text(json.dumps(config, indent=1))
         admin_path = self.tmp / "admin.txt"
