@@ -55,7 +55,12 @@ class _PlanExprs:
                 self.stages.append([])
             n = len(node.parts) - 1
             self.stages[depth].append(expr.str.split_exact(node.sep, n).alias(name))
-            self.checks.append(expr.str.count_matches(node.sep, literal=True) == n)
+            # Exactly n separators ⇔ the n+1 pieces and n separators add up to the whole: split_exact
+            # drops what follows an extra separator and leaves null for a missing one. Lengths are
+            # free where counting the separators again scans every byte.
+            pieces = (pl.col(name).struct.field(f"field_{i}").str.len_bytes() for i in range(n + 1))
+            whole = pl.sum_horizontal(pieces, ignore_nulls=False) + n * len(node.sep.encode())
+            self.checks.append(whole == expr.str.len_bytes())
             for i, part in enumerate(node.parts):
                 self.walk(part, pl.col(name).struct.field(f"field_{i}"), depth + 1)
         elif isinstance(node, Regex):
@@ -86,36 +91,42 @@ def extract(
     raw_names = {i: f"_f{i}" for i in wanted}
     keep = [c for c in lines.columns if c != "line"]
     plan = compiled.plan if use_plan else None
-    if plan is not None:
-        exprs = _PlanExprs(compiled)
-        exprs.walk(plan, pl.col("line"), 0)
-        lf = lines.lazy()
-        for stage in exprs.stages:
-            lf = lf.with_columns(stage)
-        fast = lf.select(
-            *keep,
-            exprs.ok.alias("_ok"),
-            *(exprs.values[i].alias(name) for i, name in raw_names.items()),
-        ).collect()
-        if fast["_ok"].all():
-            return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
-        good = fast.filter(pl.col("_ok")).drop("_ok")
-        rest = lines.filter(~fast["_ok"])
-    else:
-        good = None
-        rest = lines
-    slow = (
-        rest.lazy()
-        .filter(pl.col("line").str.contains(compiled.regex))
-        .select(*keep, pl.col("line").str.extract_groups(compiled.regex).alias("_g"))
-        .select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names.values()))
-        .collect()
-    )
-    matched = (
-        pl.concat([good, slow]).sort(ROW) if good is not None and slow.height else (slow if good is None else good)
-    )
-    unmatched = rest.join(slow.select(ROW), on=ROW, how="anti")[ROW]
-    return matched, unmatched
+    if plan is None:
+        slow, matched = _regex_fields(lines, compiled, keep, raw_names)
+        return slow.filter(matched), lines.filter(~matched)[ROW]
+    exprs = _PlanExprs(compiled)
+    exprs.walk(plan, pl.col("line"), 0)
+    lf = lines.lazy()
+    for stage in exprs.stages:
+        lf = lf.with_columns(stage)
+    fast = lf.select(
+        *keep,
+        exprs.ok.alias("_ok"),
+        *(exprs.values[i].alias(name) for i, name in raw_names.items()),
+    ).collect()
+    ok = fast["_ok"]
+    if ok.all():
+        return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
+    # The few lines the plan refuses go through the regex, and what it finds is written in place:
+    # no filter, concat and sort of the whole chunk to put rows back in order.
+    refused = ok.not_().arg_true()
+    slow, matched = _regex_fields(lines[refused], compiled, [], raw_names)
+    at = refused.filter(matched)
+    fast = fast.with_columns(fast[c].clone().scatter(at, slow[c].filter(matched)) for c in raw_names.values())
+    if matched.all():
+        return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
+    keep_rows = ok.clone().scatter(at, True)
+    return fast.filter(keep_rows).drop("_ok"), lines[refused.filter(~matched)][ROW]
+
+
+def _regex_fields(
+    lines: pl.DataFrame, compiled: CompiledFormat, keep: list[str], raw_names: dict[int, str]
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The strict regex's fields for each line (null where it does not match), and whether it matched."""
+    line = pl.col("line")
+    groups = lines.select(*keep, line.str.extract_groups(compiled.regex).alias("_g"), line.str.contains(compiled.regex))
+    fields = groups.select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names.values()))
+    return fields, groups["line"]
 
 
 def match_counts(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[int, int]:
