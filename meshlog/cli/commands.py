@@ -11,6 +11,7 @@ import typer
 
 from meshlog.cli import app, boundary, say
 from meshlog.cli.exit_codes import ExitCode
+from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
 from meshlog.errors import UnparsedLinesError
 from meshlog.export import write_rows
 from meshlog.flags import FLAGS, describe
@@ -185,6 +186,14 @@ def summarize(
     mesh_config: MeshConfigOpt = None,
     strict: StrictOpt = False,
     input: InputOpt = Input.auto,
+    prometheus: Annotated[
+        str | None, typer.Option("--prometheus", help="Compare with what Prometheus counted for the same window.")
+    ] = None,
+    token: TokenOpt = None,
+    user: UserOpt = None,
+    ca_file: CaFileOpt = None,
+    insecure: InsecureOpt = False,
+    timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
@@ -214,6 +223,12 @@ def summarize(
         summary = summary_dict(
             log, top=top, by=dimension, lines=folded.lines, other_kinds=dict(folded.other_kinds), slowest=folded.slowest
         )
+        if prometheus:
+            from meshlog.metrics.compare import metrics_beside_log
+            from meshlog.metrics.prometheus import Prometheus
+
+            conn = connection(prometheus, token, user, ca_file, insecure, timeout)
+            summary["metrics"] = metrics_beside_log(Prometheus(conn), log.requests)
         if output is SummaryOutput.json:
             json.dump(summary, sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")

@@ -153,6 +153,31 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         console.print(f"errors per {step}s    {sparkline([b['errors'] for b in buckets])}")
     if summary["other_lines"]:
         console.print("other lines: " + ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]))
+    if summary.get("metrics"):
+        _render_comparison(summary["metrics"], console)
+
+
+def _render_comparison(m: dict[str, Any], console: Console) -> None:
+    """The log's traffic beside what Prometheus counted, then what the differences suggest."""
+    w = m["window"] or {}
+    scaled = " (widened for scrape resolution; counts scaled to the log's span)" if m["scaled_to_log_span"] else ""
+    rows = [
+        [safe(s["destination_service"]), s["reporter"], str(s["log_requests"]), _num(s["metric_requests"]),
+         str(s["log_errors"]), _num(s["metric_errors"])]
+        for s in m["services"]
+    ]  # fmt: skip
+    console.print(
+        _table(
+            f"log vs Prometheus, {w.get('start', '-')[:19]} → {w.get('end', '-')[:19]}{scaled}",
+            ["service", "reporter", "log requests", "metric requests", "log errors", "metric errors"],
+            rows,
+            {"log requests", "metric requests", "log errors", "metric errors"},
+        )
+    )
+    for d in m["disagreements"]:
+        console.print(Text.assemble(("≠ ", "yellow"), safe(d["detail"])))
+    if not m["disagreements"]:
+        console.print("log and metrics agree on requests and errors")
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from meshlog.cli.render import safe
-from meshlog.metrics.families import ENVOY_FAMILIES, RATE_LIMIT_FAMILIES
+from meshlog.metrics.families import ENVOY_FAMILIES, MATCHER_WHERE, RATE_LIMIT_FAMILIES
 
 _TITLES = {f.name: f.title for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES)}
 _QUIET = {"envoy_cluster_upstream_rq_total", "envoy_cluster_membership_healthy"}  # context, not alarms
@@ -49,7 +49,8 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
             "p99 ms",
             "non-2xx codes",
         ):
-            table.add_column(name, justify="left" if name in ("service", "reporter", "non-2xx codes") else "right")
+            left = name in ("service", "reporter", "non-2xx codes")
+            table.add_column(name, justify="left" if left else "right", overflow="fold")
         for s in report["services"]:
             bad = [
                 c
@@ -68,7 +69,7 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
                 Text(safe(s["destination_service"])),
                 s["reporter"],
                 _rate(s["requests_per_s"]),
-                f"{s['requests']:g}",
+                f"{s['requests']:.0f}",
                 Text(err, style="red" if s["error_ratio"] >= 0.05 else ""),
                 _ms(s["p50_ms"]),
                 _ms(s["p90_ms"]),
@@ -95,8 +96,17 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
     missing = report["missing"]
     if missing:
         console.print(Text("not visible", style="bold"))
-        for m in missing:
+    hidden = [f for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES) if f.hint in missing]
+    for m in missing:
+        if not any(m == f.hint for f in hidden):
             console.print(Text(f"  {safe(m)}", style="dim"))
+    if hidden:
+        console.print(
+            f"  {len(hidden)} Envoy counter families are not exposed by the sidecar "
+            f"({', '.join(dict.fromkeys(f.title for f in hidden[:6]))}, …). To see them, add to {MATCHER_WHERE}:"
+        )
+        patterns = ", ".join(dict.fromkeys(f.matcher.split("[", 1)[1].rstrip("]") for f in hidden))
+        console.print(Text(f"    proxyStatsMatcher:\n      inclusionRegexps: [{patterns}]", style="cyan"))
 
 
 def metrics_rows(report: dict[str, Any]) -> pl.DataFrame:

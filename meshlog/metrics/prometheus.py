@@ -112,8 +112,8 @@ def _frame(result: list[dict[str, Any]], labels: Sequence[str], value: str) -> p
 
 def fetch_window(prom: Prometheus, selection: Selection, start: dt.datetime, end: dt.datetime) -> MetricsFrames:
     """Requests by code/flag, latency buckets and Envoy triage families for ``[start, end]``."""
-    seconds = max(round((end - start).total_seconds()), 1)
-    window = f"[{seconds}s]"
+    ms = max(round((end - start).total_seconds() * 1000), 1000)
+    window = f"[{ms}ms]"  # to the millisecond: a window whose edges are samples is counted exactly
     sel = "{" + selection.matchers() + "}"
     codes = ["destination_service", "reporter", "response_code", "response_flags", "grpc_response_status"]
     requests = _frame(
@@ -129,7 +129,7 @@ def fetch_window(prom: Prometheus, selection: Selection, start: dt.datetime, end
         "count",
     ).with_columns(pl.col("le").cast(pl.Float64, strict=False))
     envoy, present = _envoy(prom, selection, window, end)
-    frames = MetricsFrames("prometheus", end - dt.timedelta(seconds=seconds), end, requests, buckets, envoy, present)
+    frames = MetricsFrames("prometheus", end - dt.timedelta(milliseconds=ms), end, requests, buckets, envoy, present)
     frames.latency = frames.latency.select(list(LATENCY_SCHEMA))
     return frames
 

@@ -77,7 +77,7 @@ def missing(frames: MetricsFrames) -> list[str]:
 
 
 def _num(value: Any) -> Any:
-    return None if value is None else round(float(value), 6)
+    return None if value is None else float(value)
 
 
 def metrics_dict(frames: MetricsFrames) -> dict[str, Any]:

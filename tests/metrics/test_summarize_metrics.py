@@ -1,0 +1,164 @@
+"""`meshlog summarize LOG --prometheus URL`: the log's traffic beside what a real Prometheus counted.
+
+The scenario is built here: per 15 s step, the metrics count what the FLOWS say and the access log
+(Istio's text format, the bytes of a real Envoy line with fields filled in) holds what LOGGED says.
+Metric counts are checked against Prometheus' own ``increase()`` over the same window; the
+disagreements expected follow from the construction (10 % of ratings logged, details' 503 UF not
+logged, productpage's client-side 503 UH never reaching its server-side log).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.lab.istio_series import BUCKETS, Flow, anchored_range, openmetrics
+from tests.lab.prometheus import PrometheusLab
+
+STEP = 15
+STEPS_LOGGED = 40  # the log covers the last 10 minutes of the data
+NS = "bookinfo"
+
+
+def _in_25ms(n: int) -> tuple[int, ...]:
+    counts = [0] * (len(BUCKETS) + 1)
+    counts[BUCKETS.index(25)] = n  # every request in (10, 25] ms
+    return tuple(counts)
+
+
+def _flow(dst: str, reporter: str, code: str, n: int, flags: str = "-") -> Flow:
+    return Flow("productpage-v1", dst, NS, reporter, code, n, _in_25ms(n), 20.0 * n, response_flags=flags)
+
+
+FLOWS = (
+    _flow("reviews", "source", "200", 10),
+    _flow("reviews", "source", "503", 1, "URX"),
+    _flow("ratings", "source", "200", 10),
+    _flow("details", "source", "200", 5),
+    _flow("details", "source", "503", 2, "UF"),
+    # productpage as a server: its own sidecar saw 4 per step; clients also failed 1 per step (UH)
+    Flow("istio-ingressgateway", "productpage", NS, "destination", "200", 4, _in_25ms(4), 80.0),
+    Flow("istio-ingressgateway", "productpage", NS, "source", "200", 4, _in_25ms(4), 80.0),
+    Flow("istio-ingressgateway", "productpage", NS, "source", "503", 1, _in_25ms(1), 20.0, response_flags="UH"),
+)
+
+
+@dataclass(frozen=True)
+class Logged:
+    cluster: str
+    authority: str
+    code: int
+    flags: str
+    per_step: int
+
+
+LOGGED = (
+    Logged(f"outbound|9080||reviews.{NS}.svc.cluster.local", "reviews:9080", 200, "-", 10),
+    Logged(f"outbound|9080||reviews.{NS}.svc.cluster.local", "reviews:9080", 503, "URX", 1),
+    Logged(f"outbound|9080||ratings.{NS}.svc.cluster.local", "ratings:9080", 200, "-", 1),  # 1 in 10 logged
+    Logged(f"outbound|9080||details.{NS}.svc.cluster.local", "details:9080", 200, "-", 5),  # no 503 UF
+    Logged("inbound|9080||", f"productpage.{NS}.svc.cluster.local:9080", 200, "-", 4),
+)
+# a line Envoy 1.40 wrote with Istio's default format (fixtures/chain/client.log), fields to fill
+LINE = (
+    '[{ts}] "GET /api HTTP/1.1" {code} {flags} via_upstream - "-" 0 3 20 19 "-" "meshlog-test" "{rid}" '
+    '"{authority}" "127.0.0.1:35335" {cluster} 127.0.0.1:58352 127.0.0.1:45503 127.0.0.1:35742 - default'
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    url: str
+    log: Path
+    first: float  # unix time of the first and last log line
+    last: float
+    lab: PrometheusLab
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    start, end = anchored_range(3600, STEP)
+    lines, stamps = [], []
+    for k in range(STEPS_LOGGED):  # mid-step, so no line sits on a scrape
+        t = end - (STEPS_LOGGED - k) * STEP + STEP / 2
+        stamps.append(t)
+        ts = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        for entry in LOGGED:
+            for _ in range(entry.per_step):
+                lines.append(LINE.format(ts=ts, code=entry.code, flags=entry.flags, rid=uuid.uuid4(),
+                                         authority=entry.authority, cluster=entry.cluster))  # fmt: skip
+    log = tmp_path_factory.mktemp("summarize-metrics") / "istio-proxy.log"
+    log.write_text("\n".join(lines) + "\n")
+    with PrometheusLab(openmetrics=openmetrics(FLOWS, start, end, STEP)) as lab:
+        yield Scenario(lab.url, log, stamps[0], stamps[-1], lab)
+
+
+def _summarize(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshlog", "summarize", *args], check=False, capture_output=True, text=True,
+        timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def _increase(s: Scenario, reporter: str, service: str, codes: str = ".*") -> float:
+    """Prometheus' own answer for the log's window."""
+    ms = round((s.last - s.first) * 1000)
+    promql = (
+        f'sum(increase(istio_requests_total{{reporter="{reporter}",destination_service="{service}.{NS}.svc.cluster.local",'
+        f'response_code=~"{codes}"}}[{ms}ms]))'
+    )
+    result = s.lab.query(promql, time=s.last)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_log_and_metrics_side_by_side(scenario: Scenario) -> None:
+    done = _summarize(str(scenario.log), "--prometheus", scenario.url, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["requests"] == STEPS_LOGGED * sum(e.per_step for e in LOGGED)  # the usual report is intact
+    m = summary["metrics"]
+    assert m["source"] == "prometheus" and m["scaled_to_log_span"] is False
+    rows = {(r["reporter"], r["destination_service"].split(".")[0]): r for r in m["services"]}
+    for (reporter, service), row in rows.items():
+        assert row["metric_requests"] == pytest.approx(_increase(scenario, reporter, service), abs=1e-3)
+        assert row["metric_errors"] == pytest.approx(_increase(scenario, reporter, service, "5.."), abs=1e-3)
+    assert rows[("source", "reviews")]["log_requests"] == 11 * STEPS_LOGGED
+    assert rows[("source", "reviews")]["log_errors"] == STEPS_LOGGED
+    assert rows[("destination", "productpage")]["log_requests"] == 4 * STEPS_LOGGED
+    assert rows[("source", "productpage")]["log_requests"] == 0  # client view, fetched for the comparison
+
+    found = {(d["kind"], d["service"].split(".")[0]) for d in m["disagreements"]}
+    assert found == {
+        ("log_partial", "ratings"),  # 10 % logged
+        ("log_partial", "details"),  # 5 of 7 per step logged
+        ("errors_not_in_log", "details"),  # 503 UF only in the metrics
+        ("client_side_only", "productpage"),  # 503 UH seen by clients, never by productpage's sidecar
+    }
+    details = next(d for d in m["disagreements"] if d["kind"] == "errors_not_in_log")
+    assert "× 503 UF for details.bookinfo.svc.cluster.local (reporter=source) but the log has 0" in details["detail"]
+
+
+def test_text_report_shows_the_comparison(scenario: Scenario) -> None:
+    done = _summarize(str(scenario.log), "--prometheus", scenario.url)
+    assert done.returncode == 0, done.stderr
+    assert "log vs Prometheus" in done.stdout
+    assert "≠ the log holds 40 of the ~" in done.stdout and "ratings.bookinfo.svc.cluster.local" in done.stdout
+    assert "client sidecars saw ~" in done.stdout
+
+
+def test_unreachable_prometheus_stops_summarize_with_one_line(scenario: Scenario) -> None:
+    done = _summarize(str(scenario.log), "--prometheus", "http://127.0.0.1:1")
+    assert done.returncode == 5 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (
+        "meshlog: error: http://127.0.0.1:1: connection refused (is the port-forward / Prometheus running?)"
+    )
