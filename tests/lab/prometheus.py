@@ -21,11 +21,13 @@ interval: Prometheus 2.42's discovery manager forwards targets on a fixed 5 s ti
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -43,6 +45,10 @@ __all__ = ["PrometheusLab", "PrometheusLabError", "find_prometheus"]
 
 # logfmt line Prometheus writes once its listener is bound (exporter-toolkit, 2.42).
 _LISTENING = re.compile(r'msg="Listening on" address=(\S+)')
+# Basic auth for the web config: bcrypt (cost 4, quick to check) of BASIC_AUTH[1], made once with
+# crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)).
+BASIC_AUTH = ("meshlog", "meshlog-pw")
+_BASIC_AUTH_BCRYPT = "$2b$04$K6N7z/McIr69/d5p16z.a./DkyKXGqj261UKCIczTV01RGbXtgKzm"
 # Prometheus may stamp a scrape up to 2 ms before it really started (scrape timestamp alignment),
 # so "newer than t" needs a margin to mean "the target was read after t".
 _SCRAPE_TS_SLACK = 0.01
@@ -91,7 +97,12 @@ class PrometheusLab:
         *,
         start_timeout: float = 30.0,
         backfill_timeout: float = 300.0,
+        tls: bool = False,
+        basic_auth: bool = False,
     ) -> None:
+        self.tls = tls  # serve https with a fresh self-signed certificate (``ca_file``) for 127.0.0.1
+        self.basic_auth = basic_auth  # require BASIC_AUTH
+        self.ca_file = Path()
         self.openmetrics = openmetrics
         self.scrape_targets = tuple(scrape_targets)
         self.scrape_interval = scrape_interval
@@ -125,6 +136,7 @@ class PrometheusLab:
             self._backfill(promtool, data)
         config = self.tmp / "prometheus.yml"
         config.write_text(json.dumps(self._config(), indent=1))  # JSON is YAML: no quoting surprises
+        web = self._web_config()
         self._log_path = self.tmp / "prometheus.log"
         log = self._stack.enter_context(self._log_path.open("wb"))
         t0 = time.monotonic()
@@ -139,6 +151,7 @@ class PrometheusLab:
                 # Keep info: the "Listening on" line is how we learn the port. The log goes to a file.
                 "--log.level=info",
                 "--log.format=logfmt",
+                *([f"--web.config.file={web}"] if web else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -151,6 +164,25 @@ class PrometheusLab:
         self._stack.callback(self.stop)
         self._wait_ready()
         self.timings["start"] = time.monotonic() - t0
+
+    def _web_config(self) -> Path | None:
+        """TLS and/or basic auth (Prometheus' --web.config.file), for the client's auth/TLS tests."""
+        if not (self.tls or self.basic_auth):
+            return None
+        web: dict[str, Any] = {}
+        if self.tls:
+            self.ca_file, key = self.tmp / "cert.pem", self.tmp / "key.pem"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(self.ca_file)],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            web["tls_server_config"] = {"cert_file": str(self.ca_file), "key_file": str(key)}
+        if self.basic_auth:
+            web["basic_auth_users"] = {BASIC_AUTH[0]: _BASIC_AUTH_BCRYPT}
+        path = self.tmp / "web.yml"
+        path.write_text(json.dumps(web))
+        return path
 
     def _backfill(self, promtool: str, data: Path) -> None:
         """promtool writes TSDB blocks into the (still unused) data dir."""
@@ -197,15 +229,25 @@ class PrometheusLab:
             if self._proc.poll() is not None:
                 raise PrometheusLabError(f"prometheus exited with {self._proc.returncode}:\n{_tail(self._log_path)}")
             if not self.url and (m := _LISTENING.search(_tail(self._log_path, 1 << 20))):
-                self.url = f"http://{m.group(1)}"
+                self.url = f"{'https' if self.tls else 'http'}://{m.group(1)}"
             if self.url and self._get_status("/-/ready") == 200:
                 return
             time.sleep(0.02)
         raise PrometheusLabError(f"prometheus not ready after {self._start_timeout}s:\n{_tail(self._log_path)}")
 
+    def _open(self, req: urllib.request.Request | str, timeout: float) -> Any:
+        """urlopen that trusts the lab's own certificate and sends the lab's basic auth."""
+        if isinstance(req, str):
+            req = urllib.request.Request(req)
+        if self.basic_auth:
+            token = base64.b64encode(":".join(BASIC_AUTH).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        context = ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
+        return urllib.request.urlopen(req, timeout=timeout, context=context)
+
     def _get_status(self, path: str) -> int:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+            with self._open(self.url + path, timeout=2) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -233,7 +275,7 @@ class PrometheusLab:
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with self._open(req, timeout=30) as resp:
                 body = json.load(resp)
         except urllib.error.HTTPError as exc:  # 400 bad_data / 422 execution: the JSON says why
             raise PrometheusLabError(
@@ -271,7 +313,7 @@ class PrometheusLab:
 
     def _targets_summary(self) -> str:
         try:
-            with urllib.request.urlopen(self.url + "/api/v1/targets", timeout=5) as resp:
+            with self._open(self.url + "/api/v1/targets", timeout=5) as resp:
                 active = json.load(resp)["data"]["activeTargets"]
         except (OSError, ValueError, KeyError):
             return "(unavailable)"

@@ -24,6 +24,8 @@ from meshlog.metrics.http import Connection
 from meshlog.metrics.prometheus import Prometheus, Selection, fetch_window
 from meshlog.metrics.report import metrics_dict
 from tests.conftest import ROOT
+from tests.lab.istio_series import BOOKINFO, anchored_range, openmetrics
+from tests.lab.prometheus import BASIC_AUTH, PrometheusLab
 from tests.metrics.conftest import BookinfoPrometheus
 
 FQDN = {"reviews": "reviews.bookinfo.svc.cluster.local", "ratings": "ratings.bookinfo.svc.cluster.local",
@@ -210,3 +212,42 @@ def test_cli_unreachable_prometheus_fails_fast() -> None:
     bad_url = _meshlog("metrics", "--prometheus", "127.0.0.1:9090")
     assert bad_url.returncode == 2
     assert bad_url.stderr == "meshlog: error: 127.0.0.1:9090: expected an http:// or https:// URL\n"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[tuple[PrometheusLab, int]]:
+    """A Prometheus behind TLS (its own self-signed certificate) and basic auth, with 30 min of data."""
+    start, end = anchored_range(1800, 15)
+    with PrometheusLab(openmetrics=openmetrics(BOOKINFO, start, end, 15), tls=True, basic_auth=True) as lab:
+        yield lab, end
+
+
+def test_tls_and_basic_auth(secured: tuple[PrometheusLab, int]) -> None:
+    lab, end = secured
+    at = dt.datetime.fromtimestamp(end, dt.UTC)
+    user = ":".join(BASIC_AUTH)
+    good = Connection(lab.url, user=user, ca_file=str(lab.ca_file))
+    frames = fetch_window(Prometheus(good), Selection("source", service="ratings"), at - dt.timedelta(minutes=10), at)
+    assert frames.requests["requests"].sum() == pytest.approx(600.0)
+    assert Prometheus(Connection(lab.url, user=user, insecure=True)).query("up", at) == []
+    failures = [
+        (
+            Connection(lab.url, user=user),
+            "TLS certificate not trusted (pass --ca-file, or --insecure to skip verification)",
+        ),
+        (
+            Connection(lab.url, user="meshlog:wrong", ca_file=str(lab.ca_file)),
+            "HTTP 401 Unauthorized (check --token / --user): Unauthorized",
+        ),
+        (Connection(lab.url, ca_file=str(lab.ca_file)), "HTTP 401 Unauthorized (check --token / --user): Unauthorized"),
+    ]
+    for conn, message in failures:
+        with pytest.raises(UnreachableError) as err:
+            Prometheus(conn).query("up", at)
+        assert str(err.value) == f"{lab.url}: {message}"
+    window = ["--since", (at - dt.timedelta(minutes=10)).isoformat(), "--until", at.isoformat()]
+    done = _meshlog(
+        "metrics", "--prometheus", lab.url, "--user", user, "--ca-file", str(lab.ca_file), *window, "-o", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["services"]) == 3
