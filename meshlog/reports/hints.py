@@ -117,6 +117,9 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 
+_RULE_COLUMNS = ("response_flags", "response_code", "response_code_details", "upstream_transport_failure_reason")
+
+
 def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
     """The filter for one rule, or None when the log lacks a column the rule needs."""
     parts: list[pl.Expr] = []
@@ -155,13 +158,17 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
     rules = [(r, c) for r in RULES if (c := _condition(r, columns)) is not None]
     if not rules:
         return []
-    counts = requests.select(c.sum().alias(r.key) for r, c in rules).row(0, named=True)
+    # Rules read only a few low-cardinality columns: evaluate each once per distinct combination of
+    # them and join the verdicts back, rather than running every regex on every line.
+    keys = [c for c in _RULE_COLUMNS if c in columns]
+    verdicts = requests.select(keys).unique().with_columns(c.alias(_tag(r)) for r, c in rules)
+    tagged = requests.join(verdicts, on=keys, how="left", nulls_equal=True)
+    counts = tagged.select(pl.col(_tag(r)).sum() for r, _ in rules).row(0, named=True)
+    hit = [r for r, _ in rules if counts[_tag(r)]]
+    wheres = _where(tagged, [_tag(r) for r in hit], top)
     out: list[dict[str, Any]] = []
-    for rule, cond in rules:
-        n = counts[rule.key]
-        if not n:
-            continue
-        where = _where(requests.filter(cond), top)
+    for rule in hit:
+        n = counts[_tag(rule)]
         out.append(
             {
                 "severity": rule.severity,
@@ -171,27 +178,35 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
                 "share": n / total,
                 "rule": rule.key,
                 "look_at": rule.look_at,
-                "where": where,
+                "where": wheres[_tag(rule)],
             }
         )
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda h: (order[h["severity"]], -h["count"]))
 
 
-def _where(lines: pl.DataFrame, top: int) -> dict[str, list[dict[str, Any]]]:
-    """Top upstream clusters, routes and pods among the matching lines."""
-    out: dict[str, list[dict[str, Any]]] = {}
+def _tag(rule: Rule) -> str:
+    return f"_rule_{rule.key}"
+
+
+def _where(tagged: pl.DataFrame, rules: list[str], top: int) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per rule tag: top upstream clusters, routes and pods among the lines it matches (one group-by per column)."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {key: {} for key in rules}
+    if not rules:
+        return out
     for column in ("upstream_cluster", "route_name", "pod", "authority"):
-        if column in lines.columns:
+        if column not in tagged.columns:
+            continue
+        per_value = tagged.group_by(column).agg(pl.col(key).sum() for key in rules).drop_nulls(column)
+        for key in rules:
             counts = (
-                lines.group_by(column)
-                .len()
-                .drop_nulls(column)
-                .sort(["len", column], descending=[True, False])
+                per_value.select(column, key)
+                .filter(pl.col(key) > 0)
+                .sort([key, column], descending=[True, False])
                 .head(top)
             )
             if counts.height:
-                out[column] = [{"value": v, "count": int(n)} for v, n in counts.iter_rows()]
+                out[key][column] = [{"value": v, "count": int(n)} for v, n in counts.iter_rows()]
     return out
 
 
