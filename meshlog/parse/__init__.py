@@ -18,7 +18,7 @@ from meshlog.formats.operators import Kind
 from meshlog.parse import jsonl, text
 from meshlog.parse.cast import cast_fields, dtype_of
 from meshlog.parse.classify import other_kind
-from meshlog.parse.derive import cluster_columns
+from meshlog.parse.derive import DERIVED, cluster_columns
 from meshlog.parse.text import ROW
 
 LINE_COLUMNS = ("source", "line_no", "line")
@@ -87,7 +87,8 @@ def parse_lines(
 ) -> AccessLog:
     """Parse one lines frame (``source, line_no, line`` + any metadata columns) with a compiled format.
 
-    ``columns`` limits the text columns built (reports read few of them); line accounting is the same.
+    ``columns`` limits the text columns built (reports read few of them), and the derived cluster
+    columns when it names none of them; line accounting is the same.
     """
     lines = lines.with_row_index(ROW)
     fields = wanted_fields(fmt, columns)
@@ -121,8 +122,10 @@ def parse_lines(
     requests = good.drop(ROW)
     wrapper_meta = [c for c in meta if c not in LINE_COLUMNS]
     unparsed = lines.join(bad, on=ROW, how="inner").sort(ROW).select(*UNPARSED_SCHEMA, *wrapper_meta)
+    if columns is None or not set(DERIVED).isdisjoint(columns):
+        requests = cluster_columns(requests)
     return AccessLog(
-        cluster_columns(requests),
+        requests,
         unparsed.cast(UNPARSED_SCHEMA),  # type: ignore[arg-type]
         other.sort(ROW).select(*OTHER_SCHEMA).cast(OTHER_SCHEMA),  # type: ignore[arg-type]
         fmt,

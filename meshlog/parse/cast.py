@@ -75,9 +75,11 @@ def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFra
     def failed(f: Field, r: str) -> pl.Expr:
         return pl.col(r).is_not_null() & ~pl.col(r).is_in(["-", ""]) & pl.col(f.column).is_null()
 
-    frame = raw.with_columns(typed)
     bad = pl.any_horizontal(failed(f, r) for f, r in checked) if checked else pl.lit(False)
-    frame = frame.with_columns(bad.alias("_bad"))
+    frame = raw.lazy().with_columns(typed).with_columns(bad.alias("_bad")).collect()
+    if not frame["_bad"].any():  # the usual case: no messages to build, no rows to drop
+        no_reasons = frame.head(0).select(ROW, pl.lit(None, dtype=pl.String).alias("reason"))
+        return frame.drop(*raw_names, "_bad"), no_reasons
     reasons = frame.filter("_bad").select(
         ROW,
         pl.coalesce(

@@ -13,6 +13,8 @@ _SPECIAL_CLUSTERS = {
     "InboundPassthroughClusterIpv6": "inbound",
 }
 
+DERIVED = ("cluster_direction", "cluster_port", "cluster_subset", "cluster_service")
+
 
 def cluster_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """Split ``direction|port|subset|service`` (``outbound|9080|v1|reviews.default.svc.cluster.local``).
