@@ -12,13 +12,13 @@ from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
 from meshlog import envelopes
 from meshlog.errors import ConfigError, DetectionError, MeshlogError
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.meshconfig import load_mesh_config
 from meshlog.formats.presets import resolve
 from meshlog.parse import AccessLog, parse_lines
 from meshlog.parse.detect import SAMPLE_LINES, detect
@@ -50,6 +50,8 @@ def compile_options(options: FormatOptions) -> CompiledFormat | None:
             raise ConfigError(f"{options.format_file}: cannot read: {exc.strerror}") from None
         return resolve(text)
     if options.mesh_config:
+        from meshlog.formats.meshconfig import load_mesh_config  # PyYAML only when asked for
+
         return load_mesh_config(options.mesh_config)
     return None
 
@@ -64,6 +66,7 @@ class Run:
     detected: bool = False
     wrappers: dict[str, list[str]] = field(default_factory=dict)  # source → what carried its lines
     joined: int = 0  # physical lines joined into others (CRI P chunks, docker partials, …)
+    stdin: BinaryIO | None = None  # what "-" reads (default: sys.stdin)
 
     @property
     def errors(self) -> list[str]:
@@ -102,7 +105,7 @@ def _ready_chunks(
     """Unwrapped lines frames of one source; the first ones are held until the format is known."""
     unwrapper = envelopes.Unwrapper(run.input)
     pending: list[pl.DataFrame] = []
-    for chunk in _unwrapped(read_lines(path, stats), unwrapper, run, path):
+    for chunk in _unwrapped(read_lines(path, stats, stdin=run.stdin), unwrapper, run, path):
         if run.format is None:
             pending.append(chunk)
             sample = pl.concat(pending, how="diagonal_relaxed")

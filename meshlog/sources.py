@@ -60,9 +60,9 @@ def path_metadata(path: str) -> dict[str, str]:
     return m.groupdict() if m else {}
 
 
-def _open(path: str) -> BinaryIO:
+def _open(path: str, stdin: BinaryIO | None = None) -> BinaryIO:
     if path == "-":
-        return sys.stdin.buffer
+        return stdin or sys.stdin.buffer
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
@@ -124,14 +124,17 @@ def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats, me
 
 
 def read_lines(
-    path: str, stats: SourceStats | None = None, *, chunk_bytes: int | None = None
+    path: str, stats: SourceStats | None = None, *, chunk_bytes: int | None = None, stdin: BinaryIO | None = None
 ) -> Iterator[pl.DataFrame]:
-    """Yield lines frames for one source (a path, or ``-`` for stdin) as its bytes arrive."""
+    """Yield lines frames for one source (a path, or ``-`` for stdin) as its bytes arrive.
+
+    ``stdin`` replaces ``sys.stdin`` for ``-`` (the TUI reads piped data from another descriptor,
+    because the terminal's keys must come in on fd 0)."""
     stats = stats if stats is not None else SourceStats(path)
     chunk = chunk_bytes or CHUNK_BYTES
     name = "<stdin>" if path == "-" else path
     meta = path_metadata(path) if path != "-" else {}
-    stream = _open(path)
+    stream = _open(path, stdin)
     pending = bytearray()
     skipping = False  # inside a line already cut at MAX_LINE_BYTES: drop bytes up to its newline
     line_no = 1
@@ -171,7 +174,7 @@ def read_lines(
         if pending:
             yield _lines(bytes(pending), name, line_no, stats, meta)
     finally:
-        if stream is not sys.stdin.buffer:
+        if path != "-":
             stream.close()
 
 

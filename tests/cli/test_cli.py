@@ -179,7 +179,7 @@ def test_flags_explains_combined_flags() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("parse", "summarize", "formats", "flags"):
+    for command in ("parse", "summarize", "formats", "flags", "metrics", "trace", "listen"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.stdout
 
