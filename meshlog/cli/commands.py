@@ -197,7 +197,6 @@ def summarize(
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
-    from meshlog.cli.render import markdown_summary, render_summary
     from meshlog.filters import compile_where, narrow
     from meshlog.reports.compact import REPORT_COLUMNS, SummaryInput
     from meshlog.reports.summary import by_table, summary_dict
@@ -233,8 +232,12 @@ def summarize(
             json.dump(summary, sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")
         elif output is SummaryOutput.markdown:
+            from meshlog.cli.render import markdown_summary  # rich (~30 ms) only when rendering
+
             print(markdown_summary(summary))
         else:
+            from meshlog.cli.render import render_summary
+
             render_summary(summary)
     c = folded.lines
     counts = {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}

@@ -7,9 +7,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
 from meshlog.pipeline import Run
 from meshlog.sources import expand
 
@@ -24,6 +21,9 @@ def progress(paths: list[str], run: Run) -> Iterator[Callable[[], None]]:
     if not sys.stderr.isatty() or total < _MIN_BYTES or len(files) != len(expand(paths)):
         yield lambda: None
         return
+    from rich.console import Console  # rich costs ~45 ms to import: only when a bar is shown
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     bar = Progress(
         TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=True,
