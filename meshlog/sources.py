@@ -166,7 +166,7 @@ def read_lines(
                     skipping = True
                     yield frame
                 continue
-            whole = bytes(pending) + block[: cut + 1] if pending else block[: cut + 1]
+            whole = b"".join((pending, memoryview(block)[: cut + 1]))  # one copy, not a slice and a concat
             pending[:] = block[cut + 1 :]
             frame = _lines(whole, name, line_no, stats, meta)
             line_no += frame.height
