@@ -85,7 +85,8 @@ class SummaryInput:
     def log(self) -> AccessLog:
         """The compact log the reports run on (unparsed: the first rows; other: none, see ``other_kinds``)."""
         assert self.format is not None
-        requests = pl.concat(self.requests, how="diagonal_relaxed") if self.requests else pl.DataFrame()
+        # rechunk=False: the pieces become the chunks of one frame, not a second copy of every row
+        requests = pl.concat(self.requests, how="diagonal_relaxed", rechunk=False) if self.requests else pl.DataFrame()
         self.requests = [requests]  # the pieces are in the concatenation now: do not hold both
         unparsed = pl.concat(self.unparsed, how="diagonal_relaxed") if self.unparsed else _empty_unparsed()
         return AccessLog(requests, unparsed, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
