@@ -57,4 +57,4 @@ def boundary(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-from meshlog.cli import commands, listen, metrics  # noqa: F401  (registers the commands)
+from meshlog.cli import commands, listen, metrics, tui  # noqa: F401  (registers the commands)

@@ -5,22 +5,16 @@ Colour follows rich's rules: none when stdout is not a terminal or ``NO_COLOR`` 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from meshlog.escape import safe
+
 _BARS = " ▁▂▃▄▅▆▇█"
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-
-
-def safe(value: Any) -> str:
-    """A value as text with control characters (ESC, BEL, …) escaped, never sent raw to a terminal."""
-    text = "-" if value is None else str(value)
-    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 def _num(value: Any) -> str:

@@ -1,0 +1,388 @@
+"""``meshlog tui``: the dashboard, the request table, one request in detail, metrics beside the logs.
+
+Reading and parsing run in a worker thread and only append to ``LogState``; a timer redraws at a
+steady rate (coalesced, never per line), and the dashboard's summary is computed in a thread too,
+so a million rows or a dead Prometheus never freeze the keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+import polars as pl
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+
+from meshlog.errors import FilterError, MeshlogError
+from meshlog.escape import safe
+from meshlog.metrics.http import Connection
+from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
+from meshlog.reports.latency import histogram
+from meshlog.tui.detail import DetailScreen
+from meshlog.tui.help import HelpScreen
+from meshlog.tui.metrics_pane import MetricsPane
+from meshlog.tui.panels import Dashboard
+from meshlog.tui.state import LogState
+from meshlog.tui.table import RequestTable
+
+ERRORS = "response_code>=500 or response_code=0"
+EXPORT_SUFFIX = {"csv": "csv", "ndjson": "ndjson", "json": "json", "parquet": "parquet"}
+
+
+class MeshlogApp(App[None]):
+    """One app for the CLI and the tests (``create_app``)."""
+
+    TITLE = "meshlog"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "quit"),
+        Binding("question_mark", "help", "help"),
+        Binding("slash", "focus_filter", "filter"),
+        Binding("e", "only_errors", "errors only"),
+        Binding("c", "clear_filter", "clear filter"),
+        Binding("p", "toggle_pause", "pause"),
+        Binding("s", "sort('duration')", "sort by duration"),
+        Binding("x", "export('csv')", "export"),
+        Binding("1", "tab('dashboard')", "dashboard", show=False),
+        Binding("2", "tab('requests')", "requests", show=False),
+        Binding("3", "tab('metrics')", "metrics", show=False),
+    ]
+    CSS = """
+    TabbedContent { height: 1fr; }
+    TabPane { padding: 0; }
+    #totals { height: 1; padding: 0 1; background: $boost; }
+    #filter { height: 3; }
+    #table-status { height: 1; padding: 0 1; color: $text-muted; }
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        *,
+        fmt: FormatOptions | None = None,
+        input: str = "auto",
+        stdin: BinaryIO | None = None,
+        prometheus: Connection | None = None,
+        refresh_seconds: float = 1.0,
+        export_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.paths = paths or ["-"]
+        self.fmt_opts = fmt or FormatOptions(None, None, None)
+        self.input_kind = input
+        self.stdin = stdin
+        self.prometheus = prometheus
+        self.refresh_seconds = refresh_seconds
+        self.export_dir = export_dir or Path.cwd()
+        self.state = LogState()
+        self.run_state: Run | None = None
+        self.paused = False
+        self.reading = True
+        self.problem: str | None = None
+        self._shown: tuple[int, str, tuple[str, bool] | None] = (-1, "", None)  # (version, where, sort) shown
+        self._rows_seen = 0  # table height when the user last looked at the end
+        self._summarizing = False
+        self._summary_version = -1
+        self._summary: dict[str, Any] | None = None
+        self._metrics_asked = False
+
+    # -- layout ------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading…", id="totals")
+        with TabbedContent(initial="dashboard"):
+            with TabPane("Dashboard [1]", id="dashboard"):
+                yield Dashboard()
+            with TabPane("Requests [2]", id="requests"), Vertical():
+                yield Input(
+                    placeholder="filter (Enter): response_code>=500, response_flags~UF and upstream_cluster~reviews",
+                    id="filter",
+                )
+                yield RequestTable(id="table")
+                yield Static("", id="table-status")
+            with TabPane("Metrics [3]", id="metrics"):
+                yield MetricsPane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = ", ".join("stdin" if p == "-" else p for p in self.paths)
+        self.read_inputs()
+        self.set_interval(self.refresh_seconds, self.tick)
+        if self.prometheus is not None:
+            self.query_one(MetricsPane).show_status(f"asking {self.prometheus.base}…")
+            self.set_interval(30, self.fetch_metrics)
+
+    # -- reading (worker thread) -------------------------------------------------------------------
+
+    def read_inputs(self) -> None:
+        """Start the reader on a daemon thread: a pipe that never closes (``kubectl logs -f``) must
+        not keep the app from quitting, and a Textual worker would be waited for."""
+        threading.Thread(target=self._read, name="meshlog-tui-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            run = Run(compile_options(self.fmt_opts), input=self.input_kind, stdin=self.stdin)
+            self.run_state = run
+            for chunk in parse_paths(self.paths, run, columns=None):
+                self.state.add(chunk)
+            if run.errors:
+                self.problem = run.errors[0]
+        except MeshlogError as exc:
+            self.problem = str(exc)
+        finally:
+            self.reading = False
+            if self.is_running:
+                with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+                    self.call_from_thread(self.tick)
+
+    # -- redraw (timer, UI thread) -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Redraw what changed since the last tick; a paused app only updates its counters."""
+        if not self.is_running or not isinstance(self.screen, Screen) or not self.query("#totals"):
+            return  # starting up or shutting down (a worker's last call can land after the screen went)
+        self._show_totals()
+        if self.paused:
+            return
+        key = (self.state.version, self.state.where, self.state.sort)
+        if key != self._shown:
+            self._show_table()
+            self._shown = key
+        if self.state.version != self._summary_version and not self._summarizing and self.state.format is not None:
+            self._summarizing = True
+            self.summarize(self.state.version)
+        if self.prometheus is not None and self.state.version and not self._metrics_asked:
+            self._metrics_asked = True
+            self.fetch_metrics()
+
+    def _show_table(self) -> None:
+        table = self.query_one(RequestTable)
+        view = self.state.view()
+        follow = table.at_end and self._rows_seen > 0
+        table.show(view.rows, self.state.table_columns(), view.sort)
+        if follow or self._rows_seen == 0:
+            self._rows_seen = view.rows.height
+            if follow:
+                table.action_jump(-1)
+        if table.at_end:
+            self._rows_seen = view.rows.height
+        self._show_table_status()
+
+    def _show_table_status(self) -> None:
+        table = self.query_one(RequestTable)
+        view = self.state.view()
+        new = view.rows.height - max(self._rows_seen, table.cursor + 1)
+        parts = [f"{view.rows.height:,} of {view.total:,} requests"]
+        if view.where:
+            parts.append(f"filter: {view.where}")
+        if view.sort:
+            parts.append(f"sorted by {view.sort[0]} {'↓' if view.sort[1] else '↑'}")
+        if new > 0 and not view.sort:
+            parts.append(f"▼ {new:,} new row{'s' if new > 1 else ''} (End)")
+        self.query_one("#table-status", Static).update(Text(" · ".join(parts)))
+
+    def _show_totals(self) -> None:
+        s, lines = self.state, self.state.lines
+        status = (
+            "PAUSED"
+            if self.paused
+            else ("LIVE" if self.reading and "-" in self.paths else "reading" if self.reading else "done")
+        )
+        text = Text.assemble(
+            (f" {status} ", "reverse bold" if status in ("LIVE", "PAUSED") else "reverse"),
+            f" {lines.access:,} requests",
+        )
+        summary = self._summary
+        if summary:
+            over, tr = summary["overview"], summary["time_range"]
+            text.append(f" · {over['requests_per_s'] or 0:.1f} req/s · ")
+            text.append(
+                f"errors {100 * over['error_ratio']:.1f}%", style="bold red" if over["error_ratio"] >= 0.05 else ""
+            )
+            text.append(f" · {(tr['start'] or '-')[:19]} → {(tr['end'] or '-')[:19]}")
+        text.append(f" · {lines.unparsed:,} unparsed · {lines.other:,} other")
+        if s.format is not None:
+            text.append(f" · format {safe(s.format.name or 'custom')}")
+        if self.problem:
+            text.append(f" · {safe(self.problem)}", style="bold red")
+        self.query_one("#totals", Static).update(text)
+
+    @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
+    def summarize(self, version: int) -> None:
+        try:
+            summary = self.state.summary()
+            requests = self.state.requests()
+            shapes: dict[str, list[int]] = {}
+            if summary is not None and {"upstream_cluster", "duration"} <= set(requests.columns):
+                hist = histogram(requests.lazy(), "upstream_cluster")
+                shapes = {str(k): list(v) for k, v in hist.iter_rows()}
+        finally:
+            self._summarizing = False
+        if summary is not None:
+            self.call_from_thread(self._show_summary, summary, shapes, version)
+
+    def _show_summary(self, summary: dict[str, Any], shapes: dict[str, list[int]], version: int) -> None:
+        self._summary = summary
+        self._summary_version = version
+        self.query_one(Dashboard).update(summary, shapes)
+        self._show_totals()
+
+    # -- filtering, sorting, detail ---------------------------------------------------------------
+
+    def apply_filter(self, where: str) -> bool:
+        try:
+            self.state.set_filter(where)
+        except FilterError as exc:
+            self.notify(str(exc), title="filter", severity="error", timeout=6)
+            return False
+        self.query_one("#filter", Input).value = self.state.where
+        table = self.query_one(RequestTable)
+        table.cursor = 0
+        self._rows_seen = 0
+        self._show_table()
+        self._shown = (self.state.version, self.state.where, self.state.sort)
+        return True
+
+    def on_key(self, event: Any) -> None:
+        """Esc in the filter bar goes back to the table (the filter stays as it was applied)."""
+        if event.key == "escape" and isinstance(self.focused, Input):
+            event.stop()
+            self.query_one(RequestTable).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter" and self.apply_filter(event.value):
+            self.query_one(RequestTable).focus()
+
+    def _filter_and_show(self, where: str) -> None:
+        if self.apply_filter(where):
+            self.action_tab("requests")
+
+    def on_dashboard_filter_requested(self, event: Dashboard.FilterRequested) -> None:
+        self._filter_and_show(event.where)
+
+    def on_request_table_sort_requested(self, event: RequestTable.SortRequested) -> None:
+        self.action_sort(event.column)
+
+    def on_request_table_opened(self, event: RequestTable.Opened) -> None:
+        self.push_screen(DetailScreen(event.row, self.state.requests()))
+
+    def action_sort(self, column: str) -> None:
+        self.state.toggle_sort(column)
+        self._show_table()
+        self._shown = (self.state.version, self.state.where, self.state.sort)
+
+    def action_focus_filter(self) -> None:
+        self.action_tab("requests")
+        self.query_one("#filter", Input).focus()
+
+    def action_only_errors(self) -> None:
+        self._filter_and_show(ERRORS)
+
+    def action_clear_filter(self) -> None:
+        self.apply_filter("")
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.notify("paused: rows keep arriving, the screen holds still" if self.paused else "resumed")
+        self.tick()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        if tab == "requests":
+            self.query_one(RequestTable).focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_export(self, fmt: str) -> None:
+        """Write the filtered rows (what the table shows) to a file in the export directory."""
+        from meshlog.export import write_rows
+
+        rows = self.state.view().rows
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = self.export_dir / f"meshlog-export-{stamp}.{EXPORT_SUFFIX[fmt]}"
+        with path.open("wb") as out:
+            write_rows(rows, fmt, out)  # type: ignore[arg-type]
+        self.notify(f"{rows.height:,} rows → {path}", title="export")
+
+    def get_system_commands(self, screen: Screen[Any]) -> Any:
+        """The command palette (ctrl+p): filters, exports, tabs, follow."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Filter: errors only (5xx and 0)", ERRORS, self.action_only_errors)
+        yield SystemCommand("Filter: clear", "show every request", self.action_clear_filter)
+        summary = self._summary or {}
+        for flag in summary.get("response_flags", []):
+            where = f"response_flags~'(^|,){flag['flag']}(,|$)'"
+            yield SystemCommand(f"Filter: flag {flag['flag']} ({flag['count']})", flag["meaning"],
+                                lambda w=where: self._filter_and_show(w))  # fmt: skip
+        for fmt in EXPORT_SUFFIX:
+            yield SystemCommand(
+                f"Export filtered rows as {fmt}", f"into {self.export_dir}", lambda f=fmt: self.action_export(f)
+            )
+        yield SystemCommand("Pause / resume", "hold the screen while rows keep arriving", self.action_toggle_pause)
+        for tab in ("dashboard", "requests", "metrics"):
+            yield SystemCommand(f"Show {tab}", f"switch to the {tab} tab", lambda t=tab: self.action_tab(t))
+
+    # -- metrics (worker thread) -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
+    def fetch_metrics(self) -> None:
+        from meshlog.metrics.compare import log_view, metrics_window
+        from meshlog.metrics.prometheus import Prometheus, Selection, fetch_window
+        from meshlog.metrics.report import metrics_dict
+
+        assert self.prometheus is not None
+        pane = self.query_one(MetricsPane)
+        requests = self.state.requests()
+        now = dt.datetime.now(dt.UTC)
+        if "start_time" in requests.columns and requests.height and not self.reading:
+            start, end = requests.select(
+                pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")
+            ).row(0)
+            start, end, _ = metrics_window(start, end)
+        else:  # following a live stream: the last 15 minutes
+            start, end = now - dt.timedelta(minutes=15), now
+        services = tuple(log_view(requests)["destination_service"].unique().sort().to_list()) if requests.height else ()
+        t0 = time.monotonic()
+        try:
+            frames = fetch_window(Prometheus(self.prometheus), Selection("source", services=services), start, end)
+        except MeshlogError as exc:
+            self.call_from_thread(pane.show_status, f"Prometheus: {exc}", "bold red")
+            self.call_from_thread(self.notify, str(exc), title="metrics", severity="warning")
+            return
+        report = metrics_dict(frames)
+        self.call_from_thread(pane.show_report, report, f"{self.prometheus.base} ({time.monotonic() - t0:.1f} s)")
+
+
+def create_app(
+    paths: list[str] | None = None,
+    *,
+    format: str | None = None,
+    format_file: str | None = None,
+    mesh_config: str | None = None,
+    input: str = "auto",
+    stdin: BinaryIO | None = None,
+    prometheus: Connection | None = None,
+    refresh_seconds: float = 1.0,
+    export_dir: Path | None = None,
+) -> MeshlogApp:
+    """The one way to build the app (the CLI and the tests both call this)."""
+    return MeshlogApp(
+        list(paths or []),
+        fmt=FormatOptions(format, format_file, mesh_config),
+        input=input,
+        stdin=stdin,
+        prometheus=prometheus,
+        refresh_seconds=refresh_seconds,
+        export_dir=export_dir,
+    )

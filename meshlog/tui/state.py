@@ -1,0 +1,135 @@
+"""What the TUI shows, kept apart from widgets: parsed chunks in, filtered/sorted frames and summaries out.
+
+Chunks arrive from a worker thread while the app runs; the app asks for views at its own pace
+(a timer), so an arriving line costs an append, not a redraw. Views are cached per data version.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from meshlog.filters import compile_where
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog, LineCounts
+from meshlog.reports.summary import summary_dict
+
+# The table's columns, in this order, when the format has them (the rest are in the detail view).
+TABLE_COLUMNS = (
+    "start_time", "response_code", "response_flags", "method", "path", "duration", "upstream_service_time",
+    "upstream_cluster", "authority", "pod", "request_id",
+)  # fmt: skip
+
+
+@dataclass
+class View:
+    """One filtered, sorted frame of requests and how it was made."""
+
+    rows: pl.DataFrame
+    where: str
+    sort: tuple[str, bool] | None
+    total: int  # requests before the filter
+
+
+@dataclass
+class LogState:
+    """Everything parsed so far (thread-safe appends) and the current filter and sort."""
+
+    format: CompiledFormat | None = None
+    version: int = 0
+    where: str = ""
+    sort: tuple[str, bool] | None = None  # (column, descending)
+    _requests: list[pl.DataFrame] = field(default_factory=list)
+    _unparsed: list[pl.DataFrame] = field(default_factory=list)
+    _other: Counter[str] = field(default_factory=Counter)
+    _counts: list[int] = field(default_factory=lambda: [0, 0, 0])  # access, unparsed, other
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _all: pl.DataFrame | None = None
+    _all_version: int = -1
+    _view: View | None = None
+    _view_key: tuple[Any, ...] = ()
+
+    def add(self, log: AccessLog) -> None:
+        """One parsed chunk (called from the reading thread)."""
+        with self._lock:
+            self.format = log.format
+            if log.requests.height:
+                self._requests.append(log.requests)
+            if log.unparsed.height:
+                self._unparsed.append(log.unparsed)
+            self._other.update(dict(log.other.group_by("kind").len().iter_rows()))
+            self._counts[0] += log.requests.height
+            self._counts[1] += log.unparsed.height
+            self._counts[2] += log.other.height
+            self.version += 1
+
+    @property
+    def lines(self) -> LineCounts:
+        a, u, o = self._counts
+        return LineCounts(a + u + o, a, u, o)
+
+    def requests(self) -> pl.DataFrame:
+        """All requests so far as one frame (re-joined only when new chunks came)."""
+        with self._lock:
+            if self._all_version != self.version:
+                parts = self._requests
+                self._all = pl.concat(parts, how="diagonal_relaxed", rechunk=False) if parts else pl.DataFrame()
+                self._requests = [self._all] if parts else []
+                self._all_version = self.version
+            assert self._all is not None
+            return self._all
+
+    def log(self) -> AccessLog | None:
+        if self.format is None:
+            return None
+        unparsed = (
+            pl.concat(self._unparsed, how="diagonal_relaxed")
+            if self._unparsed
+            else pl.DataFrame(schema=UNPARSED_SCHEMA)
+        )
+        return AccessLog(self.requests(), unparsed, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
+
+    def summary(self, top: int = 8) -> dict[str, Any] | None:
+        """The same report ``summarize`` prints, for everything read so far."""
+        log = self.log()
+        if log is None:
+            return None
+        return summary_dict(log, top=top, lines=self.lines, other_kinds=dict(self._other))
+
+    def set_filter(self, where: str) -> None:
+        """Check ``where`` against the columns now (raises ``FilterError`` with the column) and keep it."""
+        requests = self.requests()
+        if where.strip() and requests.width:
+            compile_where(where, requests.columns)
+        self.where = where.strip()
+
+    def toggle_sort(self, column: str) -> None:
+        """First click sorts descending (slowest, latest, largest first), the next ascending, then off."""
+        if self.sort is None or self.sort[0] != column:
+            self.sort = (column, True)
+        elif self.sort[1]:
+            self.sort = (column, False)
+        else:
+            self.sort = None
+
+    def view(self) -> View:
+        requests = self.requests()
+        key = (self.version, self.where, self.sort)
+        if self._view is not None and self._view_key == key:
+            return self._view
+        rows = requests
+        if self.where and rows.width:
+            rows = rows.filter(compile_where(self.where, rows.columns))
+        if self.sort and self.sort[0] in rows.columns:
+            rows = rows.sort(self.sort[0], descending=self.sort[1], nulls_last=True, maintain_order=True)
+        self._view = View(rows, self.where, self.sort, requests.height)
+        self._view_key = key
+        return self._view
+
+    def table_columns(self) -> list[str]:
+        columns = self.requests().columns
+        return [c for c in TABLE_COLUMNS if c in columns]

@@ -1,0 +1,198 @@
+"""A request table that pages straight from a polars frame (Line API): only visible rows become text.
+
+A million requests cost what the screen shows: each repaint slices the frame at the scroll
+offset, so there is no widget (or Python row object) per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import polars as pl
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from meshlog.escape import safe
+
+WIDTHS = {
+    "start_time": 12, "response_code": 4, "response_flags": 9, "method": 7, "duration": 7,
+    "upstream_service_time": 7, "upstream_cluster": 34, "authority": 22, "pod": 18, "request_id": 36,
+}  # fmt: skip
+HEADINGS = {
+    "start_time": "time", "response_code": "code", "response_flags": "flags", "duration": "ms",
+    "upstream_service_time": "up ms", "upstream_cluster": "upstream cluster",
+}  # fmt: skip
+FLEX = "path"  # takes what the fixed columns leave
+_HEADER = Style(bold=True, reverse=True)
+_CURSOR = Style(reverse=True)
+_CODE_STYLES = {"5": Style(color="red", bold=True), "4": Style(color="yellow"), "0": Style(color="magenta")}
+
+
+def cell(value: Any) -> str:
+    """A value as table text: times to the millisecond, nothing raw from the log."""
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%H:%M:%S.%f")[:-3]
+    return safe(value)
+
+
+class RequestTable(ScrollView, can_focus=True):
+    """Rows of the current view; ↑↓ PgUp PgDn Home End move, Enter opens, a click on a heading sorts."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(-1)", "up", show=False),
+        Binding("down,j", "move(1)", "down", show=False),
+        Binding("pageup", "page(-1)", "page up", show=False),
+        Binding("pagedown", "page(1)", "page down", show=False),
+        Binding("home,g", "jump(0)", "first", show=False),
+        Binding("end,G", "jump(-1)", "last", show=False),
+        Binding("enter", "open", "details"),
+    ]
+    DEFAULT_CSS = "RequestTable { height: 1fr; }"
+
+    cursor: reactive[int] = reactive(0)
+
+    class Opened(Message):
+        """Enter (or a double click) on a row."""
+
+        def __init__(self, row: dict[str, Any]) -> None:
+            super().__init__()
+            self.row = row
+
+    class SortRequested(Message):
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.frame = pl.DataFrame()
+        self.columns: list[str] = []
+        self.sort: tuple[str, bool] | None = None
+        self._page: tuple[int, list[list[str]]] = (-1, [])
+        self._layout: list[tuple[str, int]] = []
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def show(self, frame: pl.DataFrame, columns: list[str], sort: tuple[str, bool] | None) -> None:
+        """Point the table at a new view (cheap: nothing is converted until painted)."""
+        self.frame, self.columns, self.sort = frame, columns, sort
+        self._page = (-1, [])
+        self.virtual_size = Size(self.size.width, frame.height + 1)  # +1: the heading line
+        self.cursor = min(self.cursor, max(frame.height - 1, 0))
+        self.refresh()
+
+    @property
+    def at_end(self) -> bool:
+        return self.cursor >= self.frame.height - 1
+
+    def current(self) -> dict[str, Any] | None:
+        if not self.frame.height:
+            return None
+        return self.frame.row(self.cursor, named=True)
+
+    # -- painting ------------------------------------------------------------------------------
+
+    def _widths(self) -> list[tuple[str, int]]:
+        width = max(self.size.width - 1, 20)
+        fixed = [(c, WIDTHS.get(c, 12)) for c in self.columns if c != FLEX]
+        has_flex = FLEX in self.columns
+        while fixed and sum(w + 1 for _, w in fixed) + (21 if has_flex else 0) > width:
+            fixed.pop()  # narrow terminal: drop the rightmost columns, keep the path
+        out = [(c, w) for c, w in ((c, WIDTHS.get(c, 12)) for c in self.columns) if (c, w) in fixed]
+        if has_flex:
+            flex = max(width - sum(w + 1 for _, w in out), 20)
+            out.insert(min(self.columns.index(FLEX), len(out)), (FLEX, flex))
+        return out
+
+    def _rows(self, first: int, count: int) -> list[list[str]]:
+        start, rows = self._page
+        if start <= first and first + count <= start + len(rows):
+            return rows[first - start : first - start + count]
+        page = self.frame.slice(first, count * 2).select(self.columns).rows()  # a screen ahead
+        self._page = (first, [[cell(v) for v in row] for row in page])
+        return self._page[1][:count]
+
+    def _line(self, texts: Sequence[tuple[str, Style | None]], base: Style | None) -> Strip:
+        segments = []
+        for (text, style), (_, width) in zip(texts, self._layout, strict=True):
+            shown = text[:width].ljust(width) if len(text) <= width else text[: width - 1] + "…"
+            segments.append(Segment(shown + " ", (base + style) if base and style else (style or base)))
+        return Strip(segments).crop(0, self.size.width)
+
+    def render_line(self, y: int) -> Strip:
+        self._layout = self._widths()
+        if y == 0:
+            names: list[tuple[str, Style | None]] = []
+            for c, _ in self._layout:
+                mark = "" if not self.sort or self.sort[0] != c else (" ▼" if self.sort[1] else " ▲")
+                names.append((HEADINGS.get(c, c) + mark, None))
+            return self._line(names, _HEADER)
+        index = int(self.scroll_offset.y) + y - 1
+        if index >= self.frame.height:
+            return Strip.blank(self.size.width)
+        first = int(self.scroll_offset.y)
+        row = self._rows(first, max(self.size.height, 1))[index - first]
+        texts = []
+        for (c, _), text in zip(self._layout, self._ordered(row), strict=True):
+            style = _CODE_STYLES.get(text[:1]) if c == "response_code" and text != "-" else None
+            texts.append((text, style))
+        return self._line(texts, _CURSOR if index == self.cursor else None)
+
+    def _ordered(self, row: list[str]) -> list[str]:
+        by_name = dict(zip(self.columns, row, strict=True))
+        return [by_name[c] for c, _ in self._layout]
+
+    # -- moving ----------------------------------------------------------------------------------
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._scroll_to_cursor()
+        self.call_after_refresh(self._scroll_to_cursor)  # again once a new virtual size is laid out
+        self.refresh()
+
+    def _scroll_to_cursor(self) -> None:
+        visible = max(self.size.height - 1, 1)
+        top = int(self.scroll_offset.y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
+
+    def action_move(self, delta: int) -> None:
+        self.cursor = max(0, min(self.cursor + delta, self.frame.height - 1))
+
+    def action_page(self, direction: int) -> None:
+        self.action_move(direction * max(self.size.height - 2, 1))
+
+    def action_jump(self, where: int) -> None:
+        self.cursor = max(self.frame.height - 1, 0) if where < 0 else 0
+
+    def action_open(self) -> None:
+        row = self.current()
+        if row is not None:
+            self.post_message(self.Opened(row))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            x = 0
+            for column, width in self._layout:
+                if x <= event.x < x + width + 1:
+                    self.post_message(self.SortRequested(column))
+                    return
+                x += width + 1
+            return
+        index = int(self.scroll_offset.y) + event.y - 1
+        if 0 <= index < self.frame.height:
+            self.cursor = index
+            if event.chain >= 2:
+                self.action_open()
