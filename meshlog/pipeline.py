@@ -110,8 +110,11 @@ def _ready_chunks(
             pending.append(chunk)
             sample = pl.concat(pending, how="diagonal_relaxed")
             if sample.height < SAMPLE_LINES and not _enough(sample):
-                continue
-            _detect(run, sample, on_format)
+                # a live stream may trickle: guess from what came as soon as a preset fits it
+                if path != "-" or not _try_detect(run, sample, on_format):
+                    continue
+            else:
+                _detect(run, sample, on_format)
             chunk, pending = sample, []
         yield chunk
     if pending:
@@ -152,6 +155,15 @@ def _unwrapped(
 def _enough(sample: pl.DataFrame) -> bool:
     """Enough non-blank lines to tell formats apart (a live stream may trickle in)."""
     return sample.filter(pl.col("line").str.strip_chars() != "").height >= 20
+
+
+def _try_detect(run: Run, sample: pl.DataFrame, on_format: Callable[[CompiledFormat], None] | None) -> bool:
+    """Detect now if some preset fits the lines so far (only start-up noise yet: keep waiting)."""
+    try:
+        _detect(run, sample, on_format)
+    except DetectionError:
+        return False
+    return True
 
 
 def _detect(run: Run, sample: pl.DataFrame, on_format: Callable[[CompiledFormat], None] | None) -> None:

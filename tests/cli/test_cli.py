@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from meshlog.cli import app
@@ -184,10 +185,12 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0 and "Usage" in result.stdout
 
 
-def test_stdin_rows_come_out_before_eof() -> None:
-    """`kubectl logs -f | meshlog parse -` shows each row as its line arrives."""
+@pytest.mark.parametrize("fmt", [["-f", "istio"], []], ids=["given", "detected"])
+def test_stdin_rows_come_out_before_eof(fmt: list[str]) -> None:
+    """`kubectl logs -f | meshlog parse -` shows each row as its line arrives (a live stream's
+    format is detected from its first access line, not after 20 lines that may take minutes)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshlog", "parse", "-f", "istio", "-o", "ndjson", "-"],
+        [sys.executable, "-m", "meshlog", "parse", *fmt, "-o", "ndjson", "-"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
