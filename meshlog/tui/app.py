@@ -77,6 +77,7 @@ class MeshlogApp(App[None]):
     ) -> None:
         super().__init__()
         self.paths = paths or ["-"]
+        self.live = "-" in self.paths
         self.fmt_opts = fmt or FormatOptions(None, None, None)
         self.input_kind = input
         self.stdin = stdin
@@ -90,6 +91,7 @@ class MeshlogApp(App[None]):
         self.problem: str | None = None
         self._shown: tuple[int, str, tuple[str, bool] | None] = (-1, "", None)  # (version, where, sort) shown
         self._rows_seen = 0  # table height when the user last looked at the end
+        self.first_rows_at: float | None = None
         self._summarizing = False
         self._summary_version = -1
         self._summary: dict[str, Any] | None = None
@@ -166,15 +168,17 @@ class MeshlogApp(App[None]):
             self.fetch_metrics()
 
     def _show_table(self) -> None:
+        """A live stream is followed (like ``tail -f``) while the cursor sits on the last row; move
+        away and new rows are counted instead of scrolled to."""
         table = self.query_one(RequestTable)
         view = self.state.view()
-        follow = table.at_end and self._rows_seen > 0
+        was_at_end = table.at_end or not table.frame.height
         table.show(view.rows, self.state.table_columns(), view.sort)
-        if follow or self._rows_seen == 0:
-            self._rows_seen = view.rows.height
-            if follow:
-                table.action_jump(-1)
-        if table.at_end:
+        if self.first_rows_at is None and view.rows.height:
+            self.first_rows_at = time.perf_counter()  # for bench/tui.py: time to first rows on screen
+        if self.live and was_at_end and not view.sort:
+            table.action_jump(-1)
+        if table.at_end or not self.live:
             self._rows_seen = view.rows.height
         self._show_table_status()
 
@@ -248,7 +252,6 @@ class MeshlogApp(App[None]):
         self.query_one("#filter", Input).value = self.state.where
         table = self.query_one(RequestTable)
         table.cursor = 0
-        self._rows_seen = 0
         self._show_table()
         self._shown = (self.state.version, self.state.where, self.state.sort)
         return True
