@@ -46,16 +46,25 @@ def tui(
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = 5.0,
     export_dir: Annotated[Path | None, typer.Option("--export-dir", help="Where exports go (default: here).")] = None,
+    forward: Annotated[
+        str | None, typer.Option("--forward", help="HOST:PORT: follow fluentd / fluent-bit forward traffic instead.")
+    ] = None,
+    shared_key: Annotated[
+        str | None, typer.Option("--shared-key", envvar="MESHLOG_SHARED_KEY", help="Forward shared-key handshake.")
+    ] = None,
 ) -> None:
     """Interactive triage: dashboard, filterable request table, drill-down, live follow, metrics."""
+    from meshlog.cli.listen import parse_address
     from meshlog.tui import create_app
 
     conn = connection(prometheus, token, user, ca_file, insecure, timeout) if prometheus else None
-    stdin = _piped_stdin() if not paths or "-" in paths else None
-    if stdin is None and (not paths or "-" in paths) and sys.stdin.isatty():
+    address = parse_address(forward) if forward else None
+    reads_stdin = (not paths and address is None) or "-" in (paths or [])
+    stdin = _piped_stdin() if reads_stdin else None
+    if reads_stdin and stdin is None:
         say("error: nothing to read: give log files, or pipe logs in (kubectl logs -f … | meshlog tui)")
         raise typer.Exit(ExitCode.USAGE)
     create_app(
-        paths or ["-"], format=format, format_file=format_file, mesh_config=mesh_config, input=input.value,
+        paths or ([] if address else ["-"]), forward=address, shared_key=shared_key, format=format, format_file=format_file, mesh_config=mesh_config, input=input.value,
         stdin=stdin, prometheus=conn, export_dir=export_dir,
     ).run()  # fmt: skip

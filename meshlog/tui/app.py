@@ -74,10 +74,15 @@ class MeshlogApp(App[None]):
         prometheus: Connection | None = None,
         refresh_seconds: float = 1.0,
         export_dir: Path | None = None,
+        forward: tuple[str, int] | None = None,
+        shared_key: str | None = None,
     ) -> None:
         super().__init__()
-        self.paths = paths or ["-"]
-        self.live = "-" in self.paths
+        self.forward = forward
+        self.shared_key = shared_key
+        self.forward_server: Any = None
+        self.paths = paths or ([] if forward else ["-"])
+        self.live = "-" in self.paths or forward is not None
         self.fmt_opts = fmt or FormatOptions(None, None, None)
         self.input_kind = input
         self.stdin = stdin
@@ -118,7 +123,12 @@ class MeshlogApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = ", ".join("stdin" if p == "-" else p for p in self.paths)
-        self.read_inputs()
+        if self.forward is not None:
+            self.listen_forward()
+        if self.paths:
+            self.read_inputs()
+        else:
+            self.reading = self.forward is not None
         self.set_interval(self.refresh_seconds, self.tick)
         if self.prometheus is not None:
             self.query_one(MetricsPane).show_status(f"asking {self.prometheus.base}…")
@@ -130,6 +140,32 @@ class MeshlogApp(App[None]):
         """Start the reader on a daemon thread: a pipe that never closes (``kubectl logs -f``) must
         not keep the app from quitting, and a Textual worker would be waited for."""
         threading.Thread(target=self._read, name="meshlog-tui-reader", daemon=True).start()
+
+    def listen_forward(self) -> None:
+        """Receive fluentd / fluent-bit forward traffic on a background thread for as long as the app runs."""
+        from meshlog.forward.server import ForwardServer
+        from meshlog.tui.forward import ForwardFeed
+
+        assert self.forward is not None
+        feed = ForwardFeed(self.state, compile_options(self.fmt_opts))
+        host, port = self.forward
+        try:
+            self.forward_server = ForwardServer(
+                feed, host=host, port=port, shared_key=self.shared_key, on_problem=self._forward_problem
+            ).start()
+        except MeshlogError as exc:
+            self.problem = str(exc)
+            self.reading = False
+            return
+        self.sub_title = f"forward {host}:{self.forward_server.port}"
+
+    def _forward_problem(self, message: str) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.call_from_thread(self.notify, message, title="forward", severity="warning")
+
+    def on_unmount(self) -> None:
+        if self.forward_server is not None:
+            self.forward_server.stop()
 
     def _read(self) -> None:
         try:
@@ -200,7 +236,7 @@ class MeshlogApp(App[None]):
         status = (
             "PAUSED"
             if self.paused
-            else ("LIVE" if self.reading and "-" in self.paths else "reading" if self.reading else "done")
+            else ("LIVE" if self.reading and self.live else "reading" if self.reading else "done")
         )
         text = Text.assemble(
             (f" {status} ", "reverse bold" if status in ("LIVE", "PAUSED") else "reverse"),
@@ -378,10 +414,14 @@ def create_app(
     prometheus: Connection | None = None,
     refresh_seconds: float = 1.0,
     export_dir: Path | None = None,
+    forward: tuple[str, int] | None = None,
+    shared_key: str | None = None,
 ) -> MeshlogApp:
     """The one way to build the app (the CLI and the tests both call this)."""
     return MeshlogApp(
         list(paths or []),
+        forward=forward,
+        shared_key=shared_key,
         fmt=FormatOptions(format, format_file, mesh_config),
         input=input,
         stdin=stdin,

@@ -326,3 +326,34 @@ def test_a_million_rows_page_from_the_frame() -> None:
             await check(pilot)
 
     asyncio.run(main())
+
+
+def test_follow_forward_traffic_from_a_real_fluent_client() -> None:
+    """fluent-logger (PyPI) sends kubectl-plain lines as fluentd records; rows appear while it sends."""
+    from fluent import sender
+
+    from tests.forward.support import K8S_TAG, SAMPLES
+
+    lines = (SAMPLES / "kubectl-plain.log").read_text().splitlines()
+    app = create_app(forward=("127.0.0.1", 0), refresh_seconds=0.1)
+
+    async def check(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: app.forward_server is not None)
+        client = sender.FluentSender(K8S_TAG, host="127.0.0.1", port=app.forward_server.port, nanosecond_precision=True)
+        half = next(i for i, line in enumerate(lines) if line.startswith("[")) + 3  # start-up noise, then 3 requests
+        try:
+            for i, line in enumerate(lines[:half]):
+                assert client.emit_with_time(None, 1719556871.25 + i, {"log": line + "\n", "stream": "stdout"})
+            await until(pilot, lambda: app.state.lines.total == half)  # the format was detected on the way
+            assert app.state.lines.access == 3 and "LIVE" in str(app.query_one("#totals", Static).render())
+            for i, line in enumerate(lines[half:], start=half):
+                assert client.emit_with_time(None, 1719556871.25 + i, {"log": line + "\n", "stream": "stdout"})
+            await until(pilot, lambda: app.state.lines.total == len(lines))
+        finally:
+            client.close()
+        await pilot.press("2")
+        await until(pilot, lambda: table(app).frame.height == app.state.lines.access)
+        assert app.state.lines.unparsed == 0
+        assert table(app).frame["pod"].drop_nulls().len() == table(app).frame.height  # kubernetes metadata kept
+
+    asyncio.run(run(app, check))
