@@ -162,3 +162,31 @@ def test_unreachable_prometheus_stops_summarize_with_one_line(scenario: Scenario
     assert done.stderr.splitlines()[-1] == (
         "meshlog: error: http://127.0.0.1:1: connection refused (is the port-forward / Prometheus running?)"
     )
+
+
+def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
+    """`meshlog tui LOG --prometheus URL`: the metrics tab is filled by a worker thread from the real server."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from meshlog.metrics.http import Connection
+    from meshlog.tui import create_app
+    from tests.tui.test_app import SIZE, loaded, until
+
+    app = create_app([str(scenario.log)], prometheus=Connection(scenario.url, timeout=5))
+
+    async def check() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, loaded(app))
+            await pilot.press("3")
+            services = app.query_one("#metrics-services", DataTable)
+            await until(pilot, lambda: services.row_count > 0, timeout=20)
+            shown = {str(services.get_row_at(i)[0]).split(".")[0]: services.get_row_at(i) for i in range(services.row_count)}
+            assert set(shown) == {"reviews", "ratings", "details", "productpage"}
+            # details: 5 x 200 + 2 x 503 UF per 15 s step -> 2/7 errors, 0.47 req/s
+            assert str(shown["details"][3]) == f"{100 * 2 / 7:.1f}%"
+            assert shown["details"][2] == f"{7 / 15:.2f}"
+            assert "503 UF" in str(shown["details"][7])
+
+    asyncio.run(check())
