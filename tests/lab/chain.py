@@ -34,8 +34,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from .envoy import (
     _BASE_IDS,
@@ -52,6 +51,7 @@ from .envoy import (
     find_envoy,
     stop_envoy,
 )
+from .managed import Managed
 from .upstream import HttpUpstream
 
 __all__ = [
@@ -280,7 +280,7 @@ class Hop:
     records: int = 0
 
 
-class EnvoyChain:
+class EnvoyChain(Managed):
     """HttpUpstream + Envoy B (server sidecar, inbound) + Envoy A (client sidecar, outbound).
 
     >>> with EnvoyChain(ISTIO) as chain:
@@ -300,17 +300,6 @@ class EnvoyChain:
         self.upstream = HttpUpstream()
         self.client: Hop
         self.server: Hop
-
-    def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         binary = self._envoy_bin or find_envoy()

@@ -40,9 +40,9 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from .managed import Managed
 from .upstream import ClosedPort, HttpUpstream, TcpEcho
 
 __all__ = [
@@ -481,7 +481,7 @@ def stop_envoy(proc: subprocess.Popen[bytes] | None) -> None:
         _LIVE.discard(proc)
 
 
-class EnvoyLab:
+class EnvoyLab(Managed):
     """Upstreams + one Envoy with one file access logger per named format.
 
     >>> with EnvoyLab(text_formats={"istio": FMT}, json_formats={"j": {"code": "%RESPONSE_CODE%"}}) as lab:
@@ -526,17 +526,6 @@ class EnvoyLab:
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         binary = self._envoy_bin or find_envoy()

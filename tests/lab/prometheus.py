@@ -36,10 +36,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from .envoy import _LIVE, _PRCTL, _die_with_parent, stop_envoy
+from .managed import Managed
 
 __all__ = ["PrometheusLab", "PrometheusLabError", "find_prometheus"]
 
@@ -77,7 +77,7 @@ def _tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
-class PrometheusLab:
+class PrometheusLab(Managed):
     """One Prometheus server in a temp dir.
 
     >>> with PrometheusLab(openmetrics=text) as prom:          # backfilled, e.g. istio_series.openmetrics()
@@ -115,17 +115,6 @@ class PrometheusLab:
         self.timings: dict[str, float] = {}  # seconds per phase: backfill, start, stop
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         prometheus, promtool = find_prometheus()
