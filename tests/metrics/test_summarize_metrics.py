@@ -182,7 +182,9 @@ def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
             await pilot.press("3")
             services = app.query_one("#metrics-services", DataTable)
             await until(pilot, lambda: services.row_count > 0, timeout=20)
-            shown = {str(services.get_row_at(i)[0]).split(".")[0]: services.get_row_at(i) for i in range(services.row_count)}
+            shown = {
+                str(services.get_row_at(i)[0]).split(".")[0]: services.get_row_at(i) for i in range(services.row_count)
+            }
             assert set(shown) == {"reviews", "ratings", "details", "productpage"}
             # details: 5 x 200 + 2 x 503 UF per 15 s step -> 2/7 errors, 0.47 req/s
             assert str(shown["details"][3]) == f"{100 * 2 / 7:.1f}%"
