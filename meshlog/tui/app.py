@@ -289,6 +289,8 @@ class MeshlogApp(App[None]):
         table = self.query_one(RequestTable)
         table.cursor = 0
         self._show_table()
+        if self.prometheus is not None and self._metrics_asked:
+            self.fetch_metrics()  # the metrics tab follows the filter
         self._shown = (self.state.version, self.state.where, self.state.sort)
         return True
 
@@ -391,7 +393,9 @@ class MeshlogApp(App[None]):
             start, end, _ = metrics_window(start, end)
         else:  # following a live stream: the last 15 minutes
             start, end = now - dt.timedelta(minutes=15), now
-        services = tuple(log_view(requests)["destination_service"].unique().sort().to_list()) if requests.height else ()
+        # the services of the requests the filter selects (filter on a cluster: that service's metrics)
+        selected = self.state.view().rows
+        services = tuple(log_view(selected)["destination_service"].unique().sort().to_list()) if selected.height else ()
         t0 = time.monotonic()
         try:
             frames = fetch_window(Prometheus(self.prometheus), Selection("source", services=services), start, end)
@@ -400,7 +404,9 @@ class MeshlogApp(App[None]):
             self.call_from_thread(self.notify, str(exc), title="metrics", severity="warning")
             return
         report = metrics_dict(frames)
-        self.call_from_thread(pane.show_report, report, f"{self.prometheus.base} ({time.monotonic() - t0:.1f} s)")
+        scope = f"{len(services)} service(s) of the filtered requests" if self.state.where else "the log's services"
+        took = time.monotonic() - t0
+        self.call_from_thread(pane.show_report, report, f"{self.prometheus.base} · {scope} · {took:.1f} s")
 
 
 def create_app(

@@ -6,6 +6,7 @@ Panels are filled from ``summary_dict`` (the same function the CLI prints), so t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
@@ -48,6 +49,11 @@ class Panel(DataTable[Any]):
     def on_mount(self) -> None:
         self.add_columns(*self._headers)
 
+    def on_click(self, event: Any) -> None:
+        """One click on a row filters by it (a DataTable alone wants a second click to select)."""
+        if self.row_count and event.style.meta.get("row", -1) >= 0:  # a row, not the heading or border
+            self.call_later(self.action_select_cursor)  # after the click moved the cursor
+
     def fill(self, rows: list[tuple[str, list[Any]]]) -> None:
         """``rows``: (filter expression, cells); keeps the cursor where it was when it can."""
         cursor = self.cursor_row
@@ -77,6 +83,11 @@ class Dashboard(Vertical):
     Dashboard Sparkline { height: 1; margin: 0 0 0 9; }
     Dashboard #errors-spark > .sparkline--max-color { color: $error; }
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last: tuple[str, Any] = ("", None)
+        self._last_at = 0.0
 
     def compose(self) -> ComposeResult:
         with Grid():
@@ -141,7 +152,10 @@ class Dashboard(Vertical):
         panel = event.data_table
         if isinstance(panel, Panel) and event.row_key.value in panel.filters:
             event.stop()
-            self.post_message(self.FilterRequested(panel.filters[event.row_key.value]))
+            where = panel.filters[event.row_key.value]
+            if (where, event.row_key.value) != self._last or time.monotonic() - self._last_at > 0.5:
+                self.post_message(self.FilterRequested(where))  # a click may select twice: once is enough
+            self._last, self._last_at = (where, event.row_key.value), time.monotonic()
 
 
 def _cluster_cells(r: dict[str, Any], shapes: dict[str, list[int]]) -> list[Any]:

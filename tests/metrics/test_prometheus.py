@@ -153,6 +153,13 @@ class _NotPrometheus(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/slow"):
             time.sleep(2)
         try:
+            if self.path.startswith("/down"):  # a proxy in front of a Prometheus that is not there
+                self.send_response(503)
+                self.end_headers()
+                self.wfile.write(
+                    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+                )
+                return
             if self.path.startswith("/auth") and self.headers.get("Authorization") != "Bearer s3cret":
                 self.send_response(401)
                 self.end_headers()
@@ -189,6 +196,13 @@ def test_server_errors_are_one_line(not_prometheus: str) -> None:
         (Connection(not_prometheus), "answered, but not with the Prometheus API (is the URL right?)"),
         (Connection(not_prometheus + "/slow", timeout=0.5), "no answer within 0.5 s (--timeout)"),
         (Connection(not_prometheus + "/auth"), "HTTP 401 Unauthorized (check --token / --user): Unauthorized"),
+        (
+            Connection(not_prometheus + "/down"),
+            (
+                "HTTP 503 Service Unavailable: upstream connect error or disconnect/reset before headers. "
+                "reset reason: connection failure"
+            ),
+        ),
         (
             Connection(not_prometheus + "/auth", token="wrong"),
             "HTTP 401 Unauthorized (check --token / --user): Unauthorized",

@@ -192,3 +192,27 @@ def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
             assert "503 UF" in str(shown["details"][7])
 
     asyncio.run(check())
+
+
+def test_tui_metrics_tab_follows_the_filter(scenario: Scenario) -> None:
+    """Filter on one cluster and the metrics tab shows that service only."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from meshlog.metrics.http import Connection
+    from meshlog.tui import create_app
+    from tests.tui.test_app import SIZE, loaded, until
+
+    app = create_app([str(scenario.log)], prometheus=Connection(scenario.url, timeout=5))
+
+    async def check() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, loaded(app))
+            services = app.query_one("#metrics-services", DataTable)
+            await until(pilot, lambda: services.row_count == 4, timeout=20)
+            app.apply_filter("upstream_cluster~ratings")
+            await until(pilot, lambda: services.row_count == 1, timeout=20)
+            assert str(services.get_row_at(0)[0]) == f"ratings.{NS}.svc.cluster.local"
+
+    asyncio.run(check())

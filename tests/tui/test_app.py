@@ -135,6 +135,24 @@ def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
     asyncio.run(run(create_app([str(ISTIO / "access.log")]), check))
 
 
+def test_one_click_on_a_status_code_row_filters() -> None:
+    records = expected_records()
+
+    async def check(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, MeshlogApp)
+        await until(pilot, loaded(app))
+        codes = app.query_one("#codes", DataTable)
+        row = next(i for i in range(codes.row_count) if str(codes.get_row_at(i)[0]) == "503")
+        await pilot.click("#codes", offset=(4, 2 + row))  # border + heading, then the rows
+        await pilot.pause(0.1)
+        assert app.query_one(TabbedContent).active == "requests"
+        assert app.state.where == "response_code=503"
+        assert table(app).frame.height == len([r for r in records if r["response_code"] == 503])
+
+    asyncio.run(run(create_app([str(ISTIO / "access.log")]), check))
+
+
 def test_sort_by_clicking_a_heading_and_by_key() -> None:
     async def check(pilot: Pilot[Any]) -> None:
         app = pilot.app
