@@ -55,12 +55,14 @@ class DetectionError(MeshlogError):
 
 
 class FilterError(MeshlogError):
-    """A ``--where`` expression that does not parse or names an unknown column; says where."""
+    """A ``--where`` (or ``--since`` / ``--until``) value that does not parse, names an unknown column or
+    compares a column with a value of the wrong type; says which option and the column (1-based)."""
 
-    def __init__(self, message: str, text: str, column: int) -> None:
-        super().__init__(f"--where error at column {column}: {message}")
+    def __init__(self, message: str, text: str, column: int, *, option: str = "--where") -> None:
+        super().__init__(f"{option} error at column {column}: {message}")
         self.text = text
         self.column = column
+        self.option = option
 
 
 class UnreachableError(MeshlogError):

@@ -4,15 +4,16 @@
     response_flags~UF and upstream_cluster~reviews
     not (method=GET or method=HEAD), duration>1000
 
-Comparisons ``= == != > >= < <=`` compare with a number or text; ``~`` / ``!~`` test a regex
-(``response_flags~UF``); ``,`` means ``and``. Values may be quoted with ``"`` or ``'``.
+Comparisons ``= == != > >= < <=`` read the value as the column's type: a number for numbers, an
+ISO-8601 time for times (``start_time>=2026-11-25T21:00:00Z``), text otherwise; ``~`` / ``!~`` test
+a regex (``response_flags~UF``); ``,`` means ``and``. Values may be quoted with ``"`` or ``'``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import polars as pl
 import pyparsing as pp
@@ -30,7 +31,9 @@ def _build() -> pp.ParserElement:
     bare = pp.Regex(r"[^\s,()]+").set_name("value")
     number = pp.Regex(r"-?\d+(?:\.\d+)?(?![^\s,()])").set_name("number")
     value = (quoted("text") | number("number") | bare("text")).set_name("value")
-    comparison = pp.Group(pp.Located(column)("column") + op("op") - value).set_name("a comparison (column op value)")
+    comparison = pp.Group(pp.Located(column)("column") + op("op") - pp.Located(value)("value")).set_name(
+        "a comparison (column op value)"
+    )
     AND = pp.CaselessKeyword("and") | pp.Literal(",")
     OR = pp.CaselessKeyword("or")
     NOT = pp.CaselessKeyword("not")
@@ -42,64 +45,98 @@ def _build() -> pp.ParserElement:
 _GRAMMAR = _build()
 
 
-def compile_where(text: str, columns: Collection[str]) -> pl.Expr:
-    """Compile a ``--where`` expression for a frame with ``columns``; errors say the column (1-based)."""
+def compile_where(text: str, columns: Mapping[str, pl.DataType] | Collection[str]) -> pl.Expr:
+    """Compile a ``--where`` expression for a frame with these columns (best: its ``schema``, so values
+    are checked against the column types); errors say the column (1-based) of the offending text."""
     try:
         tree = _GRAMMAR.parse_string(text, parse_all=True)
     except pp.ParseBaseException as exc:
         raise FilterError(f"expected {exc.msg.removeprefix('Expected ')}", text, exc.loc + 1) from None
-    return _expr(tree[0], text, set(columns))
+    schema: Mapping[str, pl.DataType | None] = columns if isinstance(columns, Mapping) else dict.fromkeys(columns)
+    return _expr(tree[0], text, schema)
 
 
-def _expr(node: pp.ParseResults, text: str, columns: set[str]) -> pl.Expr:
-    if "op" in node:  # a comparison
-        located = node["column"]
-        name, start = located[1][0], located[0]
-        if name not in columns:
-            known = ", ".join(sorted(columns))
-            raise FilterError(f"no column {name!r} (columns: {known})", text, start + 1)
-        col = pl.col(name)
-        op = node["op"]
-        if "number" in node:
-            value: object = float(node["number"]) if "." in node["number"] else int(node["number"])
-        else:
-            value = node["text"]
-        if op in ("~", "!~"):
-            matched = col.cast(pl.String).str.contains(str(value)).fill_null(False)
-            return ~matched if op == "!~" else matched
-        if isinstance(value, str):
-            col = col.cast(pl.String)
-        compare = {
-            "=": col == value, "==": col == value, "!=": col != value,
-            ">": col > value, ">=": col >= value, "<": col < value, "<=": col <= value,
-        }[op]  # fmt: skip
-        return compare.fill_null(False)
+def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType | None]) -> pl.Expr:
+    if "op" in node:
+        return _comparison(node, text, schema)
     items = list(node)
     if isinstance(items[0], str) and items[0].lower() == "not":
-        return ~_expr(items[1], text, columns)
-    result = _expr(items[0], text, columns)
+        return ~_expr(items[1], text, schema)
+    result = _expr(items[0], text, schema)
     for i in range(1, len(items), 2):
-        right = _expr(items[i + 1], text, columns)
+        right = _expr(items[i + 1], text, schema)
         result = (result | right) if items[i].lower() == "or" else (result & right)
     return result
+
+
+def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType | None]) -> pl.Expr:
+    """One ``column op value``; the value is read as the column's type, so ``response_code=abc`` or
+    ``start_time>yesterday`` is an error at the value, never a filter that silently matches nothing."""
+    column_start, (name,), _ = node["column"]
+    value_start, value, _ = node["value"]
+    if name not in schema:
+        known = ", ".join(sorted(schema))
+        raise FilterError(f"no column {name!r} (columns: {known})", text, column_start + 1)
+    col, op, dtype = pl.col(name), node["op"], schema[name]
+    given = value.get("number") or value.get("text")
+
+    def wrong(expected: str) -> FilterError:
+        return FilterError(f"{name} holds {expected}: got {given!r}", text, value_start + 1)
+
+    if op in ("~", "!~"):
+        try:
+            pl.Series([""]).str.contains(given)  # the regex engine polars runs, so the same syntax
+        except pl.exceptions.PolarsError as exc:
+            said = [ln.removeprefix("error:").strip() for ln in str(exc).splitlines() if ln.startswith("error:")]
+            raise FilterError(f"not a valid regex ({said[0] if said else given})", text, value_start + 1) from None
+        matched = col.cast(pl.String).str.contains(given).fill_null(False)
+        return ~matched if op == "!~" else matched
+    target: object
+    if dtype is not None and dtype.is_numeric():
+        if "number" not in value:
+            raise wrong("numbers")
+        target = float(given) if "." in given else int(given)
+    elif isinstance(dtype, pl.Datetime):
+        try:
+            target = _iso_time(given)
+        except ValueError:
+            raise wrong("times (ISO-8601, e.g. 2026-11-25T20:31:00Z)") from None
+    elif dtype is None and "number" in value:  # no types known: numbers compare as numbers
+        target = float(given) if "." in given else int(given)
+    else:
+        col, target = col.cast(pl.String), given
+    compare = {
+        "=": col == target, "==": col == target, "!=": col != target,
+        ">": col > target, ">=": col >= target, "<": col < target, "<=": col <= target,
+    }[op]  # fmt: skip
+    return compare.fill_null(False)
+
+
+def _iso_time(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.strip())
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_time(text: str, latest: dt.datetime | None) -> dt.datetime:
-    """An ISO-8601 time, or a duration (``15m``, ``2h``) back from the latest request in the log."""
+def parse_time(text: str, latest: dt.datetime | None, *, option: str = "--since") -> dt.datetime:
+    """An ISO-8601 time, or a duration (``15m``, ``2h``) back from ``latest`` (the last request, or now)."""
     m = _DURATION.match(text.strip())
     if m:
         if latest is None:
-            raise FilterError("a relative time needs requests with start_time", text, 1)
+            raise FilterError("a relative time needs requests with start_time", text, 1, option=option)
         return latest - dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
     try:
-        value = dt.datetime.fromisoformat(text.strip())
+        return _iso_time(text)
     except ValueError:
-        raise FilterError("expected an ISO-8601 time (2026-11-25T20:31:00Z) or a duration (15m, 2h)", text, 1) from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        raise FilterError(
+            f"expected an ISO-8601 time (2026-11-25T20:31:00Z) or a duration (15m, 2h), got {text!r}",
+            text,
+            1,
+            option=option,
+        ) from None
 
 
 def narrow(
@@ -112,13 +149,13 @@ def narrow(
     requests = log.requests
     conditions: list[pl.Expr] = []
     if where:
-        conditions.append(compile_where(where, requests.columns))
+        conditions.append(compile_where(where, requests.schema))
     if (since or until) and "start_time" in requests.columns:
         latest = requests.select(pl.col("start_time").max()).item()
         if since:
             conditions.append(pl.col("start_time") >= parse_time(since, latest))
         if until:
-            conditions.append(pl.col("start_time") < parse_time(until, latest))
+            conditions.append(pl.col("start_time") < parse_time(until, latest, option="--until"))
     if not conditions:
         return log
     return AccessLog(requests.filter(pl.all_horizontal(conditions)), log.unparsed, log.other, log.format)

@@ -208,7 +208,7 @@ def summarize(
         # --where may name any column; otherwise only what the reports read is built
         for chunk in parse_paths(paths or [], run, on_format=_announce, columns=None if where else REPORT_COLUMNS):
             if where and condition is None:
-                condition = compile_where(where, chunk.requests.columns)
+                condition = compile_where(where, chunk.requests.schema)
             folded.add(chunk, condition)
             tick()
     if run.format is None:

@@ -56,7 +56,7 @@ def window(since: str, until: str | None) -> tuple[dt.datetime, dt.datetime]:
     from meshlog.filters import parse_time
 
     now = dt.datetime.now(dt.UTC)
-    end = parse_time(until, now) if until else now
+    end = parse_time(until, now, option="--until") if until else now
     start = parse_time(since, end)
     if start >= end:
         say("error: --since must be before --until")

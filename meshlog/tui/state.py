@@ -104,7 +104,7 @@ class LogState:
         """Check ``where`` against the columns now (raises ``FilterError`` with the column) and keep it."""
         requests = self.requests()
         if where.strip() and requests.width:
-            compile_where(where, requests.columns)
+            compile_where(where, requests.schema)
         self.where = where.strip()
 
     def toggle_sort(self, column: str) -> None:
@@ -123,7 +123,7 @@ class LogState:
             return self._view
         rows = requests
         if self.where and rows.width:
-            rows = rows.filter(compile_where(self.where, rows.columns))
+            rows = rows.filter(compile_where(self.where, rows.schema))
         if self.sort and self.sort[0] in rows.columns:
             rows = rows.sort(self.sort[0], descending=self.sort[1], nulls_last=True, maintain_order=True)
         self._view = View(rows, self.where, self.sort, requests.height)

@@ -229,6 +229,18 @@ def test_summarize_outputs_and_filters() -> None:
     assert out["lines"]["access"] == len(sent)
     bad = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "--where", "nope>1"])
     assert bad.exit_code == 2 and "--where error at column 1: no column 'nope'" in bad.stderr
+    regex = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "--where", "path~["])
+    assert regex.exit_code == 2
+    assert regex.stderr.splitlines()[-1] == (
+        "meshlog: error: --where error at column 6: not a valid regex (unclosed character class)"
+    )
+    for option in ("--since", "--until"):
+        when = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", option, "banana"])
+        assert when.exit_code == 2
+        assert when.stderr.splitlines()[-1] == (
+            f"meshlog: error: {option} error at column 1: expected an ISO-8601 time (2026-11-25T20:31:00Z)"
+            " or a duration (15m, 2h), got 'banana'"
+        )
 
 
 def test_terminal_output_escapes_control_characters(tmp_path: Path) -> None:

@@ -130,6 +130,34 @@ def test_where_errors_say_where() -> None:
     )
 
 
+def test_where_reads_values_as_the_column_type() -> None:
+    """Times compare as times, numbers as numbers; a value of the wrong type is an error at the value,
+    never a filter that silently matches nothing."""
+    log, _ = load(ISTIO, "istio")
+    twin = [json.loads(x) for x in (FIXTURES / "envoy" / "istio-json" / "access.log").read_text().splitlines()]
+    times = sorted(r["start_time"] for r in twin)  # what Envoy's JSON logger wrote for the same requests
+    cut = times[len(times) // 2]
+    for op, keep in ((">=", lambda t: t >= cut), (">", lambda t: t > cut), ("<", lambda t: t < cut)):
+        for spelled in (cut, cut.removesuffix("Z"), f"'{cut}'"):  # naive ISO times are UTC
+            got = log.requests.filter(compile_where(f"start_time{op}{spelled}", log.requests.schema)).height
+            assert got == sum(1 for t in times if keep(t)), (op, spelled)
+    schema = log.requests.schema
+    for where, column, message in [
+        ("response_code=abc", 15, "response_code holds numbers: got 'abc'"),
+        ("response_code>>5", 15, "response_code holds numbers: got '>5'"),
+        ("start_time>5", 12, "start_time holds times (ISO-8601, e.g. 2026-11-25T20:31:00Z): got '5'"),
+        ('path~"("', 6, "not a valid regex (unclosed group)"),
+        ("duration>1 and path~[", 21, "not a valid regex (unclosed character class)"),
+    ]:
+        with pytest.raises(FilterError) as info:
+            compile_where(where, schema)
+        assert str(info.value) == f"--where error at column {column}: {message}", where
+    # text columns compare as text, whatever the value looks like
+    assert log.requests.filter(compile_where("route_name=default", schema)).height == sum(
+        1 for r in twin if r["route_name"] == "default"
+    )
+
+
 def test_by_table_counts_errors_per_cluster() -> None:
     log, sent = load(ISTIO, "istio")
     table = by_table(log.requests, "upstream_cluster", top=100)
