@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -20,8 +21,14 @@ def parse_text(lines: list[str], fmt: CompiledFormat, *, use_plan: bool = True) 
     return parse_lines(lines_frame(lines, source="test"), fmt, use_plan=use_plan)
 
 
+def failed(sent: dict[str, Any]) -> bool:
+    """Whether a request the lab sent is an error: a 5xx, or code 0 with the flags the lab made Envoy set
+    (a TCP connection that went well also logs 0, without a flag)."""
+    return sent["response_code"] >= 500 or (sent["response_code"] == 0 and bool(sent["response_flags"]))
+
+
 def row(log: AccessLog, i: int = 0) -> dict[str, object]:
     return log.requests.row(i, named=True)
 
 
-__all__ = ["FIXTURES", "PEER_DATA", "ROOT", "SHARED", "parse_text", "pl", "row"]
+__all__ = ["FIXTURES", "PEER_DATA", "ROOT", "SHARED", "failed", "parse_text", "pl", "row"]

@@ -62,6 +62,8 @@ def log_view(requests: pl.DataFrame) -> pl.DataFrame:
             flags.fill_null("-").alias("response_flags"),
         )
         .drop_nulls(["reporter", "destination_service"])
+        # code 0 with no flag is a TCP connection that went well: istio_requests_total counts only HTTP/gRPC
+        .filter((pl.col("response_code") != "0") | (pl.col("response_flags") != "-"))
         .group_by(KEYS)
         .len("log_requests")
     )

@@ -17,7 +17,7 @@ import polars as pl
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.parse import OTHER_SCHEMA, AccessLog, LineCounts
 from meshlog.reports.retries import ATTEMPT_COLUMNS
-from meshlog.reports.traffic import ERROR
+from meshlog.reports.traffic import is_error
 
 CATEGORICAL = (
     "upstream_cluster", "route_name", "response_flags", "response_code_details",
@@ -98,7 +98,7 @@ def shrink(requests: pl.DataFrame) -> pl.DataFrame:
     keep: list[pl.Expr] = [pl.col(c) if t is None else pl.col(c).cast(t) for c, t in NUMERIC.items() if c in cols]
     keep += [pl.col(c).cast(pl.Categorical) for c in CATEGORICAL if c in cols]
     if "path" in cols:
-        failed = ERROR if "response_code" in cols else pl.lit(False)
+        failed = is_error(cols)
         keep.append(pl.when(failed).then(pl.col("path")).cast(pl.Categorical).alias("path"))
     return requests.select(keep)
 

@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 
 from meshlog.flags import describe
-from meshlog.reports.traffic import ERROR
+from meshlog.reports.traffic import columns_of, is_error
 
 # upstream_reset_before_response_started{reason|transport failure} → kind, reason
 _DETAILS = r"^(?P<kind>[^{\[]+)(?:\{(?P<reset_reason>[^|,}]*)(?:[|,](?P<transport>.*))?\}|\[(?P<policy>.*)\])?$"
@@ -62,7 +62,7 @@ def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]
 def error_details(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
     """``response_code_details`` of 5xx/0 answers, decoded into kind, reset reason and transport failure."""
     return (
-        requests.filter(ERROR)
+        requests.filter(is_error(columns_of(requests)))
         .group_by("response_code_details")
         .agg(pl.len().cast(pl.Int64).alias("count"))
         .drop_nulls("response_code_details")
@@ -83,7 +83,7 @@ def error_details(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
 def transport_failures(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
     """``upstream_transport_failure_reason`` of 5xx/0 answers (connect refused, TLS errors…)."""
     return (
-        requests.filter(ERROR)
+        requests.filter(is_error(columns_of(requests)))
         .group_by("upstream_transport_failure_reason")
         .agg(pl.len().cast(pl.Int64).alias("count"))
         .drop_nulls("upstream_transport_failure_reason")

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from meshlog.reports.traffic import ERROR
+from meshlog.reports.traffic import is_error
 
 ATTEMPT_COLUMNS = ("upstream_request_attempt_count", "req_x_envoy_attempt_count", "resp_x_envoy_attempt_count")
 _URX = pl.col("response_flags").cast(pl.String).str.contains(r"(?:^|,)URX(?:,|$)").fill_null(False)
@@ -63,7 +63,7 @@ def retries_report(requests: pl.DataFrame, *, top: int = 10) -> dict[str, Any]:
         )
     if attempts:
         a = pl.col(attempts)
-        error = ERROR if "response_code" in columns else pl.lit(False)
+        error = is_error(columns)
         out["attempt_counts"] = (
             lf.group_by(a.alias("attempts")).agg(pl.len().cast(pl.Int64).alias("count")).drop_nulls("attempts")
             .sort("attempts").collect().to_dicts()

@@ -122,14 +122,13 @@ def by_table(requests: pl.DataFrame, by: str, *, top: int = 10) -> pl.DataFrame:
     """One row per value of ``by``: requests, errors, error ratio and duration percentiles (for ``-o csv``)."""
     if by not in requests.columns:
         return pl.DataFrame({by: []})
-    has_code = "response_code" in requests.columns
     has_duration = "duration" in requests.columns
     return (
         requests.lazy()
         .group_by(by)
         .agg(
             pl.len().cast(pl.Int64).alias("requests"),
-            (traffic.ERROR.sum() if has_code else pl.lit(0)).cast(pl.Int64).alias("errors"),
+            traffic.is_error(requests.columns).sum().cast(pl.Int64).alias("errors"),
             *(latency.percentiles("duration") if has_duration else ()),
         )
         .with_columns((pl.col("errors") / pl.col("requests")).alias("error_ratio"))

@@ -6,7 +6,7 @@ import datetime as dt
 
 import polars as pl
 
-from meshlog.reports.traffic import ERROR
+from meshlog.reports.traffic import is_error
 
 _FILTERED_BUCKETS = 64  # up to this many buckets, p99 is taken bucket by bucket (see ``timeline``)
 _STEPS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
@@ -26,20 +26,20 @@ def timeline(requests: pl.DataFrame, *, buckets: int = 40) -> tuple[int, pl.Data
     if start is None:
         return 0, pl.DataFrame()
     step = bucket_seconds(end - start, buckets=buckets)
-    has_code = "response_code" in requests.columns
     step_us = step * 1_000_000
     first = start.timestamp() * 1_000_000 // step_us * step_us
     # a small bucket number (not a time) keeps the grouping key at 4 bytes a row
     bucket = ((pl.col("start_time").dt.epoch("us") - int(first)) // step_us).cast(pl.Int32)
     has_duration = "duration" in requests.columns
-    keyed = requests.select(bucket.alias("_b"), *(c for c in ("response_code", "duration") if c in requests.columns))
+    used = ("response_code", "response_flags", "duration")
+    keyed = requests.select(bucket.alias("_b"), *(c for c in used if c in requests.columns))
     keyed = keyed.drop_nulls("_b")
     frame = (  # grouping on the bucket number needs no sort of the whole frame
         keyed.lazy()
         .group_by("_b")
         .agg(
             pl.len().cast(pl.Int64).alias("requests"),
-            (ERROR.sum() if has_code else pl.lit(0)).cast(pl.Int64).alias("errors"),
+            is_error(keyed.columns).sum().cast(pl.Int64).alias("errors"),
         )
         .sort("_b")
         .collect()

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import polars as pl
 
-ERROR = (pl.col("response_code") >= 500) | (pl.col("response_code") == 0)
+def is_error(columns: Collection[str]) -> pl.Expr:
+    """A 5xx, or code 0 (no response reached the client) with a response flag saying why.
+
+    A TCP connection always logs code 0, also when it went well: then it carries no flag, and it
+    is not an error. Without a flags column every 0 counts.
+    """
+    if "response_code" not in columns:
+        return pl.lit(False)
+    code = pl.col("response_code")
+    if "response_flags" not in columns:
+        return (code >= 500) | (code == 0)
+    return (code >= 500) | ((code == 0) & pl.col("response_flags").is_not_null())
 
 
-def is_error(columns: set[str]) -> pl.Expr:
-    """A 5xx, or code 0 (no response reached the client)."""
-    return ERROR if "response_code" in columns else pl.lit(False)
+def columns_of(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
 
 
 def overview(requests: pl.DataFrame) -> dict[str, Any]:
-    """Requests, their time span, rate and error ratio (5xx and 0)."""
+    """Requests, their time span, rate and error ratio (see ``is_error``)."""
     columns = set(requests.columns)
     n = requests.height
     row = requests.select(
@@ -61,7 +72,7 @@ def status_classes(requests: pl.LazyFrame) -> pl.LazyFrame:
 
 def top_errors(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
     """The values of ``by`` (path, authority) with the most 5xx/0 answers, and their share of all errors."""
-    errors = requests.filter(ERROR)
+    errors = requests.filter(is_error(columns_of(requests)))
     return (
         errors.group_by(by)
         .agg(pl.len().cast(pl.Int64).alias("errors"))

@@ -35,7 +35,8 @@ from meshlog.tui.panels import Dashboard
 from meshlog.tui.state import LogState
 from meshlog.tui.table import RequestTable
 
-ERRORS = "response_code>=500 or response_code=0"
+ERRORS = "response_code>=500 or (response_code=0 and response_flags~.)"  # reports.traffic.is_error, as a filter
+TAB_FOCUS = {"dashboard": "#flags", "requests": "RequestTable", "metrics": "#metrics-services"}  # where keys go
 EXPORT_SUFFIX = {"csv": "csv", "ndjson": "ndjson", "json": "json", "parquet": "parquet"}
 
 
@@ -101,6 +102,7 @@ class MeshlogApp(App[None]):
         self._summary_version = -1
         self._summary: dict[str, Any] | None = None
         self._metrics_asked = False
+        self._errors_of: tuple[str, str] | None = None  # (filter before `e`, filter `e` made)
 
     # -- layout ------------------------------------------------------------------------------------
 
@@ -304,9 +306,11 @@ class MeshlogApp(App[None]):
         if event.input.id == "filter" and self.apply_filter(event.value):
             self.query_one(RequestTable).focus()
 
-    def _filter_and_show(self, where: str) -> None:
-        if self.apply_filter(where):
-            self.action_tab("requests")
+    def _filter_and_show(self, where: str) -> bool:
+        if not self.apply_filter(where):
+            return False
+        self.action_tab("requests")
+        return True
 
     def on_dashboard_filter_requested(self, event: Dashboard.FilterRequested) -> None:
         self._filter_and_show(event.where)
@@ -327,7 +331,16 @@ class MeshlogApp(App[None]):
         self.query_one("#filter", Input).focus()
 
     def action_only_errors(self) -> None:
-        self._filter_and_show(ERRORS)
+        """Narrow the current filter to the errors among its rows; pressed again, undo just that."""
+        where = self.state.where
+        if self._errors_of is not None and where == self._errors_of[1]:
+            self._filter_and_show(self._errors_of[0])
+            self._errors_of = None
+            return
+        columns = self.state.requests().columns
+        errors = ERRORS if "response_flags" in columns else "response_code>=500 or response_code=0"
+        if self._filter_and_show(f"({where}) and ({errors})" if where else errors):
+            self._errors_of = (where, self.state.where)
 
     def action_clear_filter(self) -> None:
         self.apply_filter("")
@@ -338,9 +351,10 @@ class MeshlogApp(App[None]):
         self.tick()
 
     def action_tab(self, tab: str) -> None:
+        # Focus moves into the new tab first: a focused widget left in a hidden pane hands focus to its
+        # neighbour (the filter bar), and the TabbedContent would switch back to that widget's pane.
+        self.query_one(f"#{tab} {TAB_FOCUS[tab]}").focus()
         self.query_one(TabbedContent).active = tab
-        if tab == "requests":
-            self.query_one(RequestTable).focus()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -359,7 +373,7 @@ class MeshlogApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         """The command palette (ctrl+p): filters, exports, tabs, follow."""
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Filter: errors only (5xx and 0)", ERRORS, self.action_only_errors)
+        yield SystemCommand("Filter: only errors (5xx, 0 with a flag)", "narrows the filter", self.action_only_errors)
         yield SystemCommand("Filter: clear", "show every request", self.action_clear_filter)
         summary = self._summary or {}
         for flag in summary.get("response_flags", []):

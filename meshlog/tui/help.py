@@ -17,7 +17,7 @@ HELP = """\
 |---|---|
 | `1` `2` `3` | dashboard · requests · metrics |
 | `/` | filter the requests (Enter applies) |
-| `e` | only errors (5xx and 0) · `c` clears the filter |
+| `e` | only the errors among the filtered rows (5xx, 0 with a flag); again: undo · `c` clears the filter |
 | Enter on a dashboard row | filter the requests by that flag, code or cluster |
 | `↑` `↓` `PgUp` `PgDn` `Home` `End` | move in the table (`End` follows new rows) |
 | Enter on a request | the request in full, its flags, the matching hint, every hop with its request id |

@@ -18,7 +18,7 @@ from meshlog.reports.retries import retries_report
 from meshlog.reports.summary import by_table, summary_dict
 from meshlog.reports.timeline import bucket_seconds
 from meshlog.sources import read_lines
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, failed
 
 ISTIO = FIXTURES / "envoy" / "istio"
 CUSTOM = FIXTURES / "envoy" / "custom"
@@ -88,9 +88,12 @@ def test_retries_from_attempt_counts() -> None:
     log, sent = load(CUSTOM)
     report = retries_report(log.requests)
     retried = [r for r in sent if r["upstream_request_attempt_count"] > 1]
-    failed = [r for r in retried if r["response_code"] >= 500 or r["response_code"] == 0]
+    still_failed = [r for r in retried if failed(r)]
     assert report["retried_requests"] == len(retried)
-    assert (report["retried_then_succeeded"], report["retried_and_failed"]) == (len(retried) - len(failed), len(failed))
+    assert (report["retried_then_succeeded"], report["retried_and_failed"]) == (
+        len(retried) - len(still_failed),
+        len(still_failed),
+    )
     by_cluster = Counter()
     for r in sent:
         by_cluster[r["upstream_cluster"]] += max(r["upstream_request_attempt_count"] - 1, 0)
@@ -161,7 +164,7 @@ def test_where_reads_values_as_the_column_type() -> None:
 def test_by_table_counts_errors_per_cluster() -> None:
     log, sent = load(ISTIO, "istio")
     table = by_table(log.requests, "upstream_cluster", top=100)
-    errors = Counter(r["upstream_cluster"] for r in sent if r["response_code"] >= 500 or r["response_code"] == 0)
+    errors = Counter(r["upstream_cluster"] for r in sent if failed(r))
     got = {c: e for c, e in table.select("upstream_cluster", "errors").iter_rows() if e}
     assert got == {k: v for k, v in errors.items() if k is not None}
 

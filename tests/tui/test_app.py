@@ -28,7 +28,7 @@ from meshlog.tui.detail import DetailScreen
 from meshlog.tui.help import HelpScreen
 from meshlog.tui.metrics_pane import MetricsPane
 from meshlog.tui.table import RequestTable
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, failed
 
 ISTIO = FIXTURES / "envoy" / "istio"
 CHAIN = FIXTURES / "chain"
@@ -96,7 +96,7 @@ def test_dashboard_panels_show_the_fixture() -> None:
 
 def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
     records = expected_records()
-    errors = [r for r in records if r["response_code"] >= 500 or r["response_code"] == 0]
+    errors = [r for r in records if failed(r)]
     with_uf = [r for r in records if "UF" in r["response_flags"]]
 
     async def check(pilot: Pilot[Any]) -> None:
@@ -107,23 +107,44 @@ def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
         await pilot.press(*"response_code>=500", "enter")
         assert table(app).frame.height == len([r for r in records if r["response_code"] >= 500])
         assert app.query_one(TabbedContent).active == "requests"
-        await pilot.press("e")
+        await pilot.press("c", "e")
         assert table(app).frame.height == len(errors)
         status = str(app.query_one("#table-status", Static).render())
-        assert status.startswith(
-            f"{len(errors)} of {len(records)} requests · filter: response_code>=500 or response_code=0"
-        )
+        only_errors = "response_code>=500 or (response_code=0 and response_flags~.)"
+        assert status.startswith(f"{len(errors)} of {len(records)} requests · filter: {only_errors}")
         await pilot.press("slash", *"nope>1", "enter")  # a bad filter is said, and the old one stays
         await pilot.pause(0.1)
-        assert app.state.where == "response_code>=500 or response_code=0"
+        assert app.state.where == only_errors
         assert any("no column 'nope'" in n.message for n in app._notifications)
+        assert isinstance(app.focused, Input) and app.focused.value == "nope>1"  # left in the bar, for mending
+        app.focused.value = ""
+        await pilot.press(*"path~*", "enter")  # so is a bad regex (never a crash)
+        await pilot.pause(0.1)
+        assert app.state.where == only_errors
+        assert any("not a valid regex (repetition operator missing expression)" in n.message for n in app._notifications)
         await pilot.press("escape")  # out of the filter bar, back to the table
         await pilot.press("c")
         assert table(app).frame.height == len(records)
+        app.query_one("#filter", Input).value = ""
+        # `e` narrows what the filter shows to its errors; pressed again it gives the filter back
+        await pilot.press("slash", *"upstream_cluster~backend", "enter")
+        backend = [r for r in records if "backend" in (r["upstream_cluster"] or "")]
+        assert table(app).frame.height == len(backend)
+        await pilot.press("e")
+        assert table(app).frame.height == len([r for r in backend if failed(r)]) < len(backend)
+        assert app.state.where == f"(upstream_cluster~backend) and ({only_errors})"
+        await pilot.press("e")
+        assert app.state.where == "upstream_cluster~backend" and table(app).frame.height == len(backend)
+        await pilot.press("c")
+        # the tab keys work from every tab, the request table included (focus goes with the tab)
+        tabs = app.query_one(TabbedContent)
+        for key, tab in (("1", "dashboard"), ("2", "requests"), ("3", "metrics"), ("2", "requests"), ("1", "dashboard")):
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert tabs.active == tab and app.focused is not None and tab in [a.id for a in app.focused.ancestors]
         # Enter on the dashboard's UF row = only requests whose flags include UF (URX,UF too)
-        await pilot.press("1")
         flags = app.query_one("#flags", DataTable)
-        flags.focus()
+        assert app.focused is flags
         row = next(i for i in range(flags.row_count) if str(flags.get_row_at(i)[0]) == "UF")
         flags.move_cursor(row=row)
         await pilot.press("enter")
@@ -277,8 +298,8 @@ def test_export_writes_the_filtered_rows(tmp_path: Path) -> None:
     asyncio.run(run(app, check))
     (written,) = tmp_path.glob("meshlog-export-*.csv")
     rows = pl.read_csv(written)
-    assert rows.height == len([r for r in records if r["response_code"] >= 500 or r["response_code"] == 0])
-    want = {r["request_id"] for r in records if r["response_code"] >= 500 or r["response_code"] == 0}
+    assert rows.height == len([r for r in records if failed(r)])
+    want = {r["request_id"] for r in records if failed(r)}
     assert set(rows["request_id"].to_list()) == want
 
 
@@ -311,9 +332,14 @@ def test_help_screen_and_command_palette() -> None:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
-        commands = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Filter: errors only (5xx and 0)" in commands and "Export filtered rows as parquet" in commands
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert "Filter: only errors (5xx, 0 with a flag)" in commands and "Export filtered rows as parquet" in commands
         assert "Filter: flag URX (3)" in commands
+        await pilot.press("2")
+        for tab in ("dashboard", "metrics", "requests", "dashboard"):  # the palette's tab commands, from any tab
+            commands[f"Show {tab}"].callback()
+            await pilot.pause(0.05)
+            assert app.query_one(TabbedContent).active == tab
 
     asyncio.run(run(create_app([str(ISTIO / "access.log")]), check))
 
