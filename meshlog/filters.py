@@ -117,6 +117,16 @@ def _iso_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def quote(value: str) -> str:
+    """A value as the filter language reads it back exactly (``|`` and spaces in cluster names are fine)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def flag_filter(flag: str) -> str:
+    """Lines whose ``response_flags`` hold ``flag`` (alone or in a list such as ``UF,URX``)."""
+    return f"response_flags~{quote(f'(^|,){re.escape(flag)}(,|$)')}"
+
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

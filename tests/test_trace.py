@@ -78,4 +78,4 @@ def test_trace_json_contract() -> None:
 def test_unknown_request_id_says_so() -> None:
     result = CliRunner().invoke(app, ["trace", "no-such-id", str(CHAIN / "client.log"), "-f", "istio"])
     assert result.exit_code == 1
-    assert "no line carries request id no-such-id" in result.stderr
+    assert "no line carries request id no-such-id" in result.stderr and result.stdout == ""

@@ -280,7 +280,7 @@ def trace(
         ]
         json.dump({"request_id": request_id, "hops": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    else:
+    elif hops.height:  # nothing found: the one line on stderr says so, no empty table on stdout
         render_trace(request_id, hops)
     for error in run.errors:
         say(f"error: {error}")

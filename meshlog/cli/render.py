@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from meshlog.bars import sparkline
 from meshlog.escape import safe
 
-_BARS = " ▁▂▃▄▅▆▇█"
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -21,12 +21,6 @@ def _num(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
-
-
-def sparkline(values: list[float]) -> str:
-    """Values as a line of block characters (highest = full block)."""
-    top = max(values, default=0) or 1
-    return "".join(_BARS[round(v / top * (len(_BARS) - 1))] for v in values)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str] | None = None) -> Table:
@@ -143,8 +137,9 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     buckets = summary["timeline"]["buckets"]
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]
-        console.print(f"requests per {step}s  {sparkline([b['requests'] for b in buckets])}")
-        console.print(f"errors per {step}s    {sparkline([b['errors'] for b in buckets])}")
+        for key, label in (("requests", "requests"), ("errors", "errors  ")):
+            values = [b[key] for b in buckets]
+            console.print(f"{label} per {step}s  {sparkline(values)}  peak {max(values)}")
     if summary["other_lines"]:
         console.print("other lines: " + ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]))
     if summary.get("metrics"):

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from meshlog.cli.render import safe
-from meshlog.metrics.families import ENVOY_FAMILIES, MATCHER_WHERE, RATE_LIMIT_FAMILIES
+from meshlog.metrics.families import ENVOY_FAMILIES, MATCHER_WHERE, RATE_LIMIT_FAMILIES, hidden, inclusion_regexps
 
 _TITLES = {f.name: f.title for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES)}
 _QUIET = {"envoy_cluster_upstream_rq_total", "envoy_cluster_membership_healthy"}  # context, not alarms
@@ -96,17 +96,16 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
     missing = report["missing"]
     if missing:
         console.print(Text("not visible", style="bold"))
-    hidden = [f for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES) if f.hint in missing]
+    unseen = hidden(missing)
     for m in missing:
-        if not any(m == f.hint for f in hidden):
+        if not any(m == f.hint for f in unseen):
             console.print(Text(f"  {safe(m)}", style="dim"))
-    if hidden:
+    if unseen:
         console.print(
-            f"  {len(hidden)} Envoy counter families are not exposed by the sidecar "
-            f"({', '.join(dict.fromkeys(f.title for f in hidden[:6]))}, …). To see them, add to {MATCHER_WHERE}:"
+            f"  {len(unseen)} Envoy counter families are not exposed by the sidecar "
+            f"({', '.join(dict.fromkeys(f.title for f in unseen[:6]))}, …). To see them, add to {MATCHER_WHERE}:"
         )
-        patterns = ", ".join(dict.fromkeys(f.matcher.split("[", 1)[1].rstrip("]") for f in hidden))
-        console.print(Text(f"    proxyStatsMatcher:\n      inclusionRegexps: [{patterns}]", style="cyan"))
+        console.print(Text(f"    proxyStatsMatcher:\n      {inclusion_regexps(unseen)}", style="cyan"))
 
 
 def metrics_rows(report: dict[str, Any]) -> pl.DataFrame:

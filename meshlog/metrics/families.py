@@ -98,3 +98,14 @@ RATE_LIMIT_FAMILIES: tuple[Family, ...] = (
 )
 
 CLUSTER_LABELS = ("cluster_name", "envoy_cluster_name")  # Istio's stat tags, then Envoy's stock tags
+
+
+def hidden(missing: list[str]) -> list[Family]:
+    """The families a report's ``missing`` notes say the sidecar does not expose."""
+    return [f for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES) if f.hint in missing]
+
+
+def inclusion_regexps(families: list[Family]) -> str:
+    """One ``inclusionRegexps`` list that exposes all of ``families`` (each pattern once)."""
+    patterns = dict.fromkeys(f.matcher.split("[", 1)[1].rstrip("]") for f in families)
+    return f"inclusionRegexps: [{', '.join(patterns)}]"

@@ -77,7 +77,8 @@ def missing(frames: MetricsFrames) -> list[str]:
 
 
 def _num(value: Any) -> Any:
-    return None if value is None else float(value)
+    """A float to 12 significant digits: sums of samples carry binary noise (2585.2970000000005)."""
+    return None if value is None else float(f"{float(value):.12g}")
 
 
 def metrics_dict(frames: MetricsFrames) -> dict[str, Any]:

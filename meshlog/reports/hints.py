@@ -13,6 +13,8 @@ from typing import Any
 
 import polars as pl
 
+from meshlog.filters import flag_filter, quote
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -146,6 +148,24 @@ def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
     return pl.all_horizontal(parts).fill_null(False) if parts else None
 
 
+def rule_filter(rule: Rule) -> str:
+    """The same lines as ``_condition``, in the ``--where`` language: a hint's lines can be listed
+    (``summarize --where`` / ``parse --where``, the TUI's table)."""
+    parts: list[str] = []
+    if rule.flag is not None:
+        parts.append(flag_filter(rule.flag))
+    if rule.no_flag:
+        parts.append("not response_flags~.")
+    if rule.codes:
+        parts.append("(" + " or ".join(f"response_code={c}" for c in rule.codes) + ")")
+    if rule.details is not None:
+        parts.append(f"response_code_details~{quote(rule.details)}")
+    if rule.failure is not None:
+        reason = quote(rule.failure)
+        parts.append(f"(upstream_transport_failure_reason~{reason} or response_code_details~{reason})")
+    return " and ".join(parts)
+
+
 def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
     """Every rule that some lines match: severity, title, detail, count, share and where it happens."""
     columns = set(requests.columns)
@@ -179,6 +199,7 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
                 "rule": rule.key,
                 "look_at": rule.look_at,
                 "where": wheres[_tag(rule)],
+                "filter": rule_filter(rule),
             }
         )
     order = {"critical": 0, "warning": 1, "info": 2}

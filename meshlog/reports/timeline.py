@@ -1,4 +1,4 @@
-"""Requests, errors and p99 per time bucket, bucket size chosen from the span, so a spike shows."""
+"""Requests, errors and p99 per time bucket, bucket size chosen from the span, so a spike (or a gap) shows."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def bucket_seconds(span: dt.timedelta, *, buckets: int = 40) -> int:
 
 
 def timeline(requests: pl.DataFrame, *, buckets: int = 40) -> tuple[int, pl.DataFrame]:
-    """(bucket seconds, frame of bucket start, requests, errors, p99 duration)."""
+    """(bucket seconds, frame of bucket start, requests, errors, p99 duration): every bucket from the first
+    request to the last, empty ones with 0 requests and a null p99."""
     if "start_time" not in requests.columns or requests.height == 0:
         return 0, pl.DataFrame()
     start, end = requests.select(pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")).row(0)
@@ -56,6 +57,9 @@ def timeline(requests: pl.DataFrame, *, buckets: int = 40) -> tuple[int, pl.Data
             (pl.col("duration").quantile(0.99) if has_duration else pl.lit(None)).alias("p99")
         )
         frame = frame.join(per_bucket, on="_b", how="left", maintain_order="left")
+    # every bucket of the span, the empty ones too: a gap in traffic is a finding, not a missing bar
+    every = pl.DataFrame({"_b": pl.int_range(0, int(frame["_b"].max()) + 1, dtype=pl.Int32, eager=True)})
+    frame = every.join(frame, on="_b", how="left").with_columns(pl.col("requests", "errors").fill_null(0))
     frame = frame.select(
         (pl.lit(int(first)) + pl.col("_b").cast(pl.Int64) * step_us).cast(pl.Datetime("us", "UTC")).alias("start_time"),
         "requests",

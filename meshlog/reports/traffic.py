@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+
 def is_error(columns: Collection[str]) -> pl.Expr:
     """A 5xx, or code 0 (no response reached the client) with a response flag saying why.
 

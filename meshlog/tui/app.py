@@ -25,6 +25,7 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 
 from meshlog.errors import FilterError, MeshlogError
 from meshlog.escape import safe
+from meshlog.filters import flag_filter
 from meshlog.metrics.http import Connection
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
 from meshlog.reports.latency import histogram
@@ -36,8 +37,17 @@ from meshlog.tui.state import LogState
 from meshlog.tui.table import RequestTable
 
 ERRORS = "response_code>=500 or (response_code=0 and response_flags~.)"  # reports.traffic.is_error, as a filter
-TAB_FOCUS = {"dashboard": "#flags", "requests": "RequestTable", "metrics": "#metrics-services"}  # where keys go
+TAB_FOCUS = {"dashboard": "#hints", "requests": "RequestTable", "metrics": "#metrics-services"}  # where keys go
 EXPORT_SUFFIX = {"csv": "csv", "ndjson": "ndjson", "json": "json", "parquet": "parquet"}
+
+
+def time_range(start: str | None, end: str | None) -> str:
+    """``2026-11-25 21:21:28.501 → 21:21:29.335 UTC``: to the millisecond (a burst lasts less than a
+    second), the date once when both ends share it."""
+    if start is None or end is None:
+        return "no times"
+    a, b = start[:23].replace("T", " "), end[:23].replace("T", " ")
+    return f"{a} → {b[11:] if a[:10] == b[:10] else b} UTC"
 
 
 class MeshlogApp(App[None]):
@@ -60,7 +70,7 @@ class MeshlogApp(App[None]):
     CSS = """
     TabbedContent { height: 1fr; }
     TabPane { padding: 0; }
-    #totals { height: 1; padding: 0 1; background: $boost; }
+    #totals { height: auto; padding: 0 1; background: $boost; }
     #filter { height: 3; }
     #table-status { height: 1; padding: 0 1; color: $text-muted; }
     """
@@ -103,6 +113,7 @@ class MeshlogApp(App[None]):
         self._summary: dict[str, Any] | None = None
         self._metrics_asked = False
         self._errors_of: tuple[str, str] | None = None  # (filter before `e`, filter `e` made)
+        self._paused_at = 0  # requests read when the screen was paused
 
     # -- layout ------------------------------------------------------------------------------------
 
@@ -244,6 +255,8 @@ class MeshlogApp(App[None]):
             (f" {status} ", "reverse bold" if status in ("LIVE", "PAUSED") else "reverse"),
             f" {lines.access:,} requests",
         )
+        if self.paused and lines.access > self._paused_at:
+            text.append(f" ({lines.access - self._paused_at:,} arrived since the pause, p shows them)", style="yellow")
         summary = self._summary
         if summary:
             over, tr = summary["overview"], summary["time_range"]
@@ -251,7 +264,7 @@ class MeshlogApp(App[None]):
             text.append(
                 f"errors {100 * over['error_ratio']:.1f}%", style="bold red" if over["error_ratio"] >= 0.05 else ""
             )
-            text.append(f" · {(tr['start'] or '-')[:19]} → {(tr['end'] or '-')[:19]}")
+            text.append(f" · {time_range(tr['start'], tr['end'])}")
         text.append(f" · {lines.unparsed:,} unparsed · {lines.other:,} other")
         if s.format is not None:
             text.append(f" · format {safe(s.format.name or 'custom')}")
@@ -347,6 +360,7 @@ class MeshlogApp(App[None]):
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
+        self._paused_at = self.state.lines.access
         self.notify("paused: rows keep arriving, the screen holds still" if self.paused else "resumed")
         self.tick()
 
@@ -377,7 +391,7 @@ class MeshlogApp(App[None]):
         yield SystemCommand("Filter: clear", "show every request", self.action_clear_filter)
         summary = self._summary or {}
         for flag in summary.get("response_flags", []):
-            where = f"response_flags~'(^|,){flag['flag']}(,|$)'"
+            where = flag_filter(flag["flag"])
             yield SystemCommand(f"Filter: flag {flag['flag']} ({flag['count']})", flag["meaning"],
                                 lambda w=where: self._filter_and_show(w))  # fmt: skip
         for fmt in EXPORT_SUFFIX:
@@ -409,16 +423,22 @@ class MeshlogApp(App[None]):
             start, end = now - dt.timedelta(minutes=15), now
         # the services of the requests the filter selects (filter on a cluster: that service's metrics)
         selected = self.state.view().rows
-        services = tuple(log_view(selected)["destination_service"].unique().sort().to_list()) if selected.height else ()
+        logged = log_view(selected) if selected.height else log_view(pl.DataFrame())
+        services = tuple(logged["destination_service"].unique().sort().to_list())
+        # the side the log was written on: outbound lines are the client's view (reporter=source),
+        # inbound lines the server's (reporter=destination)
+        sides = logged.group_by("reporter").agg(pl.col("log_requests").sum()).sort("log_requests", descending=True)
+        reporter = sides["reporter"][0] if sides.height else "source"
         t0 = time.monotonic()
         try:
-            frames = fetch_window(Prometheus(self.prometheus), Selection("source", services=services), start, end)
+            frames = fetch_window(Prometheus(self.prometheus), Selection(reporter, services=services), start, end)
         except MeshlogError as exc:
             self.call_from_thread(pane.show_status, f"Prometheus: {exc}", "bold red")
             self.call_from_thread(self.notify, str(exc), title="metrics", severity="warning")
             return
         report = metrics_dict(frames)
         scope = f"{len(services)} service(s) of the filtered requests" if self.state.where else "the log's services"
+        scope += f", reporter={reporter}"
         took = time.monotonic() - t0
         self.call_from_thread(pane.show_report, report, f"{self.prometheus.base} · {scope} · {took:.1f} s")
 

@@ -21,6 +21,8 @@ from meshlog.reports.hints import hints
 from meshlog.reports.trace import id_column, trace
 from meshlog.tui.table import cell
 
+MAX_HOPS = 50  # hops drawn; a reused id can be on thousands of lines (``meshlog trace`` prints them all)
+
 
 def request_details(row: dict[str, Any], requests: pl.DataFrame) -> Group:
     """The detail view as one renderable (pure: testable without a terminal)."""
@@ -49,14 +51,18 @@ def request_details(row: dict[str, Any], requests: pl.DataFrame) -> Group:
     column = id_column(list(row))
     request_id = row.get(column) if column else None
     parts.append(Text(f"\nevery line with request id {safe(request_id)}", style="bold underline"))
-    if request_id is None:
-        parts.append(Text("this format has no request id", style="dim"))
+    if column is None:
+        parts.append(Text("this format has no request id (%REQ(X-REQUEST-ID)%)", style="dim"))
+    elif request_id is None:
+        parts.append(Text("this line has no request id (Envoy logged -: a TCP connection, or no header)", style="dim"))
     else:
         hops = trace(requests, request_id)
         table = Table(box=None, padding=(0, 1))
         for name in ("+ms", "took ms", "code", "flags", "direction", "source:line", "pod", "upstream cluster"):
             table.add_column(name, justify="right" if name in ("+ms", "took ms", "code") else "left")
-        for hop in hops.to_dicts():
+        if hops.height > MAX_HOPS:  # one id on thousands of lines is a client reusing it, not one request
+            parts.append(Text(f"{hops.height:,} lines share this id; the first {MAX_HOPS} in time order:", "yellow"))
+        for hop in hops.head(MAX_HOPS).to_dicts():
             table.add_row(
                 cell(hop.get("offset_ms")), cell(hop.get("duration")), cell(hop.get("response_code")),
                 cell(hop.get("response_flags")), cell(hop.get("cluster_direction")),

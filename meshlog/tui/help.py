@@ -15,22 +15,27 @@ HELP = """\
 
 | key | does |
 |---|---|
-| `1` `2` `3` | dashboard · requests · metrics |
-| `/` | filter the requests (Enter applies) |
-| `e` | only the errors among the filtered rows (5xx, 0 with a flag); again: undo · `c` clears the filter |
-| Enter on a dashboard row | filter the requests by that flag, code or cluster |
-| `↑` `↓` `PgUp` `PgDn` `Home` `End` | move in the table (`End` follows new rows) |
-| Enter on a request | the request in full, its flags, the matching hint, every hop with its request id |
-| click a heading · `s` | sort by that column (again: ascending, then off) · sort by duration |
+| `1` `2` `3` | dashboard · requests · metrics (from any tab) |
+| `/` | filter the requests (Enter applies; Esc goes back to the table) |
+| `e` | only the errors among the filtered rows (5xx, 0 with a flag); again: undo |
+| `c` | clear the filter |
+| Enter, click | on a dashboard row: list its requests (a hint, a flag, a code, a cluster) |
+| Enter, double-click | on a request: every field, its flags, the matching hint, every hop with its request id |
+| `↑` `↓` `j` `k` | move one row; the mouse wheel scrolls |
+| `PgUp` `PgDn` | move a page |
+| `Home` `End` `g` `G` | first · last row (`End` follows new rows of a live stream) |
+| click a heading | sort by it (again: ascending, then off); `s` sorts by duration |
 | `p` | pause / resume redrawing while rows keep arriving |
 | `x` | export the filtered rows as CSV (more formats in the palette) |
 | `ctrl+p` | command palette: filters by flag, exports, tabs |
+| `Esc` `q` | close this help or a request's details |
 | `?` · `q` | this help · quit |
 
 ## Filter language (the same as `meshlog summarize --where`)
 
 `response_code>=500` · `response_flags~UF` (regex) · `upstream_cluster~reviews and duration>1000` ·
-`not (method=GET or method=HEAD)` · values may be quoted: `upstream_cluster='outbound|9080||reviews.default.svc.cluster.local'`
+`start_time>=2026-11-25T21:00:00Z` · `not (method=GET or method=HEAD)` · values may be quoted:
+`upstream_cluster='outbound|9080||reviews.default.svc.cluster.local'`
 
 Logged values are shown with control characters escaped; nothing from a log reaches the terminal raw.
 """
@@ -40,7 +45,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "back")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen VerticalScroll { width: 90; height: 80%; border: thick $primary; background: $surface; }
+    HelpScreen VerticalScroll { width: 100; height: 90%; border: thick $primary; background: $surface; }
     """
 
     def compose(self) -> ComposeResult:

@@ -14,6 +14,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from meshlog.escape import safe
+from meshlog.metrics.families import MATCHER_WHERE, hidden, inclusion_regexps
+from meshlog.tui.text import plain
 
 
 def _ms(value: float | None) -> str:
@@ -46,11 +48,7 @@ class MetricsPane(Vertical):
 
     def show_report(self, report: dict[str, Any], url: str) -> None:
         w = report["window"]
-        missing = len([m for m in report["missing"] if "not exposed" in m])
-        self.show_status(
-            f"{safe(url)} · {w['start'][:19]} → {w['end'][:19]} UTC"
-            + (f" · {missing} Envoy families not exposed (proxyStatsMatcher)" if missing else "")
-        )
+        self.show_status(f"{safe(url)} · {w['start'][:19]} → {w['end'][:19]} UTC")
         services = self.query_one("#metrics-services", DataTable)
         services.clear()
         for s in report["services"]:
@@ -63,14 +61,27 @@ class MetricsPane(Vertical):
                 f"{c['response_code']} {c['response_flags']} {c['requests_per_s']:.2f}/s" for c in bad[:3]
             )
             services.add_row(
-                safe(s["destination_service"]), s["reporter"], f"{s['requests_per_s']:.2f}",
+                plain(s["destination_service"]), s["reporter"], f"{s['requests_per_s']:.2f}",
                 Text(f"{100 * s['error_ratio']:.1f}%", style="red" if s["error_ratio"] >= 0.05 else ""),
-                _ms(s["p50_ms"]), _ms(s["p90_ms"]), _ms(s["p99_ms"]), safe(codes),
+                _ms(s["p50_ms"]), _ms(s["p90_ms"]), _ms(s["p99_ms"]), plain(codes),
             )  # fmt: skip
+        if not report["services"]:
+            services.add_row(Text("no istio_requests_total series for these services in the window", "yellow"),
+                             *[""] * 7)  # fmt: skip
         envoy = self.query_one("#metrics-envoy", DataTable)
         envoy.clear()
         for family, rows in (report["envoy"] or {}).items():
             for row in [r for r in rows if r["value"]][:3]:
                 envoy.add_row(
-                    family.removeprefix("envoy_cluster_"), safe(row["cluster_name"] or "(proxy)"), f"{row['value']:g}"
-                )
+                    plain(family.removeprefix("envoy_cluster_")), plain(row["cluster_name"] or "(proxy)"),
+                    f"{row['value']:g}",
+                )  # fmt: skip
+        unseen = hidden(report["missing"])
+        if unseen:  # an empty panel would read as "no retries, no timeouts": say why it is empty
+            envoy.add_row(
+                Text(f"{len(unseen)} not exposed", "yellow"),
+                Text(", ".join(dict.fromkeys(f.title for f in unseen))),
+                "",
+            )
+            envoy.add_row(Text("to see them", "yellow"), Text(f"proxyStatsMatcher {inclusion_regexps(unseen)}"), "")
+            envoy.add_row("", Text(f"in {MATCHER_WHERE}", "dim"), "")

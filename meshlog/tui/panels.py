@@ -1,7 +1,8 @@
 """The dashboard: the ``summarize`` report as panels. Selecting a row filters the request table.
 
 Panels are filled from ``summary_dict`` (the same function the CLI prints), so the TUI and
-``meshlog summarize`` never disagree.
+``meshlog summarize`` never disagree. What to check comes first; long texts (a flag's meaning,
+what to look at) wrap inside their panel instead of running off its edge.
 """
 
 from __future__ import annotations
@@ -10,40 +11,53 @@ import time
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
-from textual.containers import Grid, Vertical
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets import DataTable, Static
 
+from meshlog.bars import sparkline
 from meshlog.escape import safe
+from meshlog.filters import flag_filter, quote
+from meshlog.reports.latency import HISTOGRAM_BOUNDS
+from meshlog.tui.text import plain, width
 
-BARS = " ▁▂▃▄▅▆▇█"
-_SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+_SEVERITY = {"critical": ("●", "bold red"), "warning": ("●", "yellow"), "info": ("●", "cyan")}
+NARROW = 120  # below this many columns the panels stack and the dashboard scrolls
+_SUFFIX = ".svc.cluster.local"
 
 
-def spark(values: list[int]) -> str:
-    top = max(values, default=0) or 1
-    return "".join(BARS[round(v / top * (len(BARS) - 1))] for v in values)
-
-
-def quote(value: str) -> str:
-    """A value for the --where language (quoted, so ``|`` and spaces in cluster names are fine)."""
-    return "'" + value.replace("'", "") + "'"
+def short_cluster(name: Any) -> Text:
+    """``outbound|9080|v1|reviews.default.svc.cluster.local`` → ``outbound|9080|v1|reviews.default``: the
+    suffix every in-mesh cluster shares says nothing and costs 18 columns."""
+    return plain(safe(name).removesuffix(_SUFFIX))
 
 
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
+def _share(count: int, total: int) -> str:
+    return f"{100 * count / max(total, 1):.1f}%"
+
+
 class Panel(DataTable[Any]):
-    """A small table whose rows carry the filter they stand for."""
+    """A small table whose rows carry the filter they stand for.
 
-    DEFAULT_CSS = "Panel { height: 1fr; }"
+    ``wrap`` names the column that takes the width the others leave and wraps its text (rows grow
+    to fit); the panel refills itself when its size changes.
+    """
 
-    def __init__(self, title: str, columns: list[str], **kwargs: Any) -> None:
+    DEFAULT_CSS = "Panel { height: 1fr; scrollbar-size-vertical: 1; }"
+
+    def __init__(self, title: str, columns: list[str], *, wrap: int | None = None, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.border_title = title
         self._headers = columns
+        self._wrap = wrap
+        self._rows: list[tuple[str, list[Any]]] = []
+        self._filled_width = -1
         self.filters: dict[str, str] = {}
 
     def on_mount(self) -> None:
@@ -54,21 +68,45 @@ class Panel(DataTable[Any]):
         if self.row_count and event.style.meta.get("row", -1) >= 0:  # a row, not the heading or border
             self.call_later(self.action_select_cursor)  # after the click moved the cursor
 
+    def on_resize(self, event: events.Resize) -> None:
+        if self._wrap is not None and self._rows and self.size.width != self._filled_width:
+            self.fill(self._rows)
+
     def fill(self, rows: list[tuple[str, list[Any]]]) -> None:
         """``rows``: (filter expression, cells); keeps the cursor where it was when it can."""
         cursor = self.cursor_row
-        self.clear()
+        self._rows = rows
         self.filters = {}
+        if self._wrap is None:
+            self.clear()
+        else:
+            self.clear(columns=True)
+            widths = self._wrap_widths(rows)
+            for header, width in zip(self._headers, widths, strict=True):
+                self.add_column(header, width=width)
+            self._filled_width = self.size.width
         for i, (where, cells) in enumerate(rows):
             key = f"r{i}"
             self.filters[key] = where
-            self.add_row(*cells, key=key)
+            self.add_row(*cells, key=key, height=None if self._wrap is not None else 1)
         if rows:
             self.move_cursor(row=min(cursor, len(rows) - 1))
 
+    def _wrap_widths(self, rows: list[tuple[str, list[Any]]]) -> list[int | None]:
+        """Every column as wide as its widest cell, but the wrapping one: what is left of the panel."""
+        assert self._wrap is not None
+        columns = list(zip(*(cells for _, cells in rows), strict=True)) or [()] * len(self._headers)
+        fixed = [max([len(h), *(width(c) for c in col)]) for h, col in zip(self._headers, columns, strict=True)]
+        pad = 2 * self.cell_padding
+        inner = self.size.width - 1 if self.size.width else 78  # room for the scrollbar when rows overflow
+        rest = inner - sum(w + pad for i, w in enumerate(fixed) if i != self._wrap) - pad
+        widths: list[int | None] = [w for w in fixed]
+        widths[self._wrap] = max(rest, 16)
+        return widths
 
-class Dashboard(Vertical):
-    """Flags, codes, latency per cluster, retries, hints, and requests/errors over time."""
+
+class Dashboard(VerticalScroll):
+    """What to check, flags, latency per cluster, status codes with retries, and requests/errors over time."""
 
     class FilterRequested(Message):
         def __init__(self, where: str) -> None:
@@ -76,12 +114,12 @@ class Dashboard(Vertical):
             self.where = where
 
     DEFAULT_CSS = """
-    Dashboard Grid { grid-size: 2 2; grid-columns: 1fr 1fr; grid-rows: 1fr 1fr; height: 1fr; }
-    Dashboard Panel, Dashboard #side { border: round $primary; }
-    Dashboard #side { padding: 0 1; height: 1fr; }
-    Dashboard #over-time { height: 6; border: round $primary; padding: 0 1; }
-    Dashboard Sparkline { height: 1; margin: 0 0 0 9; }
-    Dashboard #errors-spark > .sparkline--max-color { color: $error; }
+    Dashboard #panels { grid-size: 2 2; grid-columns: 1fr 1fr; grid-rows: 1fr 1fr; height: 1fr; min-height: 20; }
+    Dashboard.narrow #panels { grid-size: 1; grid-rows: 14; height: auto; }
+    Dashboard Panel, Dashboard #codes-and-retries { border: round $primary; }
+    Dashboard #codes-and-retries Panel { border: none; height: 1fr; }
+    Dashboard #retries { height: auto; padding: 0 1; }
+    Dashboard #over-time { height: auto; border: round $primary; padding: 0 1; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -90,30 +128,39 @@ class Dashboard(Vertical):
         self._last_at = 0.0
 
     def compose(self) -> ComposeResult:
-        with Grid():
-            yield Panel("response flags — Enter filters", ["flag", "requests", "share", "meaning"], id="flags")
-            yield Panel("status codes", ["code", "requests", "share", ""], id="codes")
+        with Grid(id="panels"):
+            yield Panel("what to check — Enter lists the lines", ["", "lines", "what · where · look at"], id="hints",
+                        wrap=2)  # fmt: skip
+            yield Panel("response flags — Enter filters", ["flag", "requests", "share", "meaning"], id="flags", wrap=3)
             yield Panel(
-                "latency by upstream cluster (ms)", ["cluster", "requests", "p50", "p90", "p99", "shape ≤1ms…>10s"],
+                "latency by upstream cluster (ms)",
+                ["cluster", "requests", "p50", "p90", "p99", f"≤{HISTOGRAM_BOUNDS[0]}ms … >{HISTOGRAM_BOUNDS[-1] // 1000}s"],
                 id="clusters",
+                wrap=0,
             )  # fmt: skip
-            yield Static(id="side")
-        with Vertical(id="over-time"):
-            yield Static(id="over-label")
-            yield Sparkline([], id="requests-spark")
-            yield Static("errors", id="errors-label")
-            yield Sparkline([], id="errors-spark")
+            with Vertical(id="codes-and-retries"):
+                yield Panel("status codes", ["code", "requests", "share", ""], id="codes")
+                yield Static(id="retries")
+        yield Static(id="over-time")
+
+    def on_mount(self) -> None:
+        self.query_one("#codes-and-retries").border_title = "status codes · retries"
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW, "narrow")
 
     def update(self, summary: dict[str, Any], shapes: dict[str, list[int]]) -> None:
         """Refill every panel from a summary (and per-cluster duration histograms)."""
-        total = max(summary["requests"], 1)
+        total = summary["requests"]
+        self.query_one("#hints", Panel).fill([(h["filter"], _hint_cells(h)) for h in summary["hints"]])
+        flags = summary["response_flags"]
         self.query_one("#flags", Panel).fill(
             [
                 (
-                    f"response_flags~'(^|,){f['flag']}(,|$)'",
-                    [Text(f["flag"], style="bold"), f["count"], f"{100 * f['count'] / total:.1f}%", f["meaning"]],
+                    flag_filter(f["flag"]),
+                    [Text(f["flag"], style="bold"), f["count"], _share(f["count"], total), Text(f["meaning"])],
                 )
-                for f in summary["response_flags"]
+                for f in flags
             ]
         )
         codes = summary["response_codes"]
@@ -125,8 +172,8 @@ class Dashboard(Vertical):
                     [
                         Text(str(c["code"]), style="red" if c["code"] >= 500 or c["code"] == 0 else ""),
                         c["count"],
-                        f"{100 * c['count'] / total:.1f}%",
-                        "█" * max(1, round(20 * c["count"] / top)),
+                        _share(c["count"], total),
+                        "█" * max(1, round(16 * c["count"] / top)),
                     ],
                 )
                 for c in codes
@@ -138,15 +185,11 @@ class Dashboard(Vertical):
                 for r in summary["latency"]["by_upstream_cluster"]
             ]
         )
-        self.query_one("#side", Static).update(_side(summary))
-        self.query_one("#side", Static).border_title = "what to check · retries"
-        buckets = summary["timeline"]["buckets"]
-        step = summary["timeline"]["bucket_seconds"]
-        self.query_one("#over-time").border_title = f"over time ({step}s buckets)"
-        peak = max((b["requests"] for b in buckets), default=0)
-        self.query_one("#over-label", Static).update(f"requests (peak {peak}/bucket)")
-        self.query_one("#requests-spark", Sparkline).data = [b["requests"] for b in buckets] or [0]
-        self.query_one("#errors-spark", Sparkline).data = [b["errors"] for b in buckets] or [0]
+        self.query_one("#retries", Static).update(_retries(summary["retries"]))
+        self.query_one("#over-time", Static).update(_over_time(summary))
+        self.query_one(
+            "#over-time", Static
+        ).border_title = f"over time ({summary['timeline']['bucket_seconds']}s buckets)"
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         panel = event.data_table
@@ -158,29 +201,49 @@ class Dashboard(Vertical):
             self._last, self._last_at = (where, event.row_key.value), time.monotonic()
 
 
+def _hint_cells(hint: dict[str, Any]) -> list[Any]:
+    mark, style = _SEVERITY.get(hint["severity"], ("●", ""))
+    where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
+    text = Text()
+    text.append(hint["title"], style="bold")
+    if where:
+        text.append(" at " + ", ".join(f"{short_cluster(w['value'])} ({w['count']})" for w in where))
+    text.append(f"\n→ {hint['look_at']}", style="dim")
+    return [Text(mark, style=style), f"{hint['count']} ({100 * hint['share']:.0f}%)", text]
+
+
 def _cluster_cells(r: dict[str, Any], shapes: dict[str, list[int]]) -> list[Any]:
-    shape = spark(shapes.get(str(r["upstream_cluster"]), []))
-    return [safe(r["upstream_cluster"]), r["requests"], _ms(r["p50"]), _ms(r["p90"]), _ms(r["p99"]), shape]
+    shape = sparkline(shapes.get(str(r["upstream_cluster"]), []))
+    return [short_cluster(r["upstream_cluster"]), r["requests"], _ms(r["p50"]), _ms(r["p90"]), _ms(r["p99"]),
+            Text(shape)]  # fmt: skip
 
 
-def _side(summary: dict[str, Any]) -> Text:
+def _retries(r: dict[str, Any]) -> Text:
     out = Text()
-    for hint in summary["hints"][:5]:
-        where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
-        at = f" at {safe(where[0]['value'])}" if where else ""
-        out.append("● ", style=_SEVERITY.get(hint["severity"], ""))
-        out.append(hint["title"], style="bold")
-        out.append(f" — {hint['count']}{at}\n")
-        out.append(f"  → {hint['look_at']}\n", style="dim")
-    if not summary["hints"]:
-        out.append("nothing matches a triage rule\n", style="green")
-    r = summary["retries"]
-    out.append("\nretries: ", style="bold")
+    out.append("retries ", style="bold")
     out.append(f"URX (retry limit exceeded) {r['retry_limit_exceeded']}")
     if r["attempt_counts"] is not None:
         attempts = ", ".join(f"{a['attempts']}×{a['count']}" for a in r["attempt_counts"])
         out.append(
-            f"\n  retried {r['retried_requests']}: {r['retried_then_succeeded']} then succeeded, "
-            f"{r['retried_and_failed']} still failed\n  attempts {attempts}"
+            f"\nretried {r['retried_requests']}: {r['retried_then_succeeded']} then succeeded, "
+            f"{r['retried_and_failed']} still failed · attempts {attempts}"
         )
+    elif not r["retry_limit_exceeded"]:
+        out.append(" · attempt counts need %UPSTREAM_REQUEST_ATTEMPT_COUNT% in the format", style="dim")
+    return out
+
+
+def _over_time(summary: dict[str, Any]) -> Text:
+    """One character per bucket (every bucket, empty ones blank), the scale beside each line."""
+    buckets = summary["timeline"]["buckets"]
+    step = summary["timeline"]["bucket_seconds"]
+    out = Text()
+    for key, style in (("requests", ""), ("errors", "red")):
+        values = [b[key] for b in buckets]
+        out.append(f"{key:<9}", style="bold")
+        out.append(sparkline(values) or "-", style=style)
+        out.append(f"  peak {max(values, default=0)} per {step}s\n", style="dim")
+    if buckets:
+        first, last = buckets[0]["start"], buckets[-1]["start"]
+        out.append(" " * 9 + f"{first[11:19]} … {last[11:19]} UTC", style="dim")
     return out

@@ -7,6 +7,7 @@ offset, so there is no widget (or Python row object) per request.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -23,15 +24,21 @@ from textual.strip import Strip
 
 from meshlog.escape import safe
 
+# (narrowest, widest) a column is drawn; the path takes what is left. Columns go, last in DROP first,
+# when even the narrowest widths do not fit.
 WIDTHS = {
-    "start_time": 12, "response_code": 4, "response_flags": 9, "method": 7, "duration": 7,
-    "upstream_service_time": 7, "upstream_cluster": 34, "authority": 22, "pod": 18, "request_id": 36,
+    "start_time": (12, 12), "response_code": (5, 5), "response_flags": (5, 9), "method": (6, 7),
+    "path": (12, 80), "duration": (5, 7), "upstream_service_time": (5, 7), "upstream_cluster": (24, 46),
+    "authority": (14, 46), "pod": (16, 40), "request_id": (36, 36),
 }  # fmt: skip
+DROP = ("request_id", "pod", "upstream_service_time", "method", "authority", "response_flags")
+GROW = ("path", "upstream_cluster", "authority", "request_id", "pod", "response_flags", "method")
 HEADINGS = {
     "start_time": "time", "response_code": "code", "response_flags": "flags", "duration": "ms",
-    "upstream_service_time": "up ms", "upstream_cluster": "upstream cluster",
+    "upstream_service_time": "up ms", "upstream_cluster": "upstream cluster", "request_id": "request id",
 }  # fmt: skip
-FLEX = "path"  # takes what the fixed columns leave
+SHORTENED = ("upstream_cluster", "authority")  # shown without the ".svc.cluster.local" every in-mesh name has
+_MESH_SUFFIX = r"\.svc\.cluster\.local(:\d+)?$"
 _HEADER = Style(bold=True, reverse=True)
 _CURSOR = Style(reverse=True)
 _CODE_STYLES = {"5": Style(color="red", bold=True), "4": Style(color="yellow"), "0": Style(color="magenta")}
@@ -46,6 +53,30 @@ def cell(value: Any) -> str:
     return safe(value)
 
 
+def layout(columns: Sequence[str], wanted: dict[str, int], width: int) -> list[tuple[str, int]]:
+    """Column widths for a table ``width`` wide: every column at its narrowest, dropping those in
+    ``DROP`` order while that does not fit; then each grows towards what its values need
+    (``wanted``), the path first; what is left goes to the path."""
+    shown = list(columns)
+    narrowest = {c: WIDTHS.get(c, (8, 20))[0] for c in shown}
+
+    def used(widths: dict[str, int]) -> int:
+        return sum(w + 1 for c, w in widths.items() if c in shown)
+
+    for c in DROP:
+        if used(narrowest) <= width:
+            break
+        if c in shown:
+            shown.remove(c)
+    widths = {c: narrowest[c] for c in shown}
+    for c in [c for c in GROW if c in shown] + [c for c in shown if c not in GROW]:
+        need = min(max(wanted.get(c, 0), widths[c]), WIDTHS.get(c, (8, 20))[1])
+        widths[c] += max(0, min(need - widths[c], width - used(widths)))
+    if "path" in widths:
+        widths["path"] += max(0, width - used(widths))
+    return [(c, widths[c]) for c in shown]
+
+
 class RequestTable(ScrollView, can_focus=True):
     """Rows of the current view; ↑↓ PgUp PgDn Home End move, Enter opens, a click on a heading sorts."""
 
@@ -58,7 +89,7 @@ class RequestTable(ScrollView, can_focus=True):
         Binding("end,G", "jump(-1)", "last", show=False),
         Binding("enter", "open", "details"),
     ]
-    DEFAULT_CSS = "RequestTable { height: 1fr; }"
+    DEFAULT_CSS = "RequestTable { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
     cursor: reactive[int] = reactive(0)
 
@@ -81,6 +112,9 @@ class RequestTable(ScrollView, can_focus=True):
         self.sort: tuple[str, bool] | None = None
         self._page: tuple[int, list[list[str]]] = (-1, [])
         self._layout: list[tuple[str, int]] = []
+        self._columns_key: tuple[Any, ...] = ()
+        self._columns_cache: list[tuple[str, int]] = []
+        self._wanted: dict[str, int] = {}
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -88,9 +122,24 @@ class RequestTable(ScrollView, can_focus=True):
         """Point the table at a new view (cheap: nothing is converted until painted)."""
         self.frame, self.columns, self.sort = frame, columns, sort
         self._page = (-1, [])
-        self.virtual_size = Size(self.size.width, frame.height + 1)  # +1: the heading line
+        self._wanted = self._measure(frame.head(500))
+        self._columns_key = ()
+        self.virtual_size = Size(1, frame.height + 1)  # +1: the heading line; never wider than the view
         self.cursor = min(self.cursor, max(frame.height - 1, 0))
         self.refresh()
+
+    def _measure(self, sample: pl.DataFrame) -> dict[str, int]:
+        """How wide each column's values are in the first rows (one vectorised pass; the layout then
+        stays put while scrolling)."""
+        texts = [c for c in self.columns if c in sample.columns and c not in ("start_time",)]
+        if not sample.height or not texts:
+            return {}
+        lengths = sample.select(
+            (pl.col(c).cast(pl.String).str.len_chars().max() if c not in SHORTENED
+             else pl.col(c).cast(pl.String).str.replace(_MESH_SUFFIX, "$1").str.len_chars().max()).alias(c)
+            for c in texts
+        ).row(0, named=True)  # fmt: skip
+        return {c: max(len(HEADINGS.get(c, c)) + 1, n or 1) for c, n in lengths.items()}
 
     @property
     def at_end(self) -> bool:
@@ -104,23 +153,24 @@ class RequestTable(ScrollView, can_focus=True):
     # -- painting ------------------------------------------------------------------------------
 
     def _widths(self) -> list[tuple[str, int]]:
-        width = max(self.size.width - 1, 20)
-        fixed = [(c, WIDTHS.get(c, 12)) for c in self.columns if c != FLEX]
-        has_flex = FLEX in self.columns
-        while fixed and sum(w + 1 for _, w in fixed) + (21 if has_flex else 0) > width:
-            fixed.pop()  # narrow terminal: drop the rightmost columns, keep the path
-        out = [(c, w) for c, w in ((c, WIDTHS.get(c, 12)) for c in self.columns) if (c, w) in fixed]
-        if has_flex:
-            flex = max(width - sum(w + 1 for _, w in out), 20)
-            out.insert(min(self.columns.index(FLEX), len(out)), (FLEX, flex))
-        return out
+        width = max(self.size.width - 1, 20)  # the scrollbar's column
+        key = (width, tuple(self.columns))
+        if self._columns_key != key:
+            self._columns_key = key
+            self._columns_cache = layout(self.columns, self._wanted, width)
+        return self._columns_cache
 
     def _rows(self, first: int, count: int) -> list[list[str]]:
         start, rows = self._page
         if start <= first and first + count <= start + len(rows):
             return rows[first - start : first - start + count]
         page = self.frame.slice(first, count * 2).select(self.columns).rows()  # a screen ahead
-        self._page = (first, [[cell(v) for v in row] for row in page])
+        short = [c in SHORTENED for c in self.columns]
+        self._page = (
+            first,
+            [[re.sub(_MESH_SUFFIX, r"\1", cell(v)) if s else cell(v) for v, s in zip(row, short, strict=True)]
+             for row in page],
+        )  # fmt: skip
         return self._page[1][:count]
 
     def _line(self, texts: Sequence[tuple[str, Style | None]], base: Style | None) -> Strip:
@@ -135,7 +185,7 @@ class RequestTable(ScrollView, can_focus=True):
         if y == 0:
             names: list[tuple[str, Style | None]] = []
             for c, _ in self._layout:
-                mark = "" if not self.sort or self.sort[0] != c else (" ▼" if self.sort[1] else " ▲")
+                mark = "" if not self.sort or self.sort[0] != c else ("▼" if self.sort[1] else "▲")
                 names.append((HEADINGS.get(c, c) + mark, None))
             return self._line(names, _HEADER)
         index = int(self.scroll_offset.y) + y - 1

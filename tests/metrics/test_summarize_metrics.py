@@ -190,6 +190,11 @@ def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
             assert str(shown["details"][3]) == f"{100 * 2 / 7:.1f}%"
             assert shown["details"][2] == f"{7 / 15:.2f}"
             assert "503 UF" in str(shown["details"][7])
+            # the backfilled mesh has no Envoy cluster counters: the panel says so and how to expose them
+            envoy = app.query_one("#metrics-envoy", DataTable)
+            said = [" ".join(str(c) for c in envoy.get_row_at(i)) for i in range(envoy.row_count)]
+            assert said[0].startswith("17 not exposed upstream requests, retries, retries that succeeded")
+            assert said[1].startswith('to see them proxyStatsMatcher inclusionRegexps: [".*upstream_rq_total.*"')
 
     asyncio.run(check())
 

@@ -177,6 +177,47 @@ def test_bucket_size_grows_with_the_span() -> None:
     assert bucket_seconds(dt.timedelta(hours=10)) == 1800
 
 
+def test_timeline_keeps_empty_buckets_so_a_gap_shows() -> None:
+    import datetime as dt
+
+    from meshlog.bars import sparkline
+    from meshlog.reports.timeline import timeline
+
+    t0 = dt.datetime(2026, 11, 25, 21, 0, 0, tzinfo=dt.UTC)
+    times = [t0 + dt.timedelta(seconds=s) for s in (0, 1, 2, 180, 181)]  # two bursts three minutes apart
+    frame = pl.DataFrame(
+        {"start_time": times, "response_code": [200, 503, 200, 0, 0], "response_flags": [None, "UF", None, "DC", None]}
+    )
+    step, buckets = timeline(frame)
+    assert step == 5 and buckets.height == 180 // 5 + 1
+    assert buckets["requests"].to_list() == [3] + [0] * 35 + [2]
+    assert buckets["errors"].to_list() == [1] + [0] * 35 + [1]  # the TCP 0 without a flag is no error
+    assert buckets["start_time"][-1] == t0 + dt.timedelta(seconds=180)
+    line = sparkline(buckets["requests"].to_list())
+    assert line == "█" + " " * 35 + "▅"  # 2 of 3: five eighths
+
+
+def test_sparkline_scales_from_zero() -> None:
+    from meshlog.bars import sparkline
+
+    assert sparkline([19, 19]) == "██"  # equal buckets are full, not empty
+    assert sparkline([15, 4]) == "█▂"
+    assert sparkline([0, 1, 1000]) == " ▁█"  # one request among a thousand still shows
+    assert sparkline([]) == ""
+
+
+def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
+    log, sent = load(ISTIO, "istio")
+    by_flag = Counter(f for r in sent for f in r["response_flags"])
+    found = hints(log.requests)
+    assert found
+    for hint in found:
+        assert narrow(log, where=hint["filter"]).requests.height == hint["count"], hint["rule"]
+    refused = next(h for h in found if h["rule"] == "refused")
+    assert refused["count"] == by_flag["UF"]
+    assert refused["filter"].startswith("response_flags~'(^|,)UF(,|$)' and (upstream_transport_failure_reason~")
+
+
 def test_folding_chunks_gives_the_same_summary_as_the_whole_log() -> None:
     """Input larger than memory is summarised chunk by chunk; the answer must not change."""
     from meshlog.reports.compact import SummaryInput

@@ -22,9 +22,12 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
+from meshlog.formats.presets import resolve
 from meshlog.metrics.http import Connection
+from meshlog.parse import AccessLog, parse_lines
+from meshlog.sources import read_lines
 from meshlog.tui import MeshlogApp, create_app
-from meshlog.tui.detail import DetailScreen
+from meshlog.tui.detail import DetailScreen, request_details
 from meshlog.tui.help import HelpScreen
 from meshlog.tui.metrics_pane import MetricsPane
 from meshlog.tui.table import RequestTable
@@ -121,7 +124,9 @@ def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
         await pilot.press(*"path~*", "enter")  # so is a bad regex (never a crash)
         await pilot.pause(0.1)
         assert app.state.where == only_errors
-        assert any("not a valid regex (repetition operator missing expression)" in n.message for n in app._notifications)
+        assert any(
+            "not a valid regex (repetition operator missing expression)" in n.message for n in app._notifications
+        )
         await pilot.press("escape")  # out of the filter bar, back to the table
         await pilot.press("c")
         assert table(app).frame.height == len(records)
@@ -138,13 +143,27 @@ def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
         await pilot.press("c")
         # the tab keys work from every tab, the request table included (focus goes with the tab)
         tabs = app.query_one(TabbedContent)
-        for key, tab in (("1", "dashboard"), ("2", "requests"), ("3", "metrics"), ("2", "requests"), ("1", "dashboard")):
+        for key, tab in (
+            ("1", "dashboard"),
+            ("2", "requests"),
+            ("3", "metrics"),
+            ("2", "requests"),
+            ("1", "dashboard"),
+        ):
             await pilot.press(key)
             await pilot.pause(0.05)
             assert tabs.active == tab and app.focused is not None and tab in [a.id for a in app.focused.ancestors]
+        # what to check comes first: Enter on a hint lists its lines (every UF here is a refused connect)
+        hints = app.query_one("#hints", DataTable)
+        assert app.focused is hints and "Upstream refuses connections" in str(hints.get_row_at(0)[2])
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.query_one(TabbedContent).active == "requests"
+        assert table(app).frame.height == len(with_uf)
+        await pilot.press("1")
         # Enter on the dashboard's UF row = only requests whose flags include UF (URX,UF too)
         flags = app.query_one("#flags", DataTable)
-        assert app.focused is flags
+        flags.focus()
         row = next(i for i in range(flags.row_count) if str(flags.get_row_at(i)[0]) == "UF")
         flags.move_cursor(row=row)
         await pilot.press("enter")
@@ -165,7 +184,7 @@ def test_one_click_on_a_status_code_row_filters() -> None:
         await until(pilot, loaded(app))
         codes = app.query_one("#codes", DataTable)
         row = next(i for i in range(codes.row_count) if str(codes.get_row_at(i)[0]) == "503")
-        await pilot.click("#codes", offset=(4, 2 + row))  # border + heading, then the rows
+        await pilot.click("#codes", offset=(4, 1 + row))  # the heading, then the rows (the border is its box's)
         await pilot.pause(0.1)
         assert app.query_one(TabbedContent).active == "requests"
         assert app.state.where == "response_code=503"
@@ -223,6 +242,24 @@ def test_drill_down_shows_every_hop_of_the_request() -> None:
     asyncio.run(run(create_app([str(CHAIN / "client.log"), str(CHAIN / "server.log")]), check))
 
 
+def test_a_request_id_on_thousands_of_lines_is_capped_not_a_freeze() -> None:
+    """A client that reuses one x-request-id puts it on every line: the detail view draws the first
+    hops and says how many share it, in well under a second."""
+    fmt = resolve("istio")
+    log = AccessLog.concat([parse_lines(c, fmt) for c in read_lines(str(ISTIO / "access.log"))], fmt).requests
+    first = log.row(0, named=True)
+    many = pl.concat([log.head(1)] * 5000).with_columns(pl.int_range(pl.len()).alias("line_no"))
+    t0 = time.perf_counter()
+    text = as_text(request_details(first, many))
+    assert time.perf_counter() - t0 < 2.0
+    assert "5,000 lines share this id; the first 50 in time order:" in text
+    assert len([line for line in text.splitlines() if "access.log:" in line]) == 50
+    tcp = log.filter(pl.col("request_id").is_null()).row(0, named=True)  # the lab's TCP connections
+    assert "this line has no request id (Envoy logged -: a TCP connection, or no header)" in as_text(
+        request_details(tcp, log)
+    )
+
+
 def test_follow_a_slow_pipe_with_pause_and_new_rows_indicator() -> None:
     lines = (ISTIO / "access.log").read_bytes().splitlines(keepends=True)
     read_fd, write_fd = os.pipe()
@@ -253,7 +290,8 @@ def test_follow_a_slow_pipe_with_pause_and_new_rows_indicator() -> None:
         await until(pilot, lambda: app.state.lines.access == 8)
         await pilot.pause(0.3)
         assert table(app).frame.height == 4  # paused: rows arrive, the screen holds
-        assert "PAUSED" in str(app.query_one("#totals", Static).render())
+        totals = str(app.query_one("#totals", Static).render())
+        assert "PAUSED" in totals and "8 requests (4 arrived since the pause, p shows them)" in totals
         await pilot.press("p")
         await until(pilot, lambda: table(app).frame.height == 8)
         await pilot.press("end")
@@ -363,7 +401,7 @@ def test_a_million_rows_page_from_the_frame() -> None:
         assert t.cursor == 999_999
         start, rows = t._page
         assert len(rows) <= 2 * SIZE[1] and start > 999_000
-        assert table_text(t).splitlines()[-1].startswith("503  /b")
+        assert table_text(t).splitlines()[-1].startswith("503   /b")
 
     async def main() -> None:
         async with _TableOnly().run_test(size=SIZE) as pilot:

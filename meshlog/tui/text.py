@@ -1,0 +1,26 @@
+"""Logged values as widget text: escaped (``meshlog.escape.safe``) and never read as markup.
+
+A ``str`` handed to a Textual ``DataTable`` cell or a ``Static`` is parsed as console markup, so a
+path holding ``[link=…]`` or ``[/]`` would become a hyperlink or an error. A ``rich.text.Text`` is
+shown as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from meshlog.escape import safe
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """A logged value as literal text (``None`` as ``-``)."""
+    return Text(safe(value), style=style)
+
+
+def width(cell: Any) -> int:
+    """Columns a cell takes on one line (the widest line of a multi-line text)."""
+    if isinstance(cell, Text):
+        return max((line.cell_len for line in cell.split()), default=0)
+    return len(str(cell))
