@@ -12,18 +12,19 @@ from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar, overload
 
 import polars as pl
 
 from meshlog import envelopes
-from meshlog.errors import ConfigError, DetectionError, MeshlogError
+from meshlog.errors import ConfigError, DetectionError, InputError
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import resolve
 from meshlog.parse import AccessLog, parse_lines
 from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.sources import SourceStats, expand, read_lines
 
+T = TypeVar("T")
 PARSE_AHEAD = 3  # chunks of 8 MiB parsed at once per file (3: the speed of 4, less memory)
 
 
@@ -73,30 +74,64 @@ class Run:
         return [e for s in self.sources for e in s.errors]
 
 
+@overload
+def parse_paths(
+    paths: list[str],
+    run: Run,
+    *,
+    on_format: Callable[[CompiledFormat], None] | None = ...,
+    columns: Collection[str] | None = ...,
+) -> Iterator[AccessLog]: ...
+
+
+@overload
+def parse_paths(
+    paths: list[str],
+    run: Run,
+    *,
+    on_format: Callable[[CompiledFormat], None] | None = ...,
+    columns: Collection[str] | None = ...,
+    then: Callable[[AccessLog], T],
+) -> Iterator[T]: ...
+
+
 def parse_paths(
     paths: list[str],
     run: Run,
     *,
     on_format: Callable[[CompiledFormat], None] | None = None,
     columns: Collection[str] | None = None,
-) -> Iterator[AccessLog]:
+    then: Callable[[AccessLog], Any] | None = None,
+) -> Iterator[Any]:
     """Parse every input chunk by chunk; detect the format from the first lines when none was given.
 
-    A source that cannot be opened or read is recorded in ``run.sources`` and the others go on.
+    ``then`` runs on each parsed chunk in the same worker thread (``summarize`` shrinks chunks
+    there), so the thread that reads and unwraps does nothing else. A source that cannot be opened
+    or read is recorded in ``run.sources`` and the others go on.
     """
+    step = _parse_then(run, columns, then)
     for path in expand(paths):
         stats = SourceStats(path)
         run.sources.append(stats)
         try:
             chunks = _ready_chunks(path, stats, run, on_format)
             if path == "-":  # a live stream: parse each chunk as it comes, never wait for the next
-                yield from (parse_lines(c, run.format, columns=columns) for c in chunks)  # type: ignore[arg-type]
+                yield from (step(c) for c in chunks)
             else:
-                yield from _parse_ahead(chunks, run, columns)
-        except MeshlogError as exc:
-            if isinstance(exc, DetectionError):
-                raise
+                yield from _parse_ahead(chunks, step)
+        except InputError as exc:  # this source only: the others are still read
             stats.errors.append(str(exc))
+
+
+def _parse_then(
+    run: Run, columns: Collection[str] | None, then: Callable[[AccessLog], Any] | None
+) -> Callable[[pl.DataFrame], Any]:
+    def step(chunk: pl.DataFrame) -> Any:
+        assert run.format is not None  # chunks come only once the format is known
+        log = parse_lines(chunk, run.format, columns=columns)
+        return log if then is None else then(log)
+
+    return step
 
 
 def _ready_chunks(
@@ -123,14 +158,13 @@ def _ready_chunks(
         yield sample
 
 
-def _parse_ahead(chunks: Iterator[pl.DataFrame], run: Run, columns: Collection[str] | None) -> Iterator[AccessLog]:
+def _parse_ahead(chunks: Iterator[pl.DataFrame], step: Callable[[pl.DataFrame], T]) -> Iterator[T]:
     """Parse up to ``PARSE_AHEAD`` chunks at once, in order: many polars string kernels run on one
     thread per column, so overlapping chunks keeps both cores busy (measured 3.0 s → 2.0 s per 1M lines)."""
-    window: deque[Future[AccessLog]] = deque()
+    window: deque[Future[T]] = deque()
     with ThreadPoolExecutor(PARSE_AHEAD) as pool:
         for chunk in chunks:
-            assert run.format is not None
-            window.append(pool.submit(parse_lines, chunk, run.format, columns=columns))
+            window.append(pool.submit(step, chunk))
             if len(window) >= PARSE_AHEAD:
                 yield window.popleft().result()
         while window:

@@ -198,18 +198,20 @@ def summarize(
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
     from meshlog.filters import compile_where, narrow
-    from meshlog.reports.compact import REPORT_COLUMNS, SummaryInput
+    from meshlog.reports.compact import REPORT_COLUMNS, Compact, SummaryInput, compact
     from meshlog.reports.summary import by_table, summary_dict
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
     folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
-    condition = None
+
+    def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
+        return compact(log, compile_where(where, log.requests.schema) if where else None)
+
     with progress(paths or [], run) as tick:
         # --where may name any column; otherwise only what the reports read is built
-        for chunk in parse_paths(paths or [], run, on_format=_announce, columns=None if where else REPORT_COLUMNS):
-            if where and condition is None:
-                condition = compile_where(where, chunk.requests.schema)
-            folded.add(chunk, condition)
+        columns = None if where else REPORT_COLUMNS
+        for piece in parse_paths(paths or [], run, on_format=_announce, columns=columns, then=shrunk):
+            folded.add(piece)
             tick()
     if run.format is None:
         say("error: no input lines")

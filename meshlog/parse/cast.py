@@ -41,18 +41,19 @@ def dtype_of(f: Field) -> pl.DataType:
 
 
 def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
-    # "" is a value Envoy wrote (an empty header) for text; for a number or a time it can only mean
-    # unset (omit_empty_values), so it is null there.
-    empty_is_unset = f.kind not in (Kind.STRING, Kind.ADDRESS, Kind.JSON)
-    unset = raw.is_null() | (raw == "-") | ((raw == "") & pl.lit(empty_is_unset))
-    value = pl.when(~unset).then(raw)
+    # A number or a time: "-" and "" (omit_empty_values) fail the cast and so come out null without a
+    # mask, which would copy the strings once more; ``cast_fields`` tells them from values that do not fit.
     if f.kind.numeric:
-        return value.cast(pl.Int64, strict=False)
+        return raw.cast(pl.Int64, strict=False)
     if f.kind is Kind.TIMESTAMP and f.time is not None and f.time.chrono is not None:
-        parsed = value.str.to_datetime(f.time.chrono, strict=False, time_unit="us")
+        parsed = raw.str.to_datetime(f.time.chrono, strict=False, time_unit="us")
         if f.time.has_zone:
             return parsed.dt.convert_time_zone("UTC")
         return parsed.dt.replace_time_zone("UTC")
+    # Text: "-" is unset; "" is a value Envoy wrote (an empty header), except for flags.
+    empty_is_unset = f.kind not in (Kind.STRING, Kind.ADDRESS, Kind.JSON)
+    unset = raw.is_null() | (raw == "-") | ((raw == "") & pl.lit(empty_is_unset))
+    value = pl.when(~unset).then(raw)
     if f.source in ("%UPSTREAM_CLUSTER%", "%UPSTREAM_CLUSTER_RAW%"):
         # Istio ≥1.23 sets alt_stat_name "<name>;": %UPSTREAM_CLUSTER% (and JSON upstream_cluster of
         # 1.23.0–1.23.3 / 1.24.0–1.24.1, which the istio-json preset cannot tell apart) end in ";".
@@ -73,7 +74,8 @@ def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFra
     checked = [(f, r) for f, r in present if dtype_of(f) != pl.String()]
 
     def failed(f: Field, r: str) -> pl.Expr:
-        return pl.col(r).is_not_null() & ~pl.col(r).is_in(["-", ""]) & pl.col(f.column).is_null()
+        raw = pl.col(r)
+        return pl.col(f.column).is_null() & raw.is_not_null() & (raw != "-") & (raw != "")
 
     bad = pl.any_horizontal(failed(f, r) for f, r in checked) if checked else pl.lit(False)
     frame = raw.lazy().with_columns(typed).with_columns(bad.alias("_bad")).collect()

@@ -54,13 +54,11 @@ class _PlanExprs:
             while len(self.stages) <= depth:
                 self.stages.append([])
             n = len(node.parts) - 1
-            self.stages[depth].append(expr.str.split_exact(node.sep, n).alias(name))
-            # Exactly n separators ⇔ the n+1 pieces and n separators add up to the whole: split_exact
-            # drops what follows an extra separator and leaves null for a missing one. Lengths are
-            # free where counting the separators again scans every byte.
-            pieces = (pl.col(name).struct.field(f"field_{i}").str.len_bytes() for i in range(n + 1))
-            whole = pl.sum_horizontal(pieces, ignore_nulls=False) + n * len(node.sep.encode())
-            self.checks.append(whole == expr.str.len_bytes())
+            self.stages[depth].append(expr.str.splitn(node.sep, n + 1).alias(name))
+            # Exactly n separators ⇔ the last of the n+1 pieces exists (a missing separator leaves it
+            # null) and holds no separator (splitn leaves what follows an extra one in the last piece).
+            last = pl.col(name).struct.field(f"field_{n}")
+            self.checks.append(last.is_not_null() & ~last.str.contains(node.sep, literal=True))
             for i, part in enumerate(node.parts):
                 self.walk(part, pl.col(name).struct.field(f"field_{i}"), depth + 1)
         elif isinstance(node, Regex):

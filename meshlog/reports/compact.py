@@ -41,6 +41,42 @@ KEEP_UNPARSED = 20
 KEEP_SLOWEST = 20
 
 
+@dataclass(frozen=True)
+class Compact:
+    """One parsed chunk shrunk to what the reports need (made where the chunk was parsed)."""
+
+    format: CompiledFormat
+    access: int
+    requests: pl.DataFrame  # ``shrink``: small ints and categoricals
+    slowest: pl.DataFrame | None  # this chunk's slowest requests, whole rows
+    unparsed: pl.DataFrame  # the chunk's first unparsed lines
+    unparsed_count: int
+    other_kinds: dict[str, int]
+
+
+def compact(log: AccessLog, where: pl.Expr | None = None) -> Compact:
+    """Shrink one parsed chunk (``where`` filters requests, never the line counts). Pure, so parse
+    workers can run it beside the parsing."""
+    requests = log.requests if where is None else log.requests.filter(where)
+    slowest = None
+    if "duration" in requests.columns:
+        cols = [c for c in SLOWEST_COLUMNS if c in requests.columns]
+        slowest = _slowest(requests.select(cols))
+    return Compact(
+        log.format,
+        log.requests.height,
+        shrink(requests),
+        slowest,
+        log.unparsed.head(KEEP_UNPARSED),
+        log.unparsed.height,
+        dict(log.other.group_by("kind").len().iter_rows()),
+    )
+
+
+def _slowest(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.sort("duration", descending=True, nulls_last=True).head(KEEP_SLOWEST)
+
+
 @dataclass
 class SummaryInput:
     """What the reports need from all chunks seen so far, in bounded memory."""
@@ -54,28 +90,26 @@ class SummaryInput:
     other_kinds: Counter[str] = field(default_factory=Counter)
     access: int = 0
 
-    def add(self, log: AccessLog, where: pl.Expr | None = None) -> None:
-        """Fold one parsed chunk in (``where`` filters requests, never the line counts)."""
-        self.format = log.format
-        self.access += log.requests.height
-        self.unparsed_count += log.unparsed.height
-        if log.unparsed.height and self.unparsed_first is None:
-            self.unparsed_first = log.unparsed.select("source", "line_no", "reason").row(0)  # type: ignore[assignment]
+    def add(self, piece: AccessLog | Compact, where: pl.Expr | None = None) -> None:
+        """Fold one chunk in: a ``Compact`` as it is, an ``AccessLog`` compacted first (with ``where``)."""
+        part = compact(piece, where) if isinstance(piece, AccessLog) else piece
+        self.format = part.format
+        self.access += part.access
+        self.unparsed_count += part.unparsed_count
+        if part.unparsed.height and self.unparsed_first is None:
+            self.unparsed_first = part.unparsed.select("source", "line_no", "reason").row(0)  # type: ignore[assignment]
         kept = sum(f.height for f in self.unparsed)
-        if kept < KEEP_UNPARSED and log.unparsed.height:
-            self.unparsed.append(log.unparsed.head(KEEP_UNPARSED - kept))
-        self.other_kinds.update(dict(log.other.group_by("kind").len().iter_rows()))
-        requests = log.requests if where is None else log.requests.filter(where)
-        self.requests.append(shrink(requests))
-        self._keep_slowest(requests)
-
-    def _keep_slowest(self, requests: pl.DataFrame) -> None:
-        if "duration" not in requests.columns:
-            return
-        cols = [c for c in SLOWEST_COLUMNS if c in requests.columns]
-        top = requests.select(cols).sort("duration", descending=True, nulls_last=True).head(KEEP_SLOWEST)
-        both = top if self.slowest is None else pl.concat([self.slowest, top], how="diagonal_relaxed")
-        self.slowest = both.sort("duration", descending=True, nulls_last=True).head(KEEP_SLOWEST)
+        if kept < KEEP_UNPARSED and part.unparsed.height:
+            self.unparsed.append(part.unparsed.head(KEEP_UNPARSED - kept))
+        self.other_kinds.update(part.other_kinds)
+        self.requests.append(part.requests)
+        if part.slowest is not None:
+            both = (
+                part.slowest
+                if self.slowest is None
+                else pl.concat([self.slowest, part.slowest], how="diagonal_relaxed")
+            )
+            self.slowest = _slowest(both)
 
     @property
     def lines(self) -> LineCounts:
