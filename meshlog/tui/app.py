@@ -110,6 +110,7 @@ class MeshlogApp(App[None]):
         self.first_rows_at: float | None = None
         self._summarizing = False
         self._summary_version = -1
+        self._summary_at = self._summary_took = 0.0  # when the last summary ended, and how long it took
         self._summary: dict[str, Any] | None = None
         self._metrics_asked = False
         self._errors_of: tuple[str, str] | None = None  # (filter before `e`, filter `e` made)
@@ -210,6 +211,10 @@ class MeshlogApp(App[None]):
             self._show_table()
             self._shown = key
         if self.state.version != self._summary_version and not self._summarizing and self.state.format is not None:
+            # a summary of a million rows takes a while: while rows pour in, leave the CPU to the reading
+            # and the keys most of the time (every 4 × what the last summary took), never more than once a tick
+            if self.reading and time.monotonic() - self._summary_at < 4 * self._summary_took:
+                return
             self._summarizing = True
             self.summarize(self.state.version)
         if self.prometheus is not None and self.state.version and not self._metrics_asked:
@@ -274,6 +279,7 @@ class MeshlogApp(App[None]):
 
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
     def summarize(self, version: int) -> None:
+        t0 = time.monotonic()
         try:
             summary = self.state.summary()
             requests = self.state.requests()
@@ -283,6 +289,7 @@ class MeshlogApp(App[None]):
                 shapes = {str(k): list(v) for k, v in hist.iter_rows()}
         finally:
             self._summarizing = False
+            self._summary_at, self._summary_took = time.monotonic(), time.monotonic() - t0
         if summary is not None:
             self.call_from_thread(self._show_summary, summary, shapes, version)
 
