@@ -22,6 +22,13 @@ def is_error(columns: Collection[str]) -> pl.Expr:
     return (code >= 500) | ((code == 0) & pl.col("response_flags").is_not_null())
 
 
+def errors_filter(columns: Collection[str]) -> str:
+    """``is_error`` in the ``--where`` language (the TUI's "only errors")."""
+    if "response_flags" not in columns:
+        return "response_code>=500 or response_code=0"
+    return "response_code>=500 or (response_code=0 and response_flags~.)"
+
+
 def columns_of(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
     return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
 

@@ -29,6 +29,7 @@ from meshlog.filters import flag_filter
 from meshlog.metrics.http import Connection
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
 from meshlog.reports.latency import histogram
+from meshlog.reports.traffic import errors_filter
 from meshlog.tui.detail import DetailScreen
 from meshlog.tui.help import HelpScreen
 from meshlog.tui.metrics_pane import MetricsPane
@@ -36,7 +37,6 @@ from meshlog.tui.panels import Dashboard
 from meshlog.tui.state import LogState
 from meshlog.tui.table import RequestTable
 
-ERRORS = "response_code>=500 or (response_code=0 and response_flags~.)"  # reports.traffic.is_error, as a filter
 TAB_FOCUS = {"dashboard": "#hints", "requests": "RequestTable", "metrics": "#metrics-services"}  # where keys go
 EXPORT_SUFFIX = {"csv": "csv", "ndjson": "ndjson", "json": "json", "parquet": "parquet"}
 
@@ -210,11 +210,10 @@ class MeshlogApp(App[None]):
         if key != self._shown:
             self._show_table()
             self._shown = key
-        if self.state.version != self._summary_version and not self._summarizing and self.state.format is not None:
-            # a summary of a million rows takes a while: while rows pour in, leave the CPU to the reading
-            # and the keys most of the time (every 4 × what the last summary took), never more than once a tick
-            if self.reading and time.monotonic() - self._summary_at < 4 * self._summary_took:
-                return
+        # a summary of a million rows takes a while: while rows pour in, leave the CPU to the reading and
+        # the keys most of the time (every 4 × what the last summary took), never more than once a tick
+        due = not self.reading or time.monotonic() - self._summary_at >= 4 * self._summary_took
+        if due and self.state.version != self._summary_version and not self._summarizing and self.state.format:
             self._summarizing = True
             self.summarize(self.state.version)
         if self.prometheus is not None and self.state.version and not self._metrics_asked:
@@ -357,8 +356,7 @@ class MeshlogApp(App[None]):
             self._filter_and_show(self._errors_of[0])
             self._errors_of = None
             return
-        columns = self.state.requests().columns
-        errors = ERRORS if "response_flags" in columns else "response_code>=500 or response_code=0"
+        errors = errors_filter(self.state.requests().columns)
         if self._filter_and_show(f"({where}) and ({errors})" if where else errors):
             self._errors_of = (where, self.state.where)
 

@@ -206,6 +206,20 @@ def test_sparkline_scales_from_zero() -> None:
     assert sparkline([]) == ""
 
 
+def test_errors_are_5xx_and_flagged_zeros_in_both_languages() -> None:
+    """A TCP connection that went well logs code 0 with no flag: not an error (the lab sent one)."""
+    from meshlog.reports.traffic import errors_filter, is_error
+
+    log, sent = load(ISTIO, "istio")
+    tcp_ok = [r for r in sent if r["tcp"] and not r["response_flags"]]
+    assert tcp_ok and all(r["response_code"] == 0 for r in tcp_ok)
+    want = sum(1 for r in sent if failed(r))
+    cols = log.requests.columns
+    assert log.requests.filter(is_error(cols)).height == want
+    assert narrow(log, where=errors_filter(cols)).requests.height == want
+    assert summary_dict(log)["overview"]["errors"] == want
+
+
 def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
     log, sent = load(ISTIO, "istio")
     by_flag = Counter(f for r in sent for f in r["response_flags"])
