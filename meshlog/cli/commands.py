@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from meshlog.cli import app, boundary, say
-from meshlog.cli.exit_codes import ExitCode
+from meshlog.cli.exit_codes import ExitCode, exit_code_for
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
-from meshlog.errors import UnparsedLinesError
+from meshlog.errors import MeshlogError, UnparsedLinesError
 from meshlog.export import write_rows
 from meshlog.flags import FLAGS, describe
 from meshlog.formats.compiler import CompiledFormat
@@ -101,6 +101,16 @@ def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int
         raise typer.Exit(ExitCode.INPUT)
 
 
+def _nothing_read(run: Run) -> NoReturn:
+    """No line came in: say why (each unreadable input, exit 3), or that the input is empty (exit 0)."""
+    for error in run.errors:
+        say(f"error: {error}")
+    if run.errors:
+        raise typer.Exit(ExitCode.INPUT)
+    say("no input lines: the input is empty")
+    raise typer.Exit(ExitCode.OK)
+
+
 def _start(fmt_opts: FormatOptions, input: Input = Input.auto) -> Run:
     fmt = compile_options(fmt_opts)
     if fmt is not None:
@@ -164,6 +174,7 @@ class By(str, Enum):
     pod = "pod"
 
 
+_WHERE_FROM = {"pod": " (pods come from kubectl logs --prefix, node log paths or collector metadata)"}
 BY_COLUMN = {By.cluster: "upstream_cluster", By.route: "route_name", By.authority: "authority", By.pod: "pod"}
 
 
@@ -180,7 +191,7 @@ def summarize(
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time, or 15m/2h before the last request.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO time, or 15m/2h before the last request.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Rows per table.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows per table.")] = 10,
     format: FormatOpt = None,
     format_file: FormatFileOpt = None,
     mesh_config: MeshConfigOpt = None,
@@ -203,6 +214,7 @@ def summarize(
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
     folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
+    metrics_failed: MeshlogError | None = None
 
     def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
         return compact(log, compile_where(where, log.requests.schema) if where else None)
@@ -214,10 +226,12 @@ def summarize(
             folded.add(piece)
             tick()
     if run.format is None:
-        say("error: no input lines")
-        raise typer.Exit(ExitCode.INPUT)
+        _nothing_read(run)
     log = narrow(folded.log(), since=since, until=until)
     dimension = BY_COLUMN[by]
+    if dimension not in log.requests.columns and log.requests.height:
+        say(f"error: --by {by.value}: this log has no {dimension} column" + _WHERE_FROM.get(dimension, ""))
+        raise typer.Exit(ExitCode.USAGE)
     if output is SummaryOutput.csv:
         write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
     else:
@@ -229,7 +243,11 @@ def summarize(
             from meshlog.metrics.prometheus import Prometheus
 
             conn = connection(prometheus, token, user, ca_file, insecure, timeout)
-            summary["metrics"] = metrics_beside_log(Prometheus(conn), log.requests)
+            try:
+                summary["metrics"] = metrics_beside_log(Prometheus(conn), log.requests)
+            except MeshlogError as exc:  # the log's own report still stands: print it, then say why, exit 5
+                metrics_failed = exc
+                summary["metrics_error"] = str(exc)
         if output is SummaryOutput.json:
             json.dump(summary, sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")
@@ -241,9 +259,13 @@ def summarize(
             from meshlog.cli.render import render_summary
 
             render_summary(summary)
+    if metrics_failed is not None:
+        say(f"error: {metrics_failed} (the report above is the log's alone)")
     c = folded.lines
     counts = {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}
     _finish(run, counts, folded.unparsed_first, strict)
+    if metrics_failed is not None:
+        raise typer.Exit(exit_code_for(metrics_failed))
 
 
 @app.command()
@@ -265,8 +287,7 @@ def trace(
     run = _start(FormatOptions(format, format_file, mesh_config), input)
     logs = list(parse_paths(paths or [], run, on_format=_announce))
     if run.format is None:
-        say("error: no input lines")
-        raise typer.Exit(ExitCode.INPUT)
+        _nothing_read(run)
     log = AccessLog.concat(logs, run.format)
     if id_column(log.requests.columns) is None:
         say("error: this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")

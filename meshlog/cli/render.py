@@ -5,6 +5,8 @@ Colour follows rich's rules: none when stdout is not a terminal or ``NO_COLOR`` 
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -18,9 +20,26 @@ _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def _num(value: Any) -> str:
+    """A number as the reports show it: whole when it is, else one decimal (``298``, ``0.5``)."""
     if value is None:
         return "-"
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    v = round(float(value), 1)
+    return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
+
+
+def percent(share: float) -> str:
+    """A share as a percentage that never reads 0% when it is not: ``16%``, ``4.2%``, ``0.49%``."""
+    p = 100 * share
+    if p == 0 or p >= 10:
+        return f"{p:.0f}%"
+    return f"{p:.1f}%" if p >= 1 else f"{p:.2g}%"
+
+
+def stdout_console() -> Console:
+    """The console for reports: a terminal's own width; 200 columns into a pipe or file (rich's 80
+    would cut lines mid-phrase in a saved report), unless ``COLUMNS`` says otherwise."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=200 if piped else None)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str] | None = None) -> Table:
@@ -34,7 +53,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str
 
 def render_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     """The one-screen report: what fails, where, why, and what to check."""
-    console = console or Console(highlight=False)
+    console = console or stdout_console()
     lines, tr, over = summary["lines"], summary["time_range"], summary["overview"]
     rate = over["requests_per_s"]
     console.print(
@@ -44,14 +63,18 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
             f" · format {safe(summary['format']['name'] or 'custom')}",
         )
     )
-    console.print(
-        f"{tr['start'] or '-'} → {tr['end'] or '-'}"
-        + (f" · {rate:.1f} req/s" if rate else "")
-        + f" · errors (5xx/0): {over['errors']} ({100 * over['error_ratio']:.1f}%)"
-    )
+    if summary["requests"]:
+        console.print(
+            f"{tr['start'] or '-'} → {tr['end'] or '-'}"
+            + (f" · {rate:.1f} req/s" if rate else "")
+            + f" · errors (5xx, 0 with a flag): {over['errors']} ({percent(over['error_ratio'])})"
+        )
     if summary["unparsed_lines"]:
         first = summary["unparsed_lines"][0]
         console.print(f"first unparsed: {safe(first['source'])}:{first['line_no']}: {safe(first['reason'])}")
+    if not summary["requests"]:
+        console.print("no requests to report" + (" (none matches the filter)" if lines["access"] else ""))
+        return
 
     total = max(summary["requests"], 1)
     codes = "  ".join(f"{r['code']}×{r['count']}" for r in summary["response_codes"])
@@ -68,7 +91,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
             Text.assemble(
                 ("● ", style),
                 (hint["title"], "bold"),
-                f" — {hint['count']} ({100 * hint['share']:.0f}%)",
+                f" — {hint['count']} ({percent(hint['share'])})",
                 f" at {at}" if at else "",
             )
         )
@@ -189,7 +212,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         "",
         (
             f"{summary['requests']} requests from {lines['total']} lines ({lines['unparsed']} unparsed, "
-            f"{lines['other']} other); errors (5xx/0): {over['errors']} ({100 * over['error_ratio']:.1f}%); "
+            f"{lines['other']} other); errors (5xx, 0 with a flag): {over['errors']} ({percent(over['error_ratio'])}); "
             f"{summary['time_range']['start']} → {summary['time_range']['end']}"
         ),
         "",
@@ -197,7 +220,8 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     if summary["hints"]:
         out += ["## Triage hints", ""]
         out += [
-            f"- **{h['title']}** ({h['severity']}, {h['count']} requests): {cell(h['detail'])}"
+            f"- **{h['title']}** ({h['severity']}, {h['count']} request{'s' if h['count'] != 1 else ''}, "
+            f"{percent(h['share'])}): {cell(h['detail'])}"
             for h in summary["hints"]
         ]
         out.append("")
@@ -209,6 +233,11 @@ def markdown_summary(summary: dict[str, Any]) -> str:
             ["flag", "requests", "name", "meaning"],
             [[f["flag"], f["count"], f["name"], f["meaning"]] for f in summary["response_flags"]],
         )
+    if summary["error_details"]:
+        out += ["## Why 5xx / 0 (response_code_details)", ""] + table(
+            ["details", "reset reason", "transport failure", "requests"],
+            [[d["kind"], d["reset_reason"], d["transport_failure"], d["count"]] for d in summary["error_details"]],
+        )
     lat = summary["latency"]
     if lat["duration"]:
         out += ["## Latency (ms)", ""] + table(
@@ -219,20 +248,38 @@ def markdown_summary(summary: dict[str, Any]) -> str:
                 if k in ("duration", "upstream_service_time", "proxy_and_network") and v
             ],
         )
-    if lat.get("by_upstream_cluster"):
-        out += ["## Duration by upstream cluster (ms)", ""] + table(
-            ["upstream_cluster", "requests", "p50", "p90", "p99"],
-            [
-                [r["upstream_cluster"], r["requests"], _num(r["p50"]), _num(r["p90"]), _num(r["p99"])]
-                for r in lat["by_upstream_cluster"]
-            ],
+    for key, values in lat.items():
+        if key.startswith("by_") and values:
+            dim = key[3:]
+            out += [f"## Duration by {dim} (ms, slowest p99 first)", ""] + table(
+                [dim, "requests", "p50", "p90", "p99"],
+                [[r[dim], r["requests"], _num(r["p50"]), _num(r["p90"]), _num(r["p99"])] for r in values],
+            )
+    retries = summary["retries"]
+    out += ["## Retries", "", f"- retry limit exceeded (URX): {retries['retry_limit_exceeded']}"]
+    if retries["attempt_counts"] is not None:
+        attempts = ", ".join(f"{r['attempts']}×{r['count']}" for r in retries["attempt_counts"])
+        out.append(
+            f"- retried: {retries['retried_requests']} ({retries['retried_then_succeeded']} then succeeded, "
+            f"{retries['retried_and_failed']} still failed); attempts {attempts}"
         )
+    out.append("")
+    buckets = summary["timeline"]["buckets"]
+    if len(buckets) > 1:
+        step = summary["timeline"]["bucket_seconds"]
+        out += [f"## Over time ({step} s buckets)", ""]
+        for key in ("requests", "errors"):
+            values = [b[key] for b in buckets]
+            out.append(f"- {key}: `{sparkline(values)}` peak {max(values)}")
+        out.append("")
+    if summary["other_lines"]:
+        out += ["## Other lines", "", ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]), ""]
     return "\n".join(out)
 
 
 def render_trace(request_id: str, hops: Any, console: Console | None = None) -> None:
     """The hops of one request as a table: where, when (offset), how long, how it ended."""
-    console = console or Console(highlight=False)
+    console = console or stdout_console()
     console.print(Text.assemble(("request ", "bold"), safe(request_id), f" — {hops.height} line(s)"))
     columns = ["+ms", "took ms", "code", "flags", "source:line", "pod", "upstream cluster", "upstream host"]
     rows = [

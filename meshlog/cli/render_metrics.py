@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from meshlog.cli.render import safe
+from meshlog.cli.render import safe, stdout_console
 from meshlog.metrics.families import ENVOY_FAMILIES, MATCHER_WHERE, RATE_LIMIT_FAMILIES, hidden, inclusion_regexps
 
 _TITLES = {f.name: f.title for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES)}
@@ -26,7 +26,7 @@ def _rate(value: float) -> str:
 
 def render_metrics(report: dict[str, Any], url: str, console: Console | None = None) -> None:
     """What the metrics say about the window, in the order an on-call engineer asks."""
-    console = console or Console(highlight=False)
+    console = console or stdout_console()
     w = report["window"]
     console.print(
         Text.assemble(

@@ -41,6 +41,11 @@ def detect(lines: Sequence[str]) -> CompiledFormat:
         extra = [k for r in records for k in r if k not in ISTIO_JSON]
         mapping = {**ISTIO_JSON, **{k: "" for k in dict.fromkeys(extra)}}
         return compile_json_format(mapping, name="istio-json")
+    if not sample:
+        raise DetectionError(
+            "only blank lines so far: no access line to tell the format from; pass --format (a preset or "
+            "the proxy's accessLogFormat) or --mesh-config"
+        )
     if best is None:
         raise DetectionError(
             f"no preset matches the first {len(sample)} non-blank lines; "

@@ -193,7 +193,7 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
             {
                 "severity": rule.severity,
                 "title": rule.title,
-                "detail": f"{rule.detail} Look at: {rule.look_at}.",
+                "detail": f"{rule.detail} Look at: {rule.look_at}" + ("" if rule.look_at.endswith("?") else "."),
                 "count": int(n),
                 "share": n / total,
                 "rule": rule.key,

@@ -139,6 +139,26 @@ def test_missing_file_is_one_line_and_exit_3(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_lone_missing_input_is_named_and_an_empty_one_is_no_error(tmp_path: Path) -> None:
+    for command in (["summarize"], ["trace", "some-id"]):
+        missing = runner.invoke(app, [*command, str(tmp_path / "nope.log")])
+        assert missing.exit_code == 3
+        assert missing.stderr.splitlines() == [f"meshlog: error: {tmp_path / 'nope.log'}: no such file"]
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    result = runner.invoke(app, ["summarize", str(empty)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.splitlines() == ["meshlog: no input lines: the input is empty"]
+
+
+def test_summarize_options_are_checked() -> None:
+    top = runner.invoke(app, ["summarize", str(SAMPLE), "--top", "-1"])
+    assert top.exit_code == 2 and "-1 is not in the range x>=1" in top.stderr
+    by_pod = runner.invoke(app, ["summarize", str(SAMPLE), "--by", "pod"])  # a plain file names no pods
+    assert by_pod.exit_code == 2
+    assert by_pod.stderr.splitlines()[-1].startswith("meshlog: error: --by pod: this log has no pod column")
+
+
 def test_a_broken_file_does_not_stop_the_others(tmp_path: Path) -> None:
     result = runner.invoke(app, ["parse", str(tmp_path / "nope.log"), str(ISTIO / "access.log"), "-f", "istio"])
     assert result.exit_code == 3
