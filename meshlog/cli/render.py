@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from meshlog.bars import sparkline
 from meshlog.escape import safe
+from meshlog.figures import percent, sparkline
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -25,14 +25,6 @@ def _num(value: Any) -> str:
         return "-"
     v = round(float(value), 1)
     return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
-
-
-def percent(share: float) -> str:
-    """A share as a percentage that never reads 0% when it is not: ``16%``, ``4.2%``, ``0.49%``."""
-    p = 100 * share
-    if p == 0 or p >= 10:
-        return f"{p:.0f}%"
-    return f"{p:.1f}%" if p >= 1 else f"{p:.2g}%"
 
 
 def stdout_console() -> Console:

@@ -70,7 +70,7 @@ class MeshlogApp(App[None]):
     CSS = """
     TabbedContent { height: 1fr; }
     TabPane { padding: 0; }
-    #totals { height: auto; padding: 0 1; background: $boost; }
+    #totals { height: 1; padding: 0 1; background: $boost; }  /* one line: what matters first */
     #filter { height: 3; }
     #table-status { height: 1; padding: 0 1; color: $text-muted; }
     """
@@ -144,6 +144,7 @@ class MeshlogApp(App[None]):
         else:
             self.reading = self.forward is not None
         self.set_interval(self.refresh_seconds, self.tick)
+        self.query_one(f"#dashboard {TAB_FOCUS['dashboard']}").focus()  # keys work from the first moment
         if self.prometheus is not None:
             self.query_one(MetricsPane).show_status(f"asking {self.prometheus.base}…")
             self.set_interval(30, self.fetch_metrics)
@@ -260,7 +261,9 @@ class MeshlogApp(App[None]):
             f" {lines.access:,} requests",
         )
         if self.paused and lines.access > self._paused_at:
-            text.append(f" ({lines.access - self._paused_at:,} arrived since the pause, p shows them)", style="yellow")
+            text.append(f" (+{lines.access - self._paused_at:,} since the pause)", style="yellow")
+        if self.problem:  # before the figures: one line, and a narrow terminal cuts its end
+            text.append(f" · {safe(self.problem)}", style="bold red")
         summary = self._summary
         if summary:
             over, tr = summary["overview"], summary["time_range"]
@@ -272,8 +275,6 @@ class MeshlogApp(App[None]):
         text.append(f" · {lines.unparsed:,} unparsed · {lines.other:,} other")
         if s.format is not None:
             text.append(f" · format {safe(s.format.name or 'custom')}")
-        if self.problem:
-            text.append(f" · {safe(self.problem)}", style="bold red")
         self.query_one("#totals", Static).update(text)
 
     @work(thread=True, exclusive=True, group="summary", exit_on_error=False)
@@ -385,8 +386,12 @@ class MeshlogApp(App[None]):
         rows = self.state.view().rows
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = self.export_dir / f"meshlog-export-{stamp}.{EXPORT_SUFFIX[fmt]}"
-        with path.open("wb") as out:
-            write_rows(rows, fmt, out)  # type: ignore[arg-type]
+        try:
+            with path.open("wb") as out:
+                write_rows(rows, fmt, out)  # type: ignore[arg-type]
+        except OSError as exc:  # a missing or read-only --export-dir: say so, keep the session
+            self.notify(f"cannot write {path}: {exc.strerror}", title="export", severity="error", timeout=8)
+            return
         self.notify(f"{rows.height:,} rows → {path}", title="export")
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:
@@ -426,24 +431,34 @@ class MeshlogApp(App[None]):
             start, end, _ = metrics_window(start, end)
         else:  # following a live stream: the last 15 minutes
             start, end = now - dt.timedelta(minutes=15), now
-        # the services of the requests the filter selects (filter on a cluster: that service's metrics)
+        # the services of the requests the filter selects (filter on a cluster: that service's metrics),
+        # each asked of the side its lines were written on: an outbound line is the client's view
+        # (reporter=source), an inbound line the server's (reporter=destination)
         selected = self.state.view().rows
         logged = log_view(selected) if selected.height else log_view(pl.DataFrame())
-        services = tuple(logged["destination_service"].unique().sort().to_list())
-        # the side the log was written on: outbound lines are the client's view (reporter=source),
-        # inbound lines the server's (reporter=destination)
-        sides = logged.group_by("reporter").agg(pl.col("log_requests").sum()).sort("log_requests", descending=True)
-        reporter = sides["reporter"][0] if sides.height else "source"
+        if self.state.where and not logged.height:
+            self.call_from_thread(pane.show_nothing, "no request matches the filter: nothing to ask Prometheus about")
+            return
+        per_side = (
+            logged.group_by("reporter")
+            .agg(pl.col("log_requests").sum(), pl.col("destination_service").unique().sort())
+            .sort("log_requests", descending=True)
+        )
+        sides = [(r, tuple(svc)) for r, _, svc in per_side.iter_rows()] or [("source", ())]  # no service named: all
         t0 = time.monotonic()
         try:
-            frames = fetch_window(Prometheus(self.prometheus), Selection(reporter, services=services), start, end)
+            reports = [
+                metrics_dict(fetch_window(Prometheus(self.prometheus), Selection(side, services=svc), start, end))
+                for side, svc in sides
+            ]
         except MeshlogError as exc:
             self.call_from_thread(pane.show_status, f"Prometheus: {exc}", "bold red")
             self.call_from_thread(self.notify, str(exc), title="metrics", severity="warning")
             return
-        report = metrics_dict(frames)
-        scope = f"{len(services)} service(s) of the filtered requests" if self.state.where else "the log's services"
-        scope += f", reporter={reporter}"
+        report = {**reports[0], "services": [s for r in reports for s in r["services"]]}  # Envoy's: the main side's
+        n = sum(len(svc) for _, svc in sides)
+        scope = f"{n} service(s) of the filtered requests" if self.state.where else f"the log's {n} service(s)"
+        scope += ", reporter " + " + ".join(side for side, _ in sides)
         took = time.monotonic() - t0
         self.call_from_thread(pane.show_report, report, f"{self.prometheus.base} · {scope} · {took:.1f} s")
 

@@ -20,6 +20,7 @@ from meshlog.flags import describe
 from meshlog.reports.hints import hints
 from meshlog.reports.trace import id_column, trace
 from meshlog.tui.table import cell
+from meshlog.tui.text import plain, short_name
 
 MAX_HOPS = 50  # hops drawn; a reused id can be on thousands of lines (``meshlog trace`` prints them all)
 
@@ -59,21 +60,24 @@ def request_details(row: dict[str, Any], requests: pl.DataFrame) -> Group:
         hops = trace(requests, request_id)
         table = Table(box=None, padding=(0, 1))
         for name in ("+ms", "took ms", "code", "flags", "direction", "source:line", "pod", "upstream cluster"):
-            table.add_column(name, justify="right" if name in ("+ms", "took ms", "code") else "left")
+            # long names wrap instead of losing their end (the line number, the service)
+            table.add_column(name, justify="right" if name in ("+ms", "took ms", "code") else "left", overflow="fold")
         if hops.height > MAX_HOPS:  # one id on thousands of lines is a client reusing it, not one request
             parts.append(Text(f"{hops.height:,} lines share this id; the first {MAX_HOPS} in time order:", "yellow"))
         for hop in hops.head(MAX_HOPS).to_dicts():
             table.add_row(
-                cell(hop.get("offset_ms")), cell(hop.get("duration")), cell(hop.get("response_code")),
-                cell(hop.get("response_flags")), cell(hop.get("cluster_direction")),
-                f"{safe(hop.get('source'))}:{hop.get('line_no')}", cell(hop.get("pod")), cell(hop.get("upstream_cluster")),
+                *(plain(cell(hop.get(c))) for c in ("offset_ms", "duration", "response_code", "response_flags",
+                                                    "cluster_direction")),
+                plain(f"{safe(hop.get('source'))}:{hop.get('line_no')}"), plain(cell(hop.get("pod"))),
+                short_name(cell(hop.get("upstream_cluster"))),
             )  # fmt: skip
         parts.append(table)
     fields = Table(show_header=False, box=None, padding=(0, 1))
     fields.add_column(style="bold cyan", no_wrap=True)
     fields.add_column(overflow="fold")
     for key, value in row.items():
-        fields.add_row(key, Text(safe(value.isoformat() if hasattr(value, "isoformat") else value)))
+        shown = value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
+        fields.add_row(key, plain(shown))
     parts += [Text("\nevery field", style="bold underline"), fields]
 
     return Group(*parts)

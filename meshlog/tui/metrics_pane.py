@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 
 from meshlog.escape import safe
 from meshlog.metrics.families import MATCHER_WHERE, hidden, inclusion_regexps
-from meshlog.tui.text import plain
+from meshlog.tui.text import plain, short_name
 
 
 def _ms(value: float | None) -> str:
@@ -26,6 +26,7 @@ class MetricsPane(Vertical):
     DEFAULT_CSS = """
     MetricsPane #metrics-status { height: auto; padding: 0 1; }
     MetricsPane DataTable { height: 1fr; border: round $primary; }
+    MetricsPane #metrics-hidden { height: auto; padding: 0 1; }
     """
 
     def compose(self) -> ComposeResult:
@@ -36,6 +37,7 @@ class MetricsPane(Vertical):
         envoy: DataTable[Any] = DataTable(id="metrics-envoy", zebra_stripes=True)
         envoy.border_title = "Envoy cluster counters over the window"
         yield envoy
+        yield Static(id="metrics-hidden")
 
     def on_mount(self) -> None:
         self.query_one("#metrics-services", DataTable).add_columns(
@@ -45,6 +47,13 @@ class MetricsPane(Vertical):
 
     def show_status(self, text: str, style: str = "") -> None:
         self.query_one("#metrics-status", Static).update(Text(text, style=style))
+
+    def show_nothing(self, why: str) -> None:
+        """Empty tables and the reason (a filter that selects no request has no metrics)."""
+        self.show_status(why, "yellow")
+        for table in self.query(DataTable):
+            table.clear()
+        self.query_one("#metrics-hidden", Static).update("")
 
     def show_report(self, report: dict[str, Any], url: str) -> None:
         w = report["window"]
@@ -61,7 +70,7 @@ class MetricsPane(Vertical):
                 f"{c['response_code']} {c['response_flags']} {c['requests_per_s']:.2f}/s" for c in bad[:3]
             )
             services.add_row(
-                plain(s["destination_service"]), s["reporter"], f"{s['requests_per_s']:.2f}",
+                short_name(s["destination_service"]), s["reporter"], f"{s['requests_per_s']:.2f}",
                 Text(f"{100 * s['error_ratio']:.1f}%", style="red" if s["error_ratio"] >= 0.05 else ""),
                 _ms(s["p50_ms"]), _ms(s["p90_ms"]), _ms(s["p99_ms"]), plain(codes),
             )  # fmt: skip
@@ -77,11 +86,13 @@ class MetricsPane(Vertical):
                     f"{row['value']:g}",
                 )  # fmt: skip
         unseen = hidden(report["missing"])
-        if unseen:  # an empty panel would read as "no retries, no timeouts": say why it is empty
-            envoy.add_row(
-                Text(f"{len(unseen)} not exposed", "yellow"),
-                Text(", ".join(dict.fromkeys(f.title for f in unseen))),
-                "",
+        # an empty panel would read as "no retries, no timeouts": say why it is empty, and what shows it
+        self.query_one("#metrics-hidden", Static).update(
+            Text.assemble(
+                (f"{len(unseen)} Envoy counter families are not exposed by these sidecars ", "yellow"),
+                f"({', '.join(dict.fromkeys(f.title for f in unseen))}). To see them, add to {MATCHER_WHERE}: ",
+                (f"proxyStatsMatcher: {{{inclusion_regexps(unseen)}}}", "bold"),
             )
-            envoy.add_row(Text("to see them", "yellow"), Text(f"proxyStatsMatcher {inclusion_regexps(unseen)}"), "")
-            envoy.add_row("", Text(f"in {MATCHER_WHERE}", "dim"), "")
+            if unseen
+            else ""
+        )

@@ -17,21 +17,13 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from meshlog.bars import sparkline
-from meshlog.escape import safe
+from meshlog.figures import percent, sparkline
 from meshlog.filters import flag_filter, quote
 from meshlog.reports.latency import HISTOGRAM_BOUNDS
-from meshlog.tui.text import plain, width
+from meshlog.tui.text import short_name, width
 
 _SEVERITY = {"critical": ("●", "bold red"), "warning": ("●", "yellow"), "info": ("●", "cyan")}
 NARROW = 120  # below this many columns the panels stack and the dashboard scrolls
-_SUFFIX = ".svc.cluster.local"
-
-
-def short_cluster(name: Any) -> Text:
-    """``outbound|9080|v1|reviews.default.svc.cluster.local`` → ``outbound|9080|v1|reviews.default``: the
-    suffix every in-mesh cluster shares says nothing and costs 18 columns."""
-    return plain(safe(name).removesuffix(_SUFFIX))
 
 
 def _ms(value: Any) -> str:
@@ -39,7 +31,7 @@ def _ms(value: Any) -> str:
 
 
 def _share(count: int, total: int) -> str:
-    return f"{100 * count / max(total, 1):.1f}%"
+    return percent(count / max(total, 1))
 
 
 class Panel(DataTable[Any]):
@@ -114,7 +106,7 @@ class Dashboard(VerticalScroll):
             self.where = where
 
     DEFAULT_CSS = """
-    Dashboard #panels { grid-size: 2 2; grid-columns: 1fr 1fr; grid-rows: 1fr 1fr; height: 1fr; min-height: 20; }
+    Dashboard #panels { grid-size: 2 2; grid-columns: 3fr 2fr; grid-rows: 1fr 1fr; height: 1fr; min-height: 20; }
     Dashboard.narrow #panels { grid-size: 1; grid-rows: 14; height: auto; }
     Dashboard Panel, Dashboard #codes-and-retries { border: round $primary; }
     Dashboard #codes-and-retries Panel { border: none; height: 1fr; }
@@ -134,7 +126,7 @@ class Dashboard(VerticalScroll):
             yield Panel("response flags — Enter filters", ["flag", "requests", "share", "meaning"], id="flags", wrap=3)
             yield Panel(
                 "latency by upstream cluster (ms)",
-                ["cluster", "requests", "p50", "p90", "p99", f"≤{HISTOGRAM_BOUNDS[0]}ms … >{HISTOGRAM_BOUNDS[-1] // 1000}s"],
+                ["cluster", "reqs", "p50", "p90", "p99", f"≤{HISTOGRAM_BOUNDS[0]}ms … >{HISTOGRAM_BOUNDS[-1] // 1000}s"],
                 id="clusters",
                 wrap=0,
             )  # fmt: skip
@@ -207,14 +199,14 @@ def _hint_cells(hint: dict[str, Any]) -> list[Any]:
     text = Text()
     text.append(hint["title"], style="bold")
     if where:
-        text.append(" at " + ", ".join(f"{short_cluster(w['value'])} ({w['count']})" for w in where))
+        text.append(" at " + ", ".join(f"{short_name(w['value'])} ({w['count']})" for w in where))
     text.append(f"\n→ {hint['look_at']}", style="dim")
-    return [Text(mark, style=style), f"{hint['count']} ({100 * hint['share']:.0f}%)", text]
+    return [Text(mark, style=style), f"{hint['count']} ({percent(hint['share'])})", text]
 
 
 def _cluster_cells(r: dict[str, Any], shapes: dict[str, list[int]]) -> list[Any]:
     shape = sparkline(shapes.get(str(r["upstream_cluster"]), []))
-    return [short_cluster(r["upstream_cluster"]), r["requests"], _ms(r["p50"]), _ms(r["p90"]), _ms(r["p99"]),
+    return [short_name(r["upstream_cluster"]), r["requests"], _ms(r["p50"]), _ms(r["p90"]), _ms(r["p99"]),
             Text(shape)]  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from meshlog.reports.summary import summary_dict
 # The table's columns, in this order, when the format has them (the rest are in the detail view).
 TABLE_COLUMNS = (
     "start_time", "response_code", "response_flags", "method", "path", "duration", "upstream_service_time",
-    "upstream_cluster", "authority", "pod", "request_id",
+    "upstream_cluster", "authority", "pod", "source", "request_id",
 )  # fmt: skip
 
 
@@ -47,6 +47,7 @@ class LogState:
     _unparsed: list[pl.DataFrame] = field(default_factory=list)
     _other: Counter[str] = field(default_factory=Counter)
     _counts: list[int] = field(default_factory=lambda: [0, 0, 0])  # access, unparsed, other
+    _sources: set[str] = field(default_factory=set)  # inputs that gave requests
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _all: pl.DataFrame | None = None
     _all_version: int = -1
@@ -59,6 +60,7 @@ class LogState:
             self.format = log.format
             if log.requests.height:
                 self._requests.append(log.requests)
+                self._sources.update(log.requests["source"].unique().to_list())
             if log.unparsed.height:
                 self._unparsed.append(log.unparsed)
             self._other.update(dict(log.other.group_by("kind").len().iter_rows()))
@@ -93,7 +95,7 @@ class LogState:
         )
         return AccessLog(self.requests(), unparsed, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
 
-    def summary(self, top: int = 8) -> dict[str, Any] | None:
+    def summary(self, top: int = 25) -> dict[str, Any] | None:
         """The same report ``summarize`` prints, for everything read so far."""
         log = self.log()
         if log is None:
@@ -131,5 +133,6 @@ class LogState:
         return self._view
 
     def table_columns(self) -> list[str]:
+        """The table's columns: those the format has, and the source only when there are several."""
         columns = self.requests().columns
-        return [c for c in TABLE_COLUMNS if c in columns]
+        return [c for c in TABLE_COLUMNS if c in columns and (c != "source" or len(self._sources) > 1)]

@@ -23,22 +23,26 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from meshlog.escape import safe
+from meshlog.tui.text import IN_MESH
 
 # (narrowest, widest) a column is drawn; the path takes what is left. Columns go, last in DROP first,
 # when even the narrowest widths do not fit.
 WIDTHS = {
     "start_time": (12, 12), "response_code": (5, 5), "response_flags": (5, 9), "method": (6, 7),
-    "path": (12, 80), "duration": (5, 7), "upstream_service_time": (5, 7), "upstream_cluster": (24, 46),
-    "authority": (14, 46), "pod": (16, 40), "request_id": (36, 36),
+    "path": (12, 80), "duration": (5, 9), "upstream_service_time": (5, 9), "upstream_cluster": (24, 46),
+    "authority": (14, 46), "pod": (16, 40), "source": (10, 32), "request_id": (36, 36),
 }  # fmt: skip
-DROP = ("request_id", "pod", "upstream_service_time", "method", "authority", "response_flags")
-GROW = ("path", "upstream_cluster", "authority", "request_id", "pod", "response_flags", "method")
+DROP = ("request_id", "pod", "source", "upstream_service_time", "method", "authority", "response_flags")
+GROW = ("duration", "upstream_service_time", "upstream_cluster", "authority", "path", "source", "request_id", "pod",
+        "response_flags", "method")  # fmt: skip
 HEADINGS = {
     "start_time": "time", "response_code": "code", "response_flags": "flags", "duration": "ms",
     "upstream_service_time": "up ms", "upstream_cluster": "upstream cluster", "request_id": "request id",
 }  # fmt: skip
-SHORTENED = ("upstream_cluster", "authority")  # shown without the ".svc.cluster.local" every in-mesh name has
-_MESH_SUFFIX = r"\.svc\.cluster\.local(:\d+)?$"
+# shown shorter: cluster and authority without the ".svc.cluster.local" every in-mesh name has, the
+# source (with several inputs) by its file name
+SHORTENED = {"upstream_cluster": (IN_MESH, "$1"), "authority": (IN_MESH, "$1"), "source": (r"^.*/", "")}
+_SHORTEN = {c: (re.compile(p), r.replace("$", "\\")) for c, (p, r) in SHORTENED.items()}  # the same, in Python
 _HEADER = Style(bold=True, reverse=True)
 _CURSOR = Style(reverse=True)
 _CODE_STYLES = {"5": Style(color="red", bold=True), "4": Style(color="yellow"), "0": Style(color="magenta")}
@@ -122,23 +126,34 @@ class RequestTable(ScrollView, can_focus=True):
         """Point the table at a new view (cheap: nothing is converted until painted)."""
         self.frame, self.columns, self.sort = frame, columns, sort
         self._page = (-1, [])
-        self._wanted = self._measure(frame.head(500))
+        self._wanted = self._measure(frame)
         self._columns_key = ()
         self.virtual_size = Size(1, frame.height + 1)  # +1: the heading line; never wider than the view
         self.cursor = min(self.cursor, max(frame.height - 1, 0))
         self.refresh()
 
-    def _measure(self, sample: pl.DataFrame) -> dict[str, int]:
-        """How wide each column's values are in the first rows (one vectorised pass; the layout then
-        stays put while scrolling)."""
-        texts = [c for c in self.columns if c in sample.columns and c not in ("start_time",)]
-        if not sample.height or not texts:
+    def _measure(self, frame: pl.DataFrame) -> dict[str, int]:
+        """How wide each column's values are (one vectorised pass, so the layout stays put while
+        scrolling): numbers by their largest value over every row (the 6-digit durations are the ones
+        you sort for), text by its first rows."""
+        head = frame.head(500)
+        shown = [c for c in self.columns if c in frame.columns and c != "start_time"]
+        if not frame.height or not shown:
             return {}
-        lengths = sample.select(
-            (pl.col(c).cast(pl.String).str.len_chars().max() if c not in SHORTENED
-             else pl.col(c).cast(pl.String).str.replace(_MESH_SUFFIX, "$1").str.len_chars().max()).alias(c)
-            for c in texts
-        ).row(0, named=True)  # fmt: skip
+
+        def width(c: str) -> pl.Expr:
+            if frame.schema[c].is_numeric():
+                return pl.max_horizontal(pl.col(c).max(), -10 * pl.col(c).min()).cast(pl.String).str.len_chars()
+            text = pl.col(c).cast(pl.String)
+            if c in SHORTENED:
+                text = text.str.replace(*SHORTENED[c])
+            return text.head(500).str.len_chars().max()
+
+        numbers = [c for c in shown if frame.schema[c].is_numeric()]
+        lengths = {
+            **(frame.select(width(c).alias(c) for c in numbers).row(0, named=True) if numbers else {}),
+            **(head.select(width(c).alias(c) for c in shown if c not in numbers).row(0, named=True)),
+        }
         return {c: max(len(HEADINGS.get(c, c)) + 1, n or 1) for c, n in lengths.items()}
 
     @property
@@ -165,10 +180,10 @@ class RequestTable(ScrollView, can_focus=True):
         if start <= first and first + count <= start + len(rows):
             return rows[first - start : first - start + count]
         page = self.frame.slice(first, count * 2).select(self.columns).rows()  # a screen ahead
-        short = [c in SHORTENED for c in self.columns]
+        short = [_SHORTEN.get(c) for c in self.columns]
         self._page = (
             first,
-            [[re.sub(_MESH_SUFFIX, r"\1", cell(v)) if s else cell(v) for v, s in zip(row, short, strict=True)]
+            [[cell(v) if s is None else s[0].sub(s[1], cell(v)) for v, s in zip(row, short, strict=True)]
              for row in page],
         )  # fmt: skip
         return self._page[1][:count]

@@ -171,7 +171,7 @@ def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
     """`meshlog tui LOG --prometheus URL`: the metrics tab is filled by a worker thread from the real server."""
     import asyncio
 
-    from textual.widgets import DataTable
+    from textual.widgets import DataTable, Static
 
     from meshlog.metrics.http import Connection
     from meshlog.tui import create_app
@@ -194,10 +194,16 @@ def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
             assert shown["details"][2] == f"{7 / 15:.2f}"
             assert "503 UF" in str(shown["details"][7])
             # the backfilled mesh has no Envoy cluster counters: the panel says so and how to expose them
-            envoy = app.query_one("#metrics-envoy", DataTable)
-            said = [" ".join(str(c) for c in envoy.get_row_at(i)) for i in range(envoy.row_count)]
-            assert said[0].startswith("17 not exposed upstream requests, retries, retries that succeeded")
-            assert said[1].startswith('to see them proxyStatsMatcher inclusionRegexps: [".*upstream_rq_total.*"')
+            said = str(app.query_one("#metrics-hidden", Static).render())
+            assert said.startswith(
+                "17 Envoy counter families are not exposed by these sidecars (upstream requests, retries, "
+            )
+            assert 'proxyStatsMatcher: {inclusionRegexps: [".*upstream_rq_total.*", ".*upstream_rq_retry.*"' in said
+            # each service as seen from the side its lines were logged on: the outbound calls are the client's
+            # view (reporter=source), productpage's inbound lines its own sidecar's (destination: 4 per step, no 503)
+            assert "reporter source + destination" in str(app.query_one("#metrics-status", Static).render())
+            assert shown["reviews"][1] == "source" and shown["productpage"][1] == "destination"
+            assert str(shown["productpage"][3]) == "0.0%" and shown["productpage"][2] == f"{4 / 15:.2f}"
 
     asyncio.run(check())
 
@@ -206,7 +212,7 @@ def test_tui_metrics_tab_follows_the_filter(scenario: Scenario) -> None:
     """Filter on one cluster and the metrics tab shows that service only."""
     import asyncio
 
-    from textual.widgets import DataTable
+    from textual.widgets import DataTable, Static
 
     from meshlog.metrics.http import Connection
     from meshlog.tui import create_app
@@ -221,6 +227,10 @@ def test_tui_metrics_tab_follows_the_filter(scenario: Scenario) -> None:
             await until(pilot, lambda: services.row_count == 4, timeout=20)
             app.apply_filter("upstream_cluster~ratings")
             await until(pilot, lambda: services.row_count == 1, timeout=20)
-            assert str(services.get_row_at(0)[0]) == f"ratings.{NS}.svc.cluster.local"
+            assert str(services.get_row_at(0)[0]) == f"ratings.{NS}"  # shown without .svc.cluster.local
+            app.apply_filter("response_code=999")  # no request: nothing to ask, and nothing left from before
+            status = app.query_one("#metrics-status", Static)
+            await until(pilot, lambda: "no request matches the filter" in str(status.render()), timeout=20)
+            assert services.row_count == 0
 
     asyncio.run(check())

@@ -180,7 +180,7 @@ def test_bucket_size_grows_with_the_span() -> None:
 def test_timeline_keeps_empty_buckets_so_a_gap_shows() -> None:
     import datetime as dt
 
-    from meshlog.bars import sparkline
+    from meshlog.figures import sparkline
     from meshlog.reports.timeline import timeline
 
     t0 = dt.datetime(2026, 11, 25, 21, 0, 0, tzinfo=dt.UTC)
@@ -198,7 +198,7 @@ def test_timeline_keeps_empty_buckets_so_a_gap_shows() -> None:
 
 
 def test_sparkline_scales_from_zero() -> None:
-    from meshlog.bars import sparkline
+    from meshlog.figures import sparkline
 
     assert sparkline([19, 19]) == "██"  # equal buckets are full, not empty
     assert sparkline([15, 4]) == "█▂"

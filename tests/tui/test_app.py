@@ -93,6 +93,11 @@ def test_dashboard_panels_show_the_fixture() -> None:
         } == dict(codes)
         totals = str(app.query_one("#totals", Static).render())
         assert f"{len(records)} requests" in totals and "0 unparsed · 0 other" in totals and "format istio" in totals
+        # keys work from the first moment: the cursor is on the first hint, Enter lists its lines
+        assert app.focused is app.query_one("#hints", DataTable)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.query_one(TabbedContent).active == "requests" and app.state.where.startswith("response_flags~")
 
     asyncio.run(run(create_app([str(ISTIO / "access.log")]), check))
 
@@ -222,6 +227,11 @@ def test_drill_down_shows_every_hop_of_the_request() -> None:
         await until(pilot, loaded(app))
         await pilot.press("2")
         t = table(app)
+        assert "source" in t.columns  # two inputs: which file a row came from is a column
+        assert {str(r["source"]).rsplit("/", 1)[-1] for r in t.frame.iter_rows(named=True)} == {
+            "client.log",
+            "server.log",
+        }
         t.cursor = next(
             i
             for i, r in enumerate(t.frame.iter_rows(named=True))
@@ -291,7 +301,7 @@ def test_follow_a_slow_pipe_with_pause_and_new_rows_indicator() -> None:
         await pilot.pause(0.3)
         assert table(app).frame.height == 4  # paused: rows arrive, the screen holds
         totals = str(app.query_one("#totals", Static).render())
-        assert "PAUSED" in totals and "8 requests (4 arrived since the pause, p shows them)" in totals
+        assert "PAUSED" in totals and "8 requests (+4 since the pause)" in totals
         await pilot.press("p")
         await until(pilot, lambda: table(app).frame.height == 8)
         await pilot.press("end")
@@ -341,6 +351,19 @@ def test_export_writes_the_filtered_rows(tmp_path: Path) -> None:
     assert set(rows["request_id"].to_list()) == want
 
 
+def test_an_export_that_cannot_be_written_is_a_notice(tmp_path: Path) -> None:
+    app = create_app([str(ISTIO / "access.log")], export_dir=tmp_path / "no" / "such")
+
+    async def check(pilot: Pilot[Any]) -> None:
+        await until(pilot, loaded(app))
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        assert app.is_running
+        assert any(n.message.startswith(f"cannot write {tmp_path / 'no' / 'such'}/") for n in app._notifications)
+
+    asyncio.run(run(app, check))
+
+
 def test_escape_sequences_in_fields_never_reach_the_terminal(tmp_path: Path) -> None:
     line = (ISTIO / "access.log").read_text().splitlines()[0]
     evil = line.replace("meshlog-case/ok", "x\x1b]0;pwned\x07\x1b[2J").replace('"GET /ok ', '"GET /ok\x1b[31m ')
@@ -385,6 +408,28 @@ def test_help_screen_and_command_palette() -> None:
 class _TableOnly(App[None]):
     def compose(self) -> ComposeResult:
         yield RequestTable()
+
+
+def test_columns_are_as_wide_as_their_values() -> None:
+    """Numbers by their largest value anywhere (the slow outlier sits last), text by its first rows;
+    the mesh suffix is not counted, since it is not drawn."""
+    from meshlog.tui.table import layout
+
+    frame = pl.DataFrame(
+        {
+            "response_code": [200] * 999 + [503],
+            "duration": [3] * 999 + [247514],
+            "upstream_cluster": ["outbound|9080|v1|reviews.default.svc.cluster.local"] * 1000,
+            "path": ["/ok"] * 1000,
+        }
+    )
+    t = RequestTable()
+    t.columns = list(frame.columns)
+    wanted = t._measure(frame)
+    assert wanted["duration"] == len("247514") and wanted["upstream_cluster"] == len("outbound|9080|v1|reviews.default")
+    widths = dict(layout(t.columns, wanted, 80))
+    assert widths["duration"] == 6 and widths["upstream_cluster"] == len("outbound|9080|v1|reviews.default")
+    assert sum(w + 1 for w in widths.values()) == 80  # what is left goes to the path
 
 
 def test_a_million_rows_page_from_the_frame() -> None:
