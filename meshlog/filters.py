@@ -48,12 +48,32 @@ _GRAMMAR = _build()
 def compile_where(text: str, columns: Mapping[str, pl.DataType] | Collection[str]) -> pl.Expr:
     """Compile a ``--where`` expression for a frame with these columns (best: its ``schema``, so values
     are checked against the column types); errors say the column (1-based) of the offending text."""
+    _check_parentheses(text)
     try:
         tree = _GRAMMAR.parse_string(text, parse_all=True)
     except pp.ParseBaseException as exc:
         raise FilterError(f"expected {exc.msg.removeprefix('Expected ')}", text, exc.loc + 1) from None
     schema: Mapping[str, pl.DataType | None] = columns if isinstance(columns, Mapping) else dict.fromkeys(columns)
     return _expr(tree[0], text, schema)
+
+
+def _check_parentheses(text: str) -> None:
+    """Say which parenthesis does not pair up (pyparsing's own word for it is hard to read)."""
+    opened: list[int] = []
+    quote: str | None = None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote and text[i - 1] != "\\" else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            opened.append(i)
+        elif ch == ")":
+            if not opened:
+                raise FilterError("')' closes nothing", text, i + 1)
+            opened.pop()
+    if opened:
+        raise FilterError("'(' is never closed", text, opened[-1] + 1)
 
 
 def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType | None]) -> pl.Expr:

@@ -116,10 +116,10 @@ def _explain(fmt: str, loc: int) -> FormatError:
         message = f"operator names are upper case: {lower.group(0)!r} (did you mean %{lower.group(1).upper()}%?)"
     elif re.match(r"%[A-Z0-9_]+(?:\([^%]*?\))?:(?![0-9]+%)", rest):
         message = "the length after ':' must be digits followed by '%'"
-    elif re.match(r"%[A-Z0-9_]+\(", rest):
-        message = "unterminated argument: expected ')' followed by '%' or ':N%'"
-    elif re.match(r"%[A-Z0-9_]+", rest):
-        message = "unterminated command: expected a closing '%'"
+    elif opened := re.match(r"%[A-Z0-9_]+\(", rest):
+        message = f"unterminated argument of the {opened.group(0)!r} opened here: expected ')' followed by '%' or ':N%'"
+    elif opened := re.match(r"%[A-Z0-9_]+", rest):
+        message = f"unterminated command {opened.group(0)!r} opened here: expected a closing '%'"
     else:
         message = "'%' does not start a valid command; write %% for a literal percent sign"
     return FormatError(message, fmt, loc + 1)

@@ -7,7 +7,9 @@ its history; ``../shared/reference/envoy-access-log-format.md`` §4).
 from __future__ import annotations
 
 import json
+import re
 
+from meshlog.errors import ConfigError
 from meshlog.formats.compiler import CompiledFormat, compile_format
 
 _ISTIO_HEAD = (
@@ -106,4 +108,6 @@ def resolve(spec: str) -> CompiledFormat:
     """A preset name or a format string → compiled format."""
     if spec in PRESETS:
         return compile_format(PRESETS[spec][0], name=spec)
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec):  # a name, not a format: a mistyped preset
+        raise ConfigError(f"unknown preset {spec!r} (presets: {', '.join(PRESETS)}; or give a format string)")
     return compile_format(spec)

@@ -14,9 +14,13 @@ from meshlog.formats.compiler import compile_format
         ("100%", 4, "'%' does not start a valid command; write %% for a literal percent sign"),
         ("%REQ(x)% %", 10, "'%' does not start a valid command; write %% for a literal percent sign"),
         ("%duration%", 1, "operator names are upper case: '%duration%' (did you mean %DURATION%?)"),
-        ("x %REQ(USER-AGENT", 3, "unterminated argument: expected ')' followed by '%' or ':N%'"),
+        (
+            "x %REQ(USER-AGENT",
+            3,
+            "unterminated argument of the '%REQ(' opened here: expected ')' followed by '%' or ':N%'",
+        ),
         ("%REQ(x):ab%", 1, "the length after ':' must be digits followed by '%'"),
-        ("[%DURATION", 2, "unterminated command: expected a closing '%'"),
+        ("[%DURATION", 2, "unterminated command '%DURATION' opened here: expected a closing '%'"),
         # Envoy's own words, from `envoy --mode validate` on 1.40
         ("%DURATION(x)%", 1, "DURATION does not take any parameters or length"),
         ("a %DURATION:3%", 3, "DURATION does not take any parameters or length"),

@@ -150,6 +150,9 @@ def test_where_reads_values_as_the_column_type() -> None:
         ("response_code>>5", 15, "response_code holds numbers: got '>5'"),
         ("start_time>5", 12, "start_time holds times (ISO-8601, e.g. 2026-11-25T20:31:00Z): got '5'"),
         ('path~"("', 6, "not a valid regex (unclosed group)"),
+        ("(response_code=503", 1, "'(' is never closed"),
+        ("response_code=503)", 18, "')' closes nothing"),
+        ("path~'(' and (duration>1 or (duration<0)", 14, "'(' is never closed"),  # a quoted ( is a value
         ("duration>1 and path~[", 21, "not a valid regex (unclosed character class)"),
     ]:
         with pytest.raises(FilterError) as info:
