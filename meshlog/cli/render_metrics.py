@@ -10,7 +10,14 @@ from rich.table import Table
 from rich.text import Text
 
 from meshlog.cli.render import safe, stdout_console
-from meshlog.metrics.families import ENVOY_FAMILIES, MATCHER_WHERE, RATE_LIMIT_FAMILIES, hidden, inclusion_regexps
+from meshlog.metrics.families import (
+    ENVOY_FAMILIES,
+    MATCHER_WHERE,
+    RATE_LIMIT_FAMILIES,
+    absence,
+    hidden,
+    inclusion_regexps,
+)
 
 _TITLES = {f.name: f.title for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES)}
 _QUIET = {"envoy_cluster_upstream_rq_total", "envoy_cluster_membership_healthy"}  # context, not alarms
@@ -102,7 +109,7 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
             console.print(Text(f"  {safe(m)}", style="dim"))
     if unseen:
         console.print(
-            f"  {len(unseen)} Envoy counter families are not exposed by the sidecar "
+            f"  {absence(len(unseen), report['source'])} "
             f"({', '.join(dict.fromkeys(f.title for f in unseen[:6]))}, …). To see them, add to {MATCHER_WHERE}:"
         )
         console.print(Text(f"    proxyStatsMatcher:\n      {inclusion_regexps(unseen)}", style="cyan"))

@@ -109,3 +109,11 @@ def inclusion_regexps(families: list[Family]) -> str:
     """One ``inclusionRegexps`` list that exposes all of ``families`` (each pattern once)."""
     patterns = dict.fromkeys(f.matcher.split("[", 1)[1].rstrip("]") for f in families)
     return f"inclusionRegexps: [{', '.join(patterns)}]"
+
+
+def absence(count: int, source: str) -> str:
+    """How to say that ``count`` families are missing: a scrape saw the sidecar itself; Prometheus only
+    knows it holds no series for the window, which a default sidecar explains."""
+    if source == "scrape":
+        return f"{count} Envoy counter families are not exposed by the sidecar"
+    return f"{count} Envoy counter families have no series in Prometheus for the window (a default sidecar does not expose them)"

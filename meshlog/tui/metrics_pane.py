@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from meshlog.escape import safe
-from meshlog.metrics.families import MATCHER_WHERE, hidden, inclusion_regexps
+from meshlog.metrics.families import MATCHER_WHERE, absence, hidden, inclusion_regexps
 from meshlog.tui.text import plain, short_name
 
 
@@ -89,7 +89,7 @@ class MetricsPane(Vertical):
         # an empty panel would read as "no retries, no timeouts": say why it is empty, and what shows it
         self.query_one("#metrics-hidden", Static).update(
             Text.assemble(
-                (f"{len(unseen)} Envoy counter families are not exposed by these sidecars ", "yellow"),
+                (f"{absence(len(unseen), report['source'])} ", "yellow"),
                 f"({', '.join(dict.fromkeys(f.title for f in unseen))}). To see them, add to {MATCHER_WHERE}: ",
                 (f"proxyStatsMatcher: {{{inclusion_regexps(unseen)}}}", "bold"),
             )

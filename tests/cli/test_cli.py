@@ -178,10 +178,11 @@ def test_bad_format_exits_2_with_a_caret() -> None:
 def test_a_mistyped_preset_is_named_as_one() -> None:
     result = runner.invoke(app, ["formats", "--show", "isito"])
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == [
+    said = (
         "meshlog: error: unknown preset 'isito' (presets: istio, istio-json, istio-upstream-cluster, istio-1.8, "
         "istio-1.5, istio-1.2, istio-1.1, envoy; or give a format string)"
-    ]
+    )
+    assert result.stderr.splitlines() == [said]
 
 
 def test_undetectable_input_asks_for_a_format(tmp_path: Path) -> None:

@@ -196,7 +196,8 @@ def test_tui_metrics_tab_shows_the_same_window(scenario: Scenario) -> None:
             # the backfilled mesh has no Envoy cluster counters: the panel says so and how to expose them
             said = str(app.query_one("#metrics-hidden", Static).render())
             assert said.startswith(
-                "17 Envoy counter families are not exposed by these sidecars (upstream requests, retries, "
+                "17 Envoy counter families have no series in Prometheus for the window (a default sidecar does not "
+                "expose them) (upstream requests, retries, "
             )
             assert 'proxyStatsMatcher: {inclusionRegexps: [".*upstream_rq_total.*", ".*upstream_rq_retry.*"' in said
             # each service as seen from the side its lines were logged on: the outbound calls are the client's
