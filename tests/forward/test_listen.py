@@ -23,7 +23,12 @@ PLAIN = (SAMPLES / "kubectl-plain.log").read_text().splitlines()
 
 
 class Listener:
-    """``python -m meshlog listen`` on 127.0.0.1 with an ephemeral port read off its stderr."""
+    """``python -m meshlog listen`` on 127.0.0.1 with an ephemeral port read off its stderr.
+
+    Output is read straight off the pipes' descriptors into our own buffers: a ``select`` on a pipe
+    says nothing about lines a buffered reader has already pulled in, so rows written in one go
+    would look like no output at all.
+    """
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
@@ -32,18 +37,28 @@ class Listener:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         assert self.proc.stdout and self.proc.stderr
+        self._unread: dict[int, bytearray] = {}
         self.stderr: list[str] = []
         first = self._read_line(self.proc.stderr, self.stderr)
         match = re.fullmatch(r"meshlog: listening for forward traffic on 127\.0\.0\.1:(\d+)\n", first)
         assert match, first
         self.port = int(match.group(1))
 
-    @staticmethod
-    def _read_line(stream: IO[bytes], keep: list[str], timeout: float = 20.0) -> str:
+    def _read_line(self, stream: IO[bytes], keep: list[str], timeout: float = 20.0) -> str:
+        fd = stream.fileno()
+        unread = self._unread.setdefault(fd, bytearray())
+        deadline = time.monotonic() + timeout
         sel = selectors.DefaultSelector()
-        sel.register(stream, selectors.EVENT_READ)
-        assert sel.select(timeout), "no output in time"
-        line = stream.readline().decode()
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in unread:
+            assert sel.select(max(deadline - time.monotonic(), 0)), "no output in time"
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:  # closed: what is left is the last line
+                break
+            unread += chunk
+        end = unread.find(b"\n") + 1 or len(unread)
+        line = unread[:end].decode()
+        del unread[:end]
         keep.append(line)
         return line
 
@@ -60,9 +75,12 @@ class Listener:
         return out
 
     def stop(self, signum: int) -> tuple[int, str, bytes]:
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        fds = self.proc.stdout.fileno(), self.proc.stderr.fileno()  # communicate() closes the pipes
         self.proc.send_signal(signum)
         rest_out, rest_err = self.proc.communicate(timeout=20)
-        return self.proc.returncode, "".join(self.stderr) + rest_err.decode(), rest_out
+        out, err = (bytes(self._unread.get(fd, b"")) + rest for fd, rest in zip(fds, (rest_out, rest_err)))
+        return self.proc.returncode, "".join(self.stderr) + err.decode(), out
 
 
 def send_plain(port: int) -> None:
