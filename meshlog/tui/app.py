@@ -25,7 +25,7 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 
 from meshlog.errors import FilterError, MeshlogError
 from meshlog.escape import safe
-from meshlog.filters import flag_filter
+from meshlog.filters import flag_filter, quote
 from meshlog.metrics.http import Connection
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
 from meshlog.reports.latency import histogram
@@ -301,7 +301,9 @@ class MeshlogApp(App[None]):
 
     # -- filtering, sorting, detail ---------------------------------------------------------------
 
-    def apply_filter(self, where: str) -> bool:
+    def apply_filter(self, where: str, *, keep: dict[str, Any] | None = None) -> bool:
+        """Show the requests ``where`` selects, the cursor on the first (or on the ``keep`` row, when
+        the new filter still shows it)."""
         try:
             self.state.set_filter(where)
         except FilterError as exc:
@@ -309,7 +311,7 @@ class MeshlogApp(App[None]):
             return False
         self.query_one("#filter", Input).value = self.state.where
         table = self.query_one(RequestTable)
-        table.cursor = 0
+        table.cursor = 0 if keep is None else self.state.view().index_of(keep)
         self._show_table()
         if self.prometheus is not None and self._metrics_asked:
             self.fetch_metrics()  # the metrics tab follows the filter
@@ -334,6 +336,19 @@ class MeshlogApp(App[None]):
 
     def on_dashboard_filter_requested(self, event: Dashboard.FilterRequested) -> None:
         self._filter_and_show(event.where)
+
+    def on_request_table_narrow_requested(self, event: RequestTable.NarrowRequested) -> None:
+        """Narrow the filter to the requests sharing the cursor row's cluster, or carrying all of its
+        flags (a row without one: those without one)."""
+        value = event.value
+        if value is None:
+            same = f"not {event.column}~."
+        elif event.column == "response_flags":  # every flag of the row, in whatever order Envoy printed them
+            same = " and ".join(flag_filter(f) for f in str(value).split(","))
+        else:
+            same = f"{event.column}={quote(str(value))}"
+        where = self.state.where
+        self.apply_filter(f"({where}) and {same}" if where else same, keep=self.query_one(RequestTable).current())
 
     def on_request_table_sort_requested(self, event: RequestTable.SortRequested) -> None:
         self.action_sort(event.column)

@@ -18,6 +18,7 @@ HELP = """\
 | `1` `2` `3` | dashboard · requests · metrics (from any tab) |
 | `/` | filter the requests (Enter applies; Esc goes back to the table) |
 | `e` | only the errors among the filtered rows (5xx, 0 with a flag); again: undo |
+| `f` `u` | on a request: only the requests with its flags · its upstream cluster (narrows the filter) |
 | `c` | clear the filter |
 | Enter, click | on a dashboard row: list its requests (a hint, a flag, a code, a cluster) |
 | Enter, double-click | on a request: every field, its flags, the matching hint, every hop with its request id |

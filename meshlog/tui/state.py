@@ -34,6 +34,13 @@ class View:
     sort: tuple[str, bool] | None
     total: int  # requests before the filter
 
+    def index_of(self, row: dict[str, Any]) -> int:
+        """Where a request (known by source and line) stands in this view; 0 when it is not in it."""
+        at = self.rows.select(
+            ((pl.col("source") == row.get("source")) & (pl.col("line_no") == row.get("line_no"))).arg_true().first()
+        ).item()
+        return int(at or 0)
+
 
 @dataclass
 class LogState:

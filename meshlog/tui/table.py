@@ -92,6 +92,8 @@ class RequestTable(ScrollView, can_focus=True):
         Binding("home,g", "jump(0)", "first", show=False),
         Binding("end,G", "jump(-1)", "last", show=False),
         Binding("enter", "open", "details"),
+        Binding("f", "narrow('response_flags')", "same flags"),
+        Binding("u", "narrow('upstream_cluster')", "same cluster"),
     ]
     DEFAULT_CSS = "RequestTable { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
@@ -103,6 +105,14 @@ class RequestTable(ScrollView, can_focus=True):
         def __init__(self, row: dict[str, Any]) -> None:
             super().__init__()
             self.row = row
+
+    class NarrowRequested(Message):
+        """``f`` / ``u``: only the requests with this row's flags / upstream cluster."""
+
+        def __init__(self, column: str, value: Any) -> None:
+            super().__init__()
+            self.column = column
+            self.value = value
 
     class SortRequested(Message):
         def __init__(self, column: str) -> None:
@@ -246,6 +256,11 @@ class RequestTable(ScrollView, can_focus=True):
         row = self.current()
         if row is not None:
             self.post_message(self.Opened(row))
+
+    def action_narrow(self, column: str) -> None:
+        row = self.current()
+        if row is not None and column in row:
+            self.post_message(self.NarrowRequested(column, row[column]))
 
     def on_click(self, event: events.Click) -> None:
         if event.y == 0:

@@ -136,6 +136,21 @@ def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
         await pilot.press("c")
         assert table(app).frame.height == len(records)
         app.query_one("#filter", Input).value = ""
+        # on a request, `u` keeps its upstream cluster and `f` its flags, narrowing what is shown
+        await pilot.press("2", "home")
+        t = table(app)
+        t.cursor = next(i for i, r in enumerate(t.frame.iter_rows(named=True)) if r["response_flags"] == "URX,UF")
+        cluster = t.current()["upstream_cluster"]
+        await pilot.press("u")
+        assert table(app).frame.height == len([r for r in records if r["upstream_cluster"] == cluster])
+        await pilot.press("f")
+        same = [r for r in records if r["upstream_cluster"] == cluster and {"URX", "UF"} <= set(r["response_flags"])]
+        assert table(app).frame.height == len(same) == 2  # the HTTP request and the TCP connection
+        assert app.state.where == (
+            f"(upstream_cluster='{cluster}') and response_flags~'(^|,)URX(,|$)' and response_flags~'(^|,)UF(,|$)'"
+        )
+        await pilot.press("c")
+        app.query_one("#filter", Input).value = ""
         # `e` narrows what the filter shows to its errors; pressed again it gives the filter back
         await pilot.press("slash", *"upstream_cluster~backend", "enter")
         backend = [r for r in records if "backend" in (r["upstream_cluster"] or "")]
