@@ -56,9 +56,12 @@ class Panel(DataTable[Any]):
         self.add_columns(*self._headers)
 
     def on_click(self, event: Any) -> None:
-        """One click on a row filters by it (a DataTable alone wants a second click to select)."""
-        if self.row_count and event.style.meta.get("row", -1) >= 0:  # a row, not the heading or border
-            self.call_later(self.action_select_cursor)  # after the click moved the cursor
+        """One click on a row filters by it (a DataTable alone wants a second click to select). The row
+        is the one the click names, whether or not DataTable's own handler has moved the cursor yet."""
+        row = event.style.meta.get("row", -1)
+        if self.row_count and 0 <= row < self.row_count:  # a row, not the heading or border
+            self.move_cursor(row=row)
+            self.call_later(self.action_select_cursor)
 
     def on_resize(self, event: events.Resize) -> None:
         if self._wrap is not None and self._rows and self.size.width != self._filled_width:
