@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -14,9 +15,19 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(" " if not v else BARS[max(0, round(v / top * len(BARS)) - 1)] for v in values)
 
 
+def timeline_lines(buckets: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """``(name, sparkline, peak)`` for the requests and the errors of a summary's timeline buckets."""
+    return [(key, sparkline(v := [b[key] for b in buckets]), max(v, default=0)) for key in ("requests", "errors")]
+
+
 def percent(share: float) -> str:
-    """A share as a percentage that never reads 0% when it is not: ``16%``, ``4.2%``, ``0.49%``."""
+    """A share as a percentage that never reads 0% when it is not: ``16%``, ``4.2%``, ``0.49%``,
+    ``<0.01%``; the digits chosen after rounding (9.99% is ``10%``, not ``10.0%``)."""
     p = 100 * share
-    if p == 0 or p >= 10:
+    if p == 0:
+        return "0%"
+    if p >= 9.95:
         return f"{p:.0f}%"
-    return f"{p:.1f}%" if p >= 1 else f"{p:.2g}%"
+    if p >= 0.995:
+        return f"{p:.1f}%"
+    return f"{p:.2f}%" if p >= 0.005 else "<0.01%"

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import polars as pl
 import pyparsing as pp
 
+from meshlog.envelopes import META
 from meshlog.errors import FilterError
 from meshlog.parse import AccessLog
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _OPS = ("==", "!=", ">=", "<=", "!~", "=", ">", "<", "~")
 
 
@@ -42,29 +46,73 @@ def _build() -> pp.ParserElement:
     ).set_name("filter")
 
 
-_GRAMMAR = _build()
+_GRAMMAR = _build().parse_with_tabs()  # a TAB in a value is a TAB, and error columns stay exact
 
 
-def compile_where(text: str, columns: Mapping[str, pl.DataType] | Collection[str]) -> pl.Expr:
-    """Compile a ``--where`` expression for a frame with these columns (best: its ``schema``, so values
-    are checked against the column types); errors say the column (1-based) of the offending text."""
-    _check_parentheses(text)
+def compile_where(text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
+    """Compile a ``--where`` expression for a frame with this ``schema``: values are read as their
+    column's type; errors say the column (1-based) of the offending text."""
+    return _expr(_parse(text), text, schema)
+
+
+def where_filter(text: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """``--where`` for the many chunks of one run (several inputs, maybe with different columns):
+    checked now, compiled once per distinct schema. A wrapper column (pod, namespace, container,
+    stream, captured_at) that one input lacks reads as null there, since another input may carry it."""
+    named = columns_named(text)
+    compiled: dict[tuple[tuple[str, pl.DataType], ...], pl.Expr] = {}
+    lock = threading.Lock()  # parse workers call it side by side
+
+    def keep(frame: pl.DataFrame) -> pl.DataFrame:
+        absent = [c for c in named if c not in frame.columns and c in META]
+        if absent:
+            frame = frame.with_columns(pl.lit(None, dtype=META[c]).alias(c) for c in absent)
+        key = tuple(frame.schema.items())
+        with lock:
+            if key not in compiled:
+                compiled[key] = compile_where(text, frame.schema)
+            expr = compiled[key]
+        return frame.filter(expr).drop(absent)
+
+    return keep
+
+
+def columns_named(text: str) -> set[str]:
+    """The columns a ``--where`` expression reads (so a command can build just those)."""
+
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, pp.ParseResults):
+            if "op" in node:
+                yield node["column"][1][0]
+            else:
+                for item in node:
+                    yield from walk(item)
+
+    return set(walk(_parse(text)))
+
+
+def _parse(text: str) -> pp.ParseResults:
     try:
-        tree = _GRAMMAR.parse_string(text, parse_all=True)
+        return _GRAMMAR.parse_string(text, parse_all=True)[0]
     except pp.ParseBaseException as exc:
+        _check_parentheses(text)  # pyparsing's own word for an unpaired one is hard to read
         raise FilterError(f"expected {exc.msg.removeprefix('Expected ')}", text, exc.loc + 1) from None
-    schema: Mapping[str, pl.DataType | None] = columns if isinstance(columns, Mapping) else dict.fromkeys(columns)
-    return _expr(tree[0], text, schema)
 
 
 def _check_parentheses(text: str) -> None:
-    """Say which parenthesis does not pair up (pyparsing's own word for it is hard to read)."""
+    """Say which parenthesis does not pair up. Quotes open only where a value starts (right after an
+    operator), and ``\\x`` inside them is one escaped character, as the grammar reads them."""
     opened: list[int] = []
     quote: str | None = None
-    for i, ch in enumerate(text):
+    i = 0
+    while i < len(text):
+        ch = text[i]
         if quote:
-            quote = None if ch == quote and text[i - 1] != "\\" else quote
-        elif ch in "'\"":
+            if ch == "\\":
+                i += 1  # the escaped character, whatever it is
+            elif ch == quote:
+                quote = None
+        elif ch in "'\"" and re.search(r"(==|!=|>=|<=|!~|[=<>~])\s*$", text[:i]):
             quote = ch
         elif ch == "(":
             opened.append(i)
@@ -72,11 +120,12 @@ def _check_parentheses(text: str) -> None:
             if not opened:
                 raise FilterError("')' closes nothing", text, i + 1)
             opened.pop()
+        i += 1
     if opened:
         raise FilterError("'(' is never closed", text, opened[-1] + 1)
 
 
-def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType | None]) -> pl.Expr:
+def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
     if "op" in node:
         return _comparison(node, text, schema)
     items = list(node)
@@ -89,7 +138,7 @@ def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType | N
     return result
 
 
-def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType | None]) -> pl.Expr:
+def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
     """One ``column op value``; the value is read as the column's type, so ``response_code=abc`` or
     ``start_time>yesterday`` is an error at the value, never a filter that silently matches nothing."""
     column_start, (name,), _ = node["column"]
@@ -112,8 +161,8 @@ def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataTy
         matched = col.cast(pl.String).str.contains(given).fill_null(False)
         return ~matched if op == "!~" else matched
     target: object
-    if dtype is not None and dtype.is_numeric():
-        if "number" not in value:
+    if dtype.is_numeric():
+        if not _NUMBER.fullmatch(given):  # quoted or not: '500' is a number too
             raise wrong("numbers")
         target = float(given) if "." in given else int(given)
     elif isinstance(dtype, pl.Datetime):
@@ -121,8 +170,6 @@ def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataTy
             target = _iso_time(given)
         except ValueError:
             raise wrong("times (ISO-8601, e.g. 2026-11-25T20:31:00Z)") from None
-    elif dtype is None and "number" in value:  # no types known: numbers compare as numbers
-        target = float(given) if "." in given else int(given)
     else:
         col, target = col.cast(pl.String), given
     compare = {
@@ -138,13 +185,24 @@ def _iso_time(text: str) -> dt.datetime:
 
 
 def quote(value: str) -> str:
-    """A value as the filter language reads it back exactly (``|`` and spaces in cluster names are fine)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A value as the filter language reads it back exactly (``|``, spaces, quotes, backslashes, TABs
+    and newlines included)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return "'" + escaped.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r") + "'"
+
+
+def _flag_pattern(flag: str) -> str:
+    return f"(^|,){re.escape(flag)}(,|$)"
 
 
 def flag_filter(flag: str) -> str:
     """Lines whose ``response_flags`` hold ``flag`` (alone or in a list such as ``UF,URX``)."""
-    return f"response_flags~{quote(f'(^|,){re.escape(flag)}(,|$)')}"
+    return f"response_flags~{quote(_flag_pattern(flag))}"
+
+
+def has_flag(flag: str) -> pl.Expr:
+    """``flag_filter`` as an expression (null flags: False)."""
+    return pl.col("response_flags").cast(pl.String).str.contains(_flag_pattern(flag)).fill_null(False)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")

@@ -208,7 +208,7 @@ def summarize(
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
-    from meshlog.filters import compile_where, narrow
+    from meshlog.filters import columns_named, narrow, where_filter
     from meshlog.reports.compact import REPORT_COLUMNS, Compact, SummaryInput, compact
     from meshlog.reports.summary import by_table, summary_dict
 
@@ -216,12 +216,14 @@ def summarize(
     folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
     metrics_failed: MeshlogError | None = None
 
+    keep = where_filter(where) if where else None  # a bad --where stops here, before any input is read
+
     def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
-        return compact(log, compile_where(where, log.requests.schema) if where else None)
+        return compact(log, keep)
 
     with progress(paths or [], run) as tick:
-        # --where may name any column; otherwise only what the reports read is built
-        columns = None if where else REPORT_COLUMNS
+        # only the text columns the reports and --where read are built
+        columns = REPORT_COLUMNS | columns_named(where) if where else REPORT_COLUMNS
         for piece in parse_paths(paths or [], run, on_format=_announce, columns=columns, then=shrunk):
             folded.add(piece)
             tick()

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from meshlog.escape import safe
-from meshlog.figures import percent, sparkline
+from meshlog.figures import percent, timeline_lines
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -152,9 +152,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     buckets = summary["timeline"]["buckets"]
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]
-        for key, label in (("requests", "requests"), ("errors", "errors  ")):
-            values = [b[key] for b in buckets]
-            console.print(f"{label} per {step}s  {sparkline(values)}  peak {max(values)}")
+        for name, line, peak in timeline_lines(buckets):
+            console.print(f"{name:<8} per {step}s  {line}  peak {peak}")
     if summary["other_lines"]:
         console.print("other lines: " + ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]))
     if summary.get("metrics"):
@@ -260,9 +259,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]
         out += [f"## Over time ({step} s buckets)", ""]
-        for key in ("requests", "errors"):
-            values = [b[key] for b in buckets]
-            out.append(f"- {key}: `{sparkline(values)}` peak {max(values)}")
+        out += [f"- {name}: `{line}` peak {peak}" for name, line, peak in timeline_lines(buckets)]
         out.append("")
     if summary["other_lines"]:
         out += ["## Other lines", "", ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]), ""]

@@ -62,8 +62,11 @@ def log_view(requests: pl.DataFrame) -> pl.DataFrame:
             flags.fill_null("-").alias("response_flags"),
         )
         .drop_nulls(["reporter", "destination_service"])
-        # code 0 with no flag is a TCP connection that went well: istio_requests_total counts only HTTP/gRPC
-        .filter((pl.col("response_code") != "0") | (pl.col("response_flags") != "-"))
+        # code 0 with no flag is a TCP connection that went well (reports.traffic.is_error): not in
+        # istio_requests_total, which counts HTTP/gRPC only. Without a flags column every 0 stays.
+        .filter(
+            (pl.col("response_code") != "0") | (pl.col("response_flags") != "-") | pl.lit("response_flags" not in cols)
+        )
         .group_by(KEYS)
         .len("log_requests")
     )
@@ -78,20 +81,33 @@ def metrics_window(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, d
     return start - pad, end + pad, max(span, 1.0) / MIN_WINDOW_S
 
 
-def fetch_for_log(
-    prom: Prometheus, logged: pl.DataFrame, start: dt.datetime, end: dt.datetime
-) -> tuple[list[MetricsFrames], float]:
-    """The metrics of the services the log covers, for each reporter it shows — and the client
-    view of every service, to find failures that never reached a server-side log."""
-    q_start, q_end, scale = metrics_window(start, end)
+def log_selections(logged: pl.DataFrame) -> list[Selection]:
+    """Whom to ask about a log's traffic (``log_view`` rows): every service it shows from the client
+    side (``reporter=source``, which also holds the failures no server ever saw), and the services it
+    shows as servers from their own side (``reporter=destination``)."""
     everyone = logged["destination_service"].unique().sort().to_list()
     servers = logged.filter(pl.col("reporter") == "destination")["destination_service"].unique().sort().to_list()
-    frames = [
-        fetch_window(prom, Selection(reporter, services=tuple(services)), q_start, q_end)
+    return [
+        Selection(reporter, services=tuple(services))
         for reporter, services in (("source", everyone), ("destination", servers))
         if services
     ]
-    return frames, scale
+
+
+def fetch_selections(
+    prom: Prometheus, selections: list[Selection], start: dt.datetime, end: dt.datetime
+) -> list[MetricsFrames]:
+    """One fetch per selection; Envoy's cluster families (per proxy, not per reporter) with the first only."""
+    return [fetch_window(prom, sel, start, end, envoy=not i) for i, sel in enumerate(selections)]
+
+
+def fetch_for_log(
+    prom: Prometheus, logged: pl.DataFrame, start: dt.datetime, end: dt.datetime
+) -> tuple[list[MetricsFrames], float]:
+    """The metrics of the services the log covers (``log_selections``) for its window, and the factor
+    that scales them to the log's span."""
+    q_start, q_end, scale = metrics_window(start, end)
+    return fetch_selections(prom, log_selections(logged), q_start, q_end), scale
 
 
 def metrics_beside_log(prom: Prometheus, requests: pl.DataFrame) -> dict[str, Any]:

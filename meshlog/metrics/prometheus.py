@@ -110,8 +110,11 @@ def _frame(result: list[dict[str, Any]], labels: Sequence[str], value: str) -> p
     return pl.DataFrame(rows, schema={**dict.fromkeys(labels, pl.String), value: pl.Float64}, orient="row")
 
 
-def fetch_window(prom: Prometheus, selection: Selection, start: dt.datetime, end: dt.datetime) -> MetricsFrames:
-    """Requests by code/flag, latency buckets and Envoy triage families for ``[start, end]``."""
+def fetch_window(
+    prom: Prometheus, selection: Selection, start: dt.datetime, end: dt.datetime, *, envoy: bool = True
+) -> MetricsFrames:
+    """Requests by code/flag, latency buckets and (unless ``envoy`` is false) Envoy triage families
+    for ``[start, end]``."""
     ms = max(round((end - start).total_seconds() * 1000), 1000)
     window = f"[{ms}ms]"  # to the millisecond: a window whose edges are samples is counted exactly
     sel = "{" + selection.matchers() + "}"
@@ -128,8 +131,8 @@ def fetch_window(prom: Prometheus, selection: Selection, start: dt.datetime, end
         ["destination_service", "reporter", "le"],
         "count",
     ).with_columns(pl.col("le").cast(pl.Float64, strict=False))
-    envoy, present = _envoy(prom, selection, window, end)
-    frames = MetricsFrames("prometheus", end - dt.timedelta(milliseconds=ms), end, requests, buckets, envoy, present)
+    families, present = _envoy(prom, selection, window, end) if envoy else (pl.DataFrame(schema=ENVOY_SCHEMA), set())
+    frames = MetricsFrames("prometheus", end - dt.timedelta(milliseconds=ms), end, requests, buckets, families, present)
     frames.latency = frames.latency.select(list(LATENCY_SCHEMA))
     return frames
 

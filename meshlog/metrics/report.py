@@ -77,8 +77,9 @@ def missing(frames: MetricsFrames) -> list[str]:
 
 
 def _num(value: Any) -> Any:
-    """A float to 12 significant digits: sums of samples carry binary noise (2585.2970000000005)."""
-    return None if value is None else float(f"{float(value):.12g}")
+    """A float to 15 significant digits: sums of samples carry binary noise in the 17th
+    (2585.2970000000005); 15 keep every digit of a counter up to 10^15 and of a small rate."""
+    return None if value is None else float(f"{float(value):.15g}")
 
 
 def metrics_dict(frames: MetricsFrames) -> dict[str, Any]:
@@ -120,3 +121,10 @@ def metrics_dict(frames: MetricsFrames) -> dict[str, Any]:
         "missing": missing(frames),
         "notes": list(frames.notes),
     }
+
+
+def merged_report(frames: list[MetricsFrames]) -> dict[str, Any]:
+    """One report for several selections of one window (``compare.fetch_selections``): the services
+    of each; Envoy's families and what is missing from the first, the one that fetched them."""
+    reports = [metrics_dict(f) for f in frames]
+    return {**reports[0], "services": [s for r in reports for s in r["services"]]}

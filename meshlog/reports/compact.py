@@ -10,6 +10,7 @@ lines a count per kind. 10M Istio lines then fit in well under 1 GB.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -54,10 +55,10 @@ class Compact:
     other_kinds: dict[str, int]
 
 
-def compact(log: AccessLog, where: pl.Expr | None = None) -> Compact:
-    """Shrink one parsed chunk (``where`` filters requests, never the line counts). Pure, so parse
-    workers can run it beside the parsing."""
-    requests = log.requests if where is None else log.requests.filter(where)
+def compact(log: AccessLog, keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> Compact:
+    """Shrink one parsed chunk (``keep`` chooses requests, e.g. ``filters.where_filter``; never the
+    line counts). Pure, so parse workers can run it beside the parsing."""
+    requests = log.requests if keep is None else keep(log.requests)
     slowest = None
     if "duration" in requests.columns:
         cols = [c for c in SLOWEST_COLUMNS if c in requests.columns]
@@ -74,7 +75,7 @@ def compact(log: AccessLog, where: pl.Expr | None = None) -> Compact:
 
 
 def _slowest(rows: pl.DataFrame) -> pl.DataFrame:
-    return rows.sort("duration", descending=True, nulls_last=True).head(KEEP_SLOWEST)
+    return rows.filter(pl.col("duration").is_not_null()).top_k(KEEP_SLOWEST, by="duration")
 
 
 @dataclass
@@ -90,9 +91,8 @@ class SummaryInput:
     other_kinds: Counter[str] = field(default_factory=Counter)
     access: int = 0
 
-    def add(self, piece: AccessLog | Compact, where: pl.Expr | None = None) -> None:
-        """Fold one chunk in: a ``Compact`` as it is, an ``AccessLog`` compacted first (with ``where``)."""
-        part = compact(piece, where) if isinstance(piece, AccessLog) else piece
+    def add(self, part: Compact) -> None:
+        """Fold one compacted chunk in."""
         self.format = part.format
         self.access += part.access
         self.unparsed_count += part.unparsed_count

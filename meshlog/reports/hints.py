@@ -8,12 +8,13 @@ is one vectorised filter per rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from meshlog.filters import flag_filter, quote
+from meshlog.filters import compile_where, flag_filter, quote
 
 
 @dataclass(frozen=True)
@@ -123,54 +124,39 @@ _RULE_COLUMNS = ("response_flags", "response_code", "response_code_details", "up
 _PLACES = ("upstream_cluster", "route_name", "pod", "authority")  # where a hint happens
 
 
-def _condition(rule: Rule, columns: set[str]) -> pl.Expr | None:
-    """The filter for one rule, or None when the log lacks a column the rule needs."""
-    parts: list[pl.Expr] = []
+def rule_filter(rule: Rule, columns: Collection[str]) -> str | None:
+    """The lines a rule is about, in the ``--where`` language (so a hint's lines can be listed:
+    ``summarize --where``, the TUI's table), or None when the log lacks a column the rule needs.
+    The rule's expression is compiled from this text, so the two cannot disagree."""
+    parts: list[str] = []
     if rule.flag is not None:
         if "response_flags" not in columns:
             return None
-        parts.append(pl.col("response_flags").cast(pl.String).str.contains(rf"(?:^|,){re.escape(rule.flag)}(?:,|$)"))
-    if rule.no_flag:
-        parts.append(pl.col("response_flags").is_null() if "response_flags" in columns else pl.lit(True))
+        parts.append(flag_filter(rule.flag))
+    if rule.no_flag and "response_flags" in columns:
+        parts.append("not response_flags~.")
     if rule.codes:
         if "response_code" not in columns:
             return None
-        parts.append(pl.col("response_code").is_in(list(rule.codes)))
+        parts.append("(" + " or ".join(f"response_code={c}" for c in rule.codes) + ")")
     if rule.details is not None:
         if "response_code_details" not in columns:
             return None
-        parts.append(pl.col("response_code_details").cast(pl.String).str.contains(rule.details))
-    if rule.failure is not None:
-        texts = [pl.col(c) for c in ("upstream_transport_failure_reason", "response_code_details") if c in columns]
-        if not texts:
-            return None
-        parts.append(pl.any_horizontal(t.cast(pl.String).str.contains(rule.failure).fill_null(False) for t in texts))
-    return pl.all_horizontal(parts).fill_null(False) if parts else None
-
-
-def rule_filter(rule: Rule) -> str:
-    """The same lines as ``_condition``, in the ``--where`` language: a hint's lines can be listed
-    (``summarize --where`` / ``parse --where``, the TUI's table)."""
-    parts: list[str] = []
-    if rule.flag is not None:
-        parts.append(flag_filter(rule.flag))
-    if rule.no_flag:
-        parts.append("not response_flags~.")
-    if rule.codes:
-        parts.append("(" + " or ".join(f"response_code={c}" for c in rule.codes) + ")")
-    if rule.details is not None:
         parts.append(f"response_code_details~{quote(rule.details)}")
     if rule.failure is not None:
-        reason = quote(rule.failure)
-        parts.append(f"(upstream_transport_failure_reason~{reason} or response_code_details~{reason})")
-    return " and ".join(parts)
+        texts = [c for c in ("upstream_transport_failure_reason", "response_code_details") if c in columns]
+        if not texts:
+            return None
+        parts.append("(" + " or ".join(f"{c}~{quote(rule.failure)}" for c in texts) + ")")
+    return " and ".join(parts) if parts else None
 
 
 def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
     """Every rule that some lines match: severity, title, detail, count, share and where it happens."""
     columns = set(requests.columns)
     total = max(requests.height, 1)
-    rules = [(r, c) for r in RULES if (c := _condition(r, columns)) is not None]
+    filters = {r.key: f for r in RULES if (f := rule_filter(r, columns)) is not None}
+    rules = [(r, compile_where(filters[r.key], requests.schema)) for r in RULES if r.key in filters]
     if not rules:
         return []
     # Every rule is about a flagged line or a 4xx/5xx/0 answer: look only at those (few) rows.
@@ -199,7 +185,7 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
                 "rule": rule.key,
                 "look_at": rule.look_at,
                 "where": wheres[_tag(rule)],
-                "filter": rule_filter(rule),
+                "filter": filters[rule.key],
             }
         )
     order = {"critical": 0, "warning": 1, "info": 2}

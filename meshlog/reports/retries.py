@@ -10,10 +10,11 @@ from typing import Any
 
 import polars as pl
 
+from meshlog.filters import has_flag
 from meshlog.reports.traffic import is_error
 
 ATTEMPT_COLUMNS = ("upstream_request_attempt_count", "req_x_envoy_attempt_count", "resp_x_envoy_attempt_count")
-_URX = pl.col("response_flags").cast(pl.String).str.contains(r"(?:^|,)URX(?:,|$)").fill_null(False)
+_URX = has_flag("URX")
 
 
 def attempts_column(columns: set[str]) -> str | None:

@@ -30,6 +30,7 @@ def errors_filter(columns: Collection[str]) -> str:
 
 
 def columns_of(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """Column names of an eager or a lazy frame (reports take both)."""
     return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
 
 

@@ -46,7 +46,7 @@ def time_range(start: str | None, end: str | None) -> str:
     second), the date once when both ends share it."""
     if start is None or end is None:
         return "no times"
-    a, b = start[:23].replace("T", " "), end[:23].replace("T", " ")
+    a, b = (dt.datetime.fromisoformat(t).isoformat(" ", timespec="milliseconds")[:23] for t in (start, end))
     return f"{a} → {b[11:] if a[:10] == b[:10] else b} UTC"
 
 
@@ -288,8 +288,8 @@ class MeshlogApp(App[None]):
                 hist = histogram(requests.lazy(), "upstream_cluster")
                 shapes = {str(k): list(v) for k, v in hist.iter_rows()}
         finally:
-            self._summarizing = False
             self._summary_at, self._summary_took = time.monotonic(), time.monotonic() - t0
+            self._summarizing = False  # last: a tick that sees it False sees the new timings too
         if summary is not None:
             self.call_from_thread(self._show_summary, summary, shapes, version)
 
@@ -431,9 +431,9 @@ class MeshlogApp(App[None]):
 
     @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
     def fetch_metrics(self) -> None:
-        from meshlog.metrics.compare import log_view, metrics_window
-        from meshlog.metrics.prometheus import Prometheus, Selection, fetch_window
-        from meshlog.metrics.report import metrics_dict
+        from meshlog.metrics.compare import fetch_selections, log_selections, log_view, metrics_window
+        from meshlog.metrics.prometheus import Prometheus, Selection
+        from meshlog.metrics.report import merged_report
 
         assert self.prometheus is not None
         pane = self.query_one(MetricsPane)
@@ -447,35 +447,31 @@ class MeshlogApp(App[None]):
         else:  # following a live stream: the last 15 minutes
             start, end = now - dt.timedelta(minutes=15), now
         # the services of the requests the filter selects (filter on a cluster: that service's metrics),
-        # each asked of the side its lines were written on: an outbound line is the client's view
-        # (reporter=source), an inbound line the server's (reporter=destination)
+        # asked of both sides as summarize --prometheus asks (compare.log_selections)
         selected = self.state.view().rows
-        logged = log_view(selected) if selected.height else log_view(pl.DataFrame())
-        if self.state.where and not logged.height:
+        if self.state.where and not selected.height:
             self.call_from_thread(pane.show_nothing, "no request matches the filter: nothing to ask Prometheus about")
             return
-        per_side = (
-            logged.group_by("reporter")
-            .agg(pl.col("log_requests").sum(), pl.col("destination_service").unique().sort())
-            .sort("log_requests", descending=True)
-        )
-        sides = [(r, tuple(svc)) for r, _, svc in per_side.iter_rows()] or [("source", ())]  # no service named: all
+        selections = log_selections(log_view(selected) if selected.height else log_view(pl.DataFrame()))
+        if self.state.where and not selections:
+            self.call_from_thread(
+                pane.show_nothing, "the filtered requests name no mesh service (no outbound|/inbound| cluster)"
+            )
+            return
         t0 = time.monotonic()
         try:
-            reports = [
-                metrics_dict(fetch_window(Prometheus(self.prometheus), Selection(side, services=svc), start, end))
-                for side, svc in sides
-            ]
+            frames = fetch_selections(Prometheus(self.prometheus), selections or [Selection("source")], start, end)
         except MeshlogError as exc:
             self.call_from_thread(pane.show_status, f"Prometheus: {exc}", "bold red")
             self.call_from_thread(self.notify, str(exc), title="metrics", severity="warning")
             return
-        report = {**reports[0], "services": [s for r in reports for s in r["services"]]}  # Envoy's: the main side's
-        n = sum(len(svc) for _, svc in sides)
+        n = len({svc for sel in selections for svc in sel.services})
         scope = f"{n} service(s) of the filtered requests" if self.state.where else f"the log's {n} service(s)"
-        scope += ", reporter " + " + ".join(side for side, _ in sides)
+        scope += ", reporter " + " + ".join(sel.reporter for sel in selections or [Selection("source")])
         took = time.monotonic() - t0
-        self.call_from_thread(pane.show_report, report, f"{self.prometheus.base} · {scope} · {took:.1f} s")
+        self.call_from_thread(
+            pane.show_report, merged_report(frames), f"{self.prometheus.base} · {scope} · {took:.1f} s"
+        )
 
 
 def create_app(

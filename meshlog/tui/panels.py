@@ -17,7 +17,7 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from meshlog.figures import percent, sparkline
+from meshlog.figures import percent, sparkline, timeline_lines
 from meshlog.filters import flag_filter, quote
 from meshlog.reports.latency import HISTOGRAM_BOUNDS
 from meshlog.tui.text import short_name, width
@@ -165,7 +165,8 @@ class Dashboard(VerticalScroll):
                 (
                     f"response_code={c['code']}",
                     [
-                        Text(str(c["code"]), style="red" if c["code"] >= 500 or c["code"] == 0 else ""),
+                        # 0 is an error only with a flag (a TCP connection logs 0 when it went well)
+                        Text(str(c["code"]), style="red" if c["code"] >= 500 else "magenta" if c["code"] == 0 else ""),
                         c["count"],
                         _share(c["count"], total),
                         "█" * max(1, round(16 * c["count"] / top)),
@@ -233,11 +234,10 @@ def _over_time(summary: dict[str, Any]) -> Text:
     buckets = summary["timeline"]["buckets"]
     step = summary["timeline"]["bucket_seconds"]
     out = Text()
-    for key, style in (("requests", ""), ("errors", "red")):
-        values = [b[key] for b in buckets]
-        out.append(f"{key:<9}", style="bold")
-        out.append(sparkline(values) or "-", style=style)
-        out.append(f"  peak {max(values, default=0)} per {step}s\n", style="dim")
+    for name, line, peak in timeline_lines(buckets):
+        out.append(f"{name:<9}", style="bold")
+        out.append(line or "-", style="red" if name == "errors" else "")
+        out.append(f"  peak {peak} per {step}s\n", style="dim")
     if buckets:
         first, last = buckets[0]["start"], buckets[-1]["start"]
         out.append(" " * 9 + f"{first[11:19]} … {last[11:19]} UTC", style="dim")

@@ -7,7 +7,6 @@ offset, so there is no widget (or Python row object) per request.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -42,10 +41,16 @@ HEADINGS = {
 # shown shorter: cluster and authority without the ".svc.cluster.local" every in-mesh name has, the
 # source (with several inputs) by its file name
 SHORTENED = {"upstream_cluster": (IN_MESH, "$1"), "authority": (IN_MESH, "$1"), "source": (r"^.*/", "")}
-_SHORTEN = {c: (re.compile(p), r.replace("$", "\\")) for c, (p, r) in SHORTENED.items()}  # the same, in Python
 _HEADER = Style(bold=True, reverse=True)
 _CURSOR = Style(reverse=True)
 _CODE_STYLES = {"5": Style(color="red", bold=True), "4": Style(color="yellow"), "0": Style(color="magenta")}
+
+
+def _shown(column: str) -> pl.Expr:
+    """A column as the table draws it: the ``SHORTENED`` ones cut, on the page's rows at once."""
+    if column not in SHORTENED:
+        return pl.col(column)
+    return pl.col(column).cast(pl.String).str.replace(*SHORTENED[column]).alias(column)
 
 
 def cell(value: Any) -> str:
@@ -154,10 +159,7 @@ class RequestTable(ScrollView, can_focus=True):
         def width(c: str) -> pl.Expr:
             if frame.schema[c].is_numeric():
                 return pl.max_horizontal(pl.col(c).max(), -10 * pl.col(c).min()).cast(pl.String).str.len_chars()
-            text = pl.col(c).cast(pl.String)
-            if c in SHORTENED:
-                text = text.str.replace(*SHORTENED[c])
-            return text.head(500).str.len_chars().max()
+            return _shown(c).cast(pl.String).head(500).str.len_chars().max()
 
         numbers = [c for c in shown if frame.schema[c].is_numeric()]
         lengths = {
@@ -189,13 +191,8 @@ class RequestTable(ScrollView, can_focus=True):
         start, rows = self._page
         if start <= first and first + count <= start + len(rows):
             return rows[first - start : first - start + count]
-        page = self.frame.slice(first, count * 2).select(self.columns).rows()  # a screen ahead
-        short = [_SHORTEN.get(c) for c in self.columns]
-        self._page = (
-            first,
-            [[cell(v) if s is None else s[0].sub(s[1], cell(v)) for v, s in zip(row, short, strict=True)]
-             for row in page],
-        )  # fmt: skip
+        page = self.frame.slice(first, count * 2).select(_shown(c) for c in self.columns).rows()  # a screen ahead
+        self._page = (first, [[cell(v) for v in row] for row in page])
         return self._page[1][:count]
 
     def _line(self, texts: Sequence[tuple[str, Style | None]], base: Style | None) -> Strip:

@@ -273,6 +273,23 @@ def test_summarize_outputs_and_filters() -> None:
         )
 
 
+def test_where_on_a_wrapper_column_some_inputs_lack(tmp_path: Path) -> None:
+    """A node log path names its pod; a plain file names none: --where pod=… keeps the first file's
+    requests and reads the second's pod as null, instead of stopping at the second file."""
+    lines = (ISTIO / "access.log").read_text()
+    pod_dir = tmp_path / "default_web-1_0f9e8d7c-6b5a-4a3b-9c2d-1e0f9a8b7c6d" / "istio-proxy"
+    pod_dir.mkdir(parents=True)
+    (pod_dir / "0.log").write_text(lines)
+    (tmp_path / "plain.log").write_text(lines)
+    args = ["summarize", str(pod_dir / "0.log"), str(tmp_path / "plain.log"), "-f", "istio", "-o", "json"]
+    kept = runner.invoke(app, [*args, "--where", "pod=web-1"])
+    assert kept.exit_code == 0, kept.stderr
+    out = json.loads(kept.stdout)
+    assert out["requests"] == len(expected(ISTIO)) and out["lines"]["access"] == 2 * len(expected(ISTIO))
+    none = runner.invoke(app, [*args, "--where", "not pod~."])
+    assert json.loads(none.stdout)["requests"] == len(expected(ISTIO))
+
+
 def test_terminal_output_escapes_control_characters(tmp_path: Path) -> None:
     log = tmp_path / "evil.log"
     line = (ISTIO / "access.log").read_text().splitlines()[0]

@@ -127,7 +127,9 @@ def test_where_and_since_narrow_requests_not_lines() -> None:
 
 def test_where_errors_say_where() -> None:
     with pytest.raises(FilterError) as info:
-        compile_where("response_code>=500 and respons_flags~UF", ["response_code", "response_flags"])
+        compile_where(
+            "response_code>=500 and respons_flags~UF", {"response_code": pl.Int64, "response_flags": pl.String}
+        )
     assert str(info.value) == (
         "--where error at column 24: no column 'respons_flags' (columns: response_code, response_flags)"
     )
@@ -223,6 +225,25 @@ def test_errors_are_5xx_and_flagged_zeros_in_both_languages() -> None:
     assert summary_dict(log)["overview"]["errors"] == want
 
 
+def test_a_hint_filter_names_only_columns_the_log_has() -> None:
+    """A custom format with details but no transport failure column: the TLS rule reads the details,
+    and its filter lists the same lines."""
+    frame = pl.DataFrame(
+        {
+            "response_code": [503, 200],
+            "response_flags": ["UF", None],
+            "response_code_details": [
+                "upstream_reset_before_response_started{connection_failure|TLS_error:_CERTIFICATE_VERIFY_FAILED}",
+                "via_upstream",
+            ],
+        }
+    )
+    log = AccessLog(frame, pl.DataFrame(schema=UNPARSED_SCHEMA), pl.DataFrame(schema=OTHER_SCHEMA), resolve("istio"))
+    mtls = next(h for h in hints(frame) if h["rule"] == "mtls")
+    assert mtls["count"] == 1 and "upstream_transport_failure_reason" not in mtls["filter"]
+    assert narrow(log, where=mtls["filter"]).requests.height == 1
+
+
 def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
     log, sent = load(ISTIO, "istio")
     by_flag = Counter(f for r in sent for f in r["response_flags"])
@@ -237,14 +258,14 @@ def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
 
 def test_folding_chunks_gives_the_same_summary_as_the_whole_log() -> None:
     """Input larger than memory is summarised chunk by chunk; the answer must not change."""
-    from meshlog.reports.compact import SummaryInput
+    from meshlog.reports.compact import SummaryInput, compact
 
     fmt = resolve("istio")
     chunks = [parse_lines(f, fmt) for f in read_lines(str(FIXTURES / "sample" / "istio-proxy.log"), chunk_bytes=700)]
     assert len(chunks) > 5
     folded = SummaryInput()
     for chunk in chunks:
-        folded.add(chunk)
+        folded.add(compact(chunk))
     whole = AccessLog.concat(chunks, fmt)
     a = summary_dict(whole)
     b = summary_dict(folded.log(), lines=folded.lines, other_kinds=dict(folded.other_kinds), slowest=folded.slowest)
