@@ -58,7 +58,7 @@ def timeline(requests: pl.DataFrame, *, buckets: int = 40) -> tuple[int, pl.Data
         )
         frame = frame.join(per_bucket, on="_b", how="left", maintain_order="left")
     # every bucket of the span, the empty ones too: a gap in traffic is a finding, not a missing bar
-    every = pl.DataFrame({"_b": pl.int_range(0, int(frame["_b"].max()) + 1, dtype=pl.Int32, eager=True)})
+    every = pl.DataFrame({"_b": pl.int_range(0, frame["_b"][-1] + 1, dtype=pl.Int32, eager=True)})
     frame = every.join(frame, on="_b", how="left", maintain_order="left").with_columns(
         pl.col("requests", "errors").fill_null(0)
     )
