@@ -50,6 +50,10 @@ class UnparsedLinesError(MeshlogError):
         self.reason = reason
 
 
+class UsageError(MeshlogError):
+    """Options that cannot go together, or that name something the input does not have."""
+
+
 class DetectionError(MeshlogError):
     """No preset fits the input: the user must say which format the proxy writes."""
 

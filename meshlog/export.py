@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from typing import BinaryIO, Literal
 
 import polars as pl
@@ -48,3 +49,68 @@ def write_rows(frame: pl.DataFrame, fmt: RowFormat, out: BinaryIO, *, header: bo
     if fmt == "ndjson" and data and not data.endswith(b"\n"):
         data += b"\n"
     out.write(data)
+
+
+class RowWriter:
+    """Chunks of rows written as one table: the columns are fixed before the first row.
+
+    ``columns`` (else the first chunk's) is the table's shape: a chunk lacking one gets nulls, and a
+    column outside it is left out, with one ``on_dropped`` call naming it (never a row whose values
+    sit under another column's heading). NDJSON and CSV are written chunk by chunk; JSON and
+    Parquet are one document, written by ``close``.
+    """
+
+    def __init__(
+        self,
+        fmt: RowFormat,
+        out: BinaryIO,
+        columns: Sequence[str] | None = None,
+        *,
+        on_dropped: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.fmt = fmt
+        self.out = out
+        self.columns = list(columns) if columns is not None else None
+        self.rows = 0
+        self._on_dropped = on_dropped
+        self._dropped: set[str] = set()
+        self._held: list[pl.DataFrame] = []
+        self._header = True
+
+    @property
+    def streaming(self) -> bool:
+        return self.fmt in ("ndjson", "csv")
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.columns is None:
+            self.columns = frame.columns
+        frame = self._conform(frame)
+        self.rows += frame.height
+        if not self.streaming:
+            self._held.append(frame)
+        elif frame.height or (self._header and self.fmt == "csv"):
+            write_rows(frame, self.fmt, self.out, header=self._header)
+            self._header = False
+            self.out.flush()
+
+    def close(self) -> None:
+        """Write what is held (JSON, Parquet), or a CSV header when no row came."""
+        if self.streaming:
+            if self._header and self.fmt == "csv" and self.columns:
+                self.write(pl.DataFrame(schema=dict.fromkeys(self.columns, pl.String)))
+            return
+        frames = [f for f in self._held if f.height] or self._held[:1]
+        table = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+        write_rows(table.select(self.columns or table.columns) if frames else table, self.fmt, self.out)
+        self._held = []
+
+    def _conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        assert self.columns is not None
+        extra = [c for c in frame.columns if c not in self.columns and c not in self._dropped]
+        if extra:
+            self._dropped.update(extra)
+            if self._on_dropped is not None:
+                self._on_dropped(extra)
+        if frame.columns == self.columns:
+            return frame
+        return frame.select(pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in self.columns)

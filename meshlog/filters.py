@@ -227,6 +227,13 @@ def parse_time(text: str, latest: dt.datetime | None, *, option: str = "--since"
         ) from None
 
 
+def check_time(text: str, *, option: str = "--since") -> None:
+    """Raise ``FilterError`` now if ``text`` is neither an ISO-8601 time nor a duration (before any
+    input is read; a duration is resolved later, against the last request)."""
+    if not _DURATION.match(text.strip()):
+        parse_time(text, None, option=option)
+
+
 def narrow(
     log: AccessLog, *, where: str | None = None, since: str | None = None, until: str | None = None
 ) -> AccessLog:

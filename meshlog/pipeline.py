@@ -1,28 +1,27 @@
 """From paths and format options to parsed chunks: the one road every command takes.
 
-Sources are read chunk by chunk; the format is compiled once (or detected from the first
-lines of input) and every chunk is parsed with it. Nothing here prints: choices and
+Sources are read in batches (``sources.LineReader``), unwrapped (``envelopes``) and handed to
+the run's ``StreamParser``, which knows each source's format and counts every line. Nothing here prints: choices and
 problems are handed back to the caller.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, overload
 
-import polars as pl
-
 from meshlog import envelopes
-from meshlog.errors import ConfigError, DetectionError, InputError
+from meshlog.errors import ConfigError, InputError
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import resolve
-from meshlog.parse import AccessLog, parse_lines
-from meshlog.parse.detect import SAMPLE_LINES, detect
-from meshlog.sources import SourceStats, expand, read_lines
+from meshlog.parse import AccessLog, lines_frame, parse_lines
+from meshlog.sources import LineReader, SourceStats, expand
+from meshlog.stream import Job, StreamParser, Tally
 
 T = TypeVar("T")
 PARSE_AHEAD = 3  # chunks of 8 MiB parsed at once per file (3: the speed of 4, less memory)
@@ -57,21 +56,65 @@ def compile_options(options: FormatOptions) -> CompiledFormat | None:
     return None
 
 
-@dataclass
-class Run:
-    """State of one run over all inputs: the format in use and what each source reported."""
+def row_columns(formats: Iterable[CompiledFormat]) -> list[str]:
+    """The columns rows are written with for these formats: ``source, line_no``, every column a
+    wrapper can give (null where none did), then each format's fields and derived columns."""
+    columns = ["source", "line_no", *envelopes.META]
+    empty = lines_frame([])
+    for fmt in formats:
+        columns += [c for c in parse_lines(empty, fmt).requests.columns if c not in columns]
+    return columns
 
-    format: CompiledFormat | None
-    input: str = "auto"  # --input: auto, plain, kubectl, cri, docker, fluentd, fluentbit
-    sources: list[SourceStats] = field(default_factory=list)
-    detected: bool = False
-    wrappers: dict[str, list[str]] = field(default_factory=dict)  # source → what carried its lines
-    joined: int = 0  # physical lines joined into others (CRI P chunks, docker partials, …)
-    stdin: BinaryIO | None = None  # what "-" reads (default: sys.stdin)
+
+def peek_formats(run: Run, paths: list[str], *, max_bytes: int = 1 << 20) -> None:
+    """Detect each file's format from its head now (before any row is written, so that a table's
+    columns can be fixed); stdin and heads of start-up lines only are decided while streaming."""
+    if run.stream.given is not None:
+        return
+    for path in expand(paths):
+        if path == "-" or not os.path.isfile(path):
+            continue
+        unwrapper, probe = envelopes.Unwrapper(run.input), StreamParser()
+        try:
+            for chunk in LineReader(path, chunk_bytes=max_bytes):
+                probe.ready(unwrapper.feed(chunk), paused=True)
+                break
+        except (InputError, OSError):
+            continue  # reported when it is read for real
+        if path in probe.formats:
+            run.stream.formats[path] = probe.formats[path]
+            if run.stream.on_format is not None:
+                run.stream.on_format(path, probe.formats[path])
+
+
+class Run:
+    """State of one run over all inputs: the stream parser (formats, line accounting) and what each
+    source reported."""
+
+    def __init__(self, format: CompiledFormat | None = None, *, input: str = "auto", stdin: BinaryIO | None = None):
+        self.stream = StreamParser(format)
+        self.input = input  # --input: auto, plain, kubectl, cri, docker, fluentd, fluentbit
+        self.stdin = stdin  # what "-" reads (default: sys.stdin)
+        self.sources: list[SourceStats] = []
+        self.wrappers: dict[str, list[str]] = {}  # source → what carried its lines
+        self.joined = 0  # physical lines joined into others (CRI P chunks, docker partials, …)
+        self.inputs: list[str] = []  # the expanded paths
+
+    @property
+    def format(self) -> CompiledFormat | None:
+        """The format in use: the one given, else the first one detected (``stream.formats``: each)."""
+        return self.stream.format
+
+    @property
+    def tally(self) -> Tally:
+        return self.stream.tally
 
     @property
     def errors(self) -> list[str]:
         return [e for s in self.sources for e in s.errors]
+
+
+OnFormat = Callable[[str, CompiledFormat], None]
 
 
 @overload
@@ -79,7 +122,7 @@ def parse_paths(
     paths: list[str],
     run: Run,
     *,
-    on_format: Callable[[CompiledFormat], None] | None = ...,
+    on_format: OnFormat | None = ...,
     columns: Collection[str] | None = ...,
 ) -> Iterator[AccessLog]: ...
 
@@ -89,7 +132,7 @@ def parse_paths(
     paths: list[str],
     run: Run,
     *,
-    on_format: Callable[[CompiledFormat], None] | None = ...,
+    on_format: OnFormat | None = ...,
     columns: Collection[str] | None = ...,
     then: Callable[[AccessLog], T],
 ) -> Iterator[T]: ...
@@ -99,109 +142,67 @@ def parse_paths(
     paths: list[str],
     run: Run,
     *,
-    on_format: Callable[[CompiledFormat], None] | None = None,
+    on_format: OnFormat | None = None,
     columns: Collection[str] | None = None,
     then: Callable[[AccessLog], Any] | None = None,
 ) -> Iterator[Any]:
-    """Parse every input chunk by chunk; detect the format from the first lines when none was given.
+    """Parse every input as it is read; each source's format is detected from its first lines.
 
     ``then`` runs on each parsed chunk in the same worker thread (``summarize`` shrinks chunks
-    there), so the thread that reads and unwraps does nothing else. A source that cannot be opened
-    or read is recorded in ``run.sources`` and the others go on.
+    there), so the thread that reads and unwraps does nothing else. Every line is counted in
+    ``run.tally``. A source that cannot be opened or read is recorded in ``run.sources`` and the
+    others go on.
     """
-    step = _parse_then(run, columns, then)
-    for path in expand(paths):
-        stats = SourceStats(path)
-        run.sources.append(stats)
-        try:
-            chunks = _ready_chunks(path, stats, run, on_format)
-            if path == "-":  # a live stream: parse each chunk as it comes, never wait for the next
-                yield from (step(c) for c in chunks)
-            else:
-                yield from _parse_ahead(chunks, step)
-        except InputError as exc:  # this source only: the others are still read
-            stats.errors.append(str(exc))
+    stream = run.stream
+    stream.on_format = on_format or stream.on_format
+
+    def step(job: Job) -> tuple[Tally, Any]:
+        parsed = stream.parse(job, columns=columns)
+        if parsed.log is None:
+            return parsed.tally, None
+        return parsed.tally, parsed.log if then is None else then(parsed.log)
+
+    run.inputs = expand(paths)
+    with ThreadPoolExecutor(PARSE_AHEAD, thread_name_prefix="meshlog-parse") as pool:
+        for path in run.inputs:
+            stats = SourceStats(path)
+            run.sources.append(stats)
+            reader = LineReader(path, stats, stdin=run.stdin)
+            try:
+                for tally, result in _parse_ahead(_jobs(reader, run), step, pool, lambda: reader.paused):
+                    stream.count(tally)
+                    if result is not None:
+                        yield result
+            except InputError as exc:  # this source only: the others are still read
+                stats.errors.append(str(exc))
 
 
-def _parse_then(
-    run: Run, columns: Collection[str] | None, then: Callable[[AccessLog], Any] | None
-) -> Callable[[pl.DataFrame], Any]:
-    def step(chunk: pl.DataFrame) -> Any:
-        assert run.format is not None  # chunks come only once the format is known
-        log = parse_lines(chunk, run.format, columns=columns)
-        return log if then is None else then(log)
-
-    return step
-
-
-def _ready_chunks(
-    path: str, stats: SourceStats, run: Run, on_format: Callable[[CompiledFormat], None] | None
-) -> Iterator[pl.DataFrame]:
-    """Unwrapped lines frames of one source; the first ones are held until the format is known."""
+def _jobs(reader: LineReader, run: Run) -> Iterator[Job]:
+    """One source's lines, unwrapped, as parse jobs; the first held until its format is known."""
     unwrapper = envelopes.Unwrapper(run.input)
-    pending: list[pl.DataFrame] = []
-    for chunk in _unwrapped(read_lines(path, stats, stdin=run.stdin), unwrapper, run, path):
-        if run.format is None:
-            pending.append(chunk)
-            sample = pl.concat(pending, how="diagonal_relaxed")
-            if sample.height < SAMPLE_LINES and not _enough(sample):
-                # a live stream may trickle: guess from what came as soon as a preset fits it
-                if path != "-" or not _try_detect(run, sample, on_format):
-                    continue
-            else:
-                _detect(run, sample, on_format)
-            chunk, pending = sample, []
-        yield chunk
-    if pending:
-        sample = pl.concat(pending, how="diagonal_relaxed")
-        _detect(run, sample, on_format)
-        yield sample
-
-
-def _parse_ahead(chunks: Iterator[pl.DataFrame], step: Callable[[pl.DataFrame], T]) -> Iterator[T]:
-    """Parse up to ``PARSE_AHEAD`` chunks at once, in order: many polars string kernels run on one
-    thread per column, so overlapping chunks keeps both cores busy (measured 3.0 s → 2.0 s per 1M lines)."""
-    window: deque[Future[T]] = deque()
-    with ThreadPoolExecutor(PARSE_AHEAD) as pool:
-        for chunk in chunks:
-            window.append(pool.submit(step, chunk))
-            if len(window) >= PARSE_AHEAD:
-                yield window.popleft().result()
-        while window:
-            yield window.popleft().result()
-
-
-def _unwrapped(
-    chunks: Iterator[pl.DataFrame], unwrapper: envelopes.Unwrapper, run: Run, source: str
-) -> Iterator[pl.DataFrame]:
-    """Each chunk with its wrappers taken off; at EOF, the records the unwrapper held back."""
-    for chunk in chunks:
+    stream, source = run.stream, reader.name
+    for chunk in reader:
         lines = unwrapper.feed(chunk)
         run.wrappers[source] = unwrapper.detected
-        if lines.height:
-            yield lines
+        yield from stream.ready(lines, paused=reader.paused)
     rest = unwrapper.flush()
     run.joined += unwrapper.joined
-    if rest.height:
-        yield rest
+    yield from stream.ready(rest, paused=True)
+    yield from stream.finish(source)
 
 
-def _enough(sample: pl.DataFrame) -> bool:
-    """Enough non-blank lines to tell formats apart (a live stream may trickle in)."""
-    return sample.filter(pl.col("line").str.strip_chars() != "").height >= 20
-
-
-def _try_detect(run: Run, sample: pl.DataFrame, on_format: Callable[[CompiledFormat], None] | None) -> bool:
-    """Detect now if some preset fits the lines so far (only start-up noise yet: keep waiting)."""
-    try:
-        _detect(run, sample, on_format)
-    except DetectionError:
-        return False
-    return True
-
-
-def _detect(run: Run, sample: pl.DataFrame, on_format: Callable[[CompiledFormat], None] | None) -> None:
-    run.format = detect(sample["line"].to_list())
-    run.detected = True
-    if on_format is not None:
-        on_format(run.format)
+def _parse_ahead(
+    jobs: Iterator[Job], step: Callable[[Job], T], pool: ThreadPoolExecutor, live: Callable[[], bool]
+) -> Iterator[T]:
+    """Parse up to ``PARSE_AHEAD`` jobs at once, in order: many polars string kernels run on one
+    thread per column, so overlapping chunks keeps both cores busy (measured 3.0 s → 2.0 s per 1M
+    lines). When the source is live (``live()``: its last batch closed before it filled), what is
+    in hand is finished before waiting on the source again, so rows show as they come."""
+    window: deque[Future[T]] = deque()
+    for job in jobs:
+        window.append(pool.submit(step, job))
+        if len(window) >= PARSE_AHEAD or live():
+            while window and (len(window) >= PARSE_AHEAD or live()):
+                yield window.popleft().result()
+    while window:
+        yield window.popleft().result()

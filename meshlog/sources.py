@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from meshlog.batching import MAX_WAIT, Gatherer
 from meshlog.errors import InputError
 
 try:
@@ -130,52 +131,93 @@ def read_lines(
 
     ``stdin`` replaces ``sys.stdin`` for ``-`` (the TUI reads piped data from another descriptor,
     because the terminal's keys must come in on fd 0)."""
-    stats = stats if stats is not None else SourceStats(path)
-    chunk = chunk_bytes or CHUNK_BYTES
-    name = "<stdin>" if path == "-" else path
-    meta = path_metadata(path) if path != "-" else {}
-    stream = _open(path, stdin)
-    pending = bytearray()
-    skipping = False  # inside a line already cut at MAX_LINE_BYTES: drop bytes up to its newline
-    line_no = 1
-    try:
-        while True:
-            try:
-                block = _read_some(stream, chunk)
-            except _READ_ERRORS as exc:
-                stats.errors.append(f"{name}: read failed after line {line_no - 1 + bool(pending)}: {exc}")
-                break
-            if not block:
-                break
-            stats.bytes_read += len(block)
-            cut = block.rfind(b"\n")
-            if skipping:
-                first = block.find(b"\n")
-                if first < 0:
-                    continue
-                skipping = False
-                block = block[first + 1 :]
+    reader = LineReader(path, stats, chunk_bytes=chunk_bytes, stdin=stdin)
+    yield from reader
+
+
+class LineReader:
+    """One source's lines frames, read (and decompressed) on a thread of its own and batched by
+    size or time (``meshlog.batching``): a pipe is parsed in blocks as large as a file's, and a
+    live one still hands over what came within ``MAX_WAIT``. ``paused`` says whether the last
+    frame closed because the source had nothing more to give yet."""
+
+    def __init__(
+        self,
+        path: str,
+        stats: SourceStats | None = None,
+        *,
+        chunk_bytes: int | None = None,
+        stdin: BinaryIO | None = None,
+        max_wait: float = MAX_WAIT,
+    ) -> None:
+        self.path = path
+        self.stats = stats if stats is not None else SourceStats(path)
+        self.name = "<stdin>" if path == "-" else path
+        self.paused = False
+        self._chunk = chunk_bytes or CHUNK_BYTES
+        self._stdin = stdin
+        self._max_wait = max_wait
+        self._gatherer: Gatherer | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing read ahead: the next frame waits on the source (so parse what is in hand now)."""
+        return self._gatherer is None or self._gatherer.idle
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        path, stats, name = self.path, self.stats, self.name
+        meta = path_metadata(path) if path != "-" else {}
+        stream = _open(path, self._stdin)
+        gatherer = self._gatherer = Gatherer(
+            lambda size: _read_some(stream, size), max_bytes=self._chunk, max_wait=self._max_wait
+        )
+        pending = bytearray()
+        skipping = False  # inside a line already cut at MAX_LINE_BYTES: drop bytes up to its newline
+        line_no = 1
+        batches = iter(gatherer)
+        try:
+            while True:
+                try:
+                    batch = next(batches, None)
+                except _READ_ERRORS as exc:
+                    stats.errors.append(f"{name}: read failed after line {line_no - 1 + bool(pending)}: {exc}")
+                    break
+                if batch is None:
+                    break
+                self.paused = batch.paused
+                block = batch.blocks[0] if len(batch.blocks) == 1 else b"".join(batch.blocks)
+                stats.bytes_read += len(block)
                 cut = block.rfind(b"\n")
-                line_no += 1  # the cut line itself was emitted when the cap was hit
-            if cut < 0:
-                pending += block
-                if len(pending) > MAX_LINE_BYTES:  # one endless line: emit its head, skip the rest
-                    frame = _lines(bytes(pending[:MAX_LINE_BYTES]) + b"\n", name, line_no, stats, meta)
-                    stats.too_long.append(line_no)
-                    pending.clear()
-                    skipping = True
-                    yield frame
-                continue
-            whole = b"".join((pending, memoryview(block)[: cut + 1]))  # one copy, not a slice and a concat
-            pending[:] = block[cut + 1 :]
-            frame = _lines(whole, name, line_no, stats, meta)
-            line_no += frame.height
-            yield frame
-        if pending:
-            yield _lines(bytes(pending), name, line_no, stats, meta)
-    finally:
-        if path != "-":
-            stream.close()
+                if skipping:
+                    first = block.find(b"\n")
+                    if first < 0:
+                        continue
+                    skipping = False
+                    block = block[first + 1 :]
+                    cut = block.rfind(b"\n")
+                    line_no += 1  # the cut line itself was emitted when the cap was hit
+                if cut < 0:
+                    pending += block
+                    if len(pending) > MAX_LINE_BYTES:  # one endless line: emit its head, skip the rest
+                        frame = _lines(bytes(pending[:MAX_LINE_BYTES]) + b"\n", name, line_no, stats, meta)
+                        stats.too_long.append(line_no)
+                        pending.clear()
+                        skipping = True
+                        yield frame
+                    continue
+                whole = b"".join((pending, memoryview(block)[: cut + 1]))  # one copy, not a slice and a concat
+                pending[:] = block[cut + 1 :]
+                frame = _lines(whole, name, line_no, stats, meta)
+                line_no += frame.height
+                yield frame
+            if pending:
+                self.paused = False
+                yield _lines(bytes(pending), name, line_no, stats, meta)
+        finally:
+            gatherer.close()
+            if path != "-":
+                gatherer.join(1.0)
+                stream.close()
 
 
 def expand(paths: list[str]) -> list[str]:

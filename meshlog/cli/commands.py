@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import Enum
+from collections.abc import Callable
 from typing import Annotated, NoReturn
 
 import typer
@@ -12,13 +13,14 @@ import typer
 from meshlog.cli import app, boundary, say
 from meshlog.cli.exit_codes import ExitCode, exit_code_for
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
-from meshlog.errors import MeshlogError, UnparsedLinesError
-from meshlog.export import write_rows
+from meshlog.errors import DetectionError, MeshlogError, UnparsedLinesError, UsageError
+from meshlog.export import RowWriter, write_rows
 from meshlog.flags import FLAGS, describe
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import PRESETS, resolve
 from meshlog.parse import AccessLog
-from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
+from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths, peek_formats, row_columns
+from meshlog.sources import expand
 
 
 class RowOutput(str, Enum):
@@ -61,10 +63,16 @@ InputOpt = Annotated[
 ]
 
 
-def _announce(fmt: CompiledFormat) -> None:
-    """Say which format detection chose, and what its compilation warned about."""
-    say(f"format: detected {fmt.name or 'a custom format'} (use --format to choose)")
-    _warn_format(fmt)
+def _announcer(run_inputs: list[str]) -> Callable[[str, CompiledFormat], None]:
+    """Say which format detection chose (for which input, when there are several) and its warnings."""
+    several = len(expand(run_inputs)) > 1
+
+    def announce(source: str, fmt: CompiledFormat) -> None:
+        where = f" for {source}" if several else ""
+        say(f"format: detected {fmt.name or 'a custom format'}{where} (use --format to choose)")
+        _warn_format(fmt)
+
+    return announce
 
 
 def _warn_format(fmt: CompiledFormat) -> None:
@@ -72,12 +80,10 @@ def _warn_format(fmt: CompiledFormat) -> None:
         say(f"warning: {warning}")
 
 
-def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int, str] | None, strict: bool) -> None:
+def _finish(run: Run, strict: bool) -> None:
     """Line accounting on stderr, then the exit code the run deserves."""
-    say(
-        f"lines: {log_counts['total']} total, {log_counts['access']} access, "
-        f"{log_counts['unparsed']} unparsed, {log_counts['other']} other"
-    )
+    c = run.tally.counts
+    say(f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other")
     wrapped = {w for ws in run.wrappers.values() for w in ws}
     if wrapped:
         joined = f"; {run.joined} physical line(s) joined into longer ones" if run.joined else ""
@@ -90,24 +96,35 @@ def _finish(run: Run, log_counts: dict[str, int], first_unparsed: tuple[str, int
                 f"{stats.name}: {len(stats.too_long)} line(s) longer than 1 MiB cut to their start "
                 f"(first at line {stats.too_long[0]})"
             )
-    if first_unparsed is not None:
-        source, line_no, reason = first_unparsed
+    for problem in run.stream.problems.values():  # the other inputs were reported; these lines are unparsed
+        say(f"warning: {problem}")
+    first = run.tally.first_unparsed
+    if first is not None:
+        source, line_no, reason = first
         say(f"first unparsed line: {source}:{line_no}: {reason}")
         if strict:
-            raise UnparsedLinesError(log_counts["unparsed"], source, line_no, reason)
+            raise UnparsedLinesError(c.unparsed, source, line_no, reason)
     for error in run.errors:
         say(f"error: {error}")
     if run.errors:
         raise typer.Exit(ExitCode.INPUT)
 
 
-def _nothing_read(run: Run) -> NoReturn:
-    """No line came in: say why (each unreadable input, exit 3), or that the input is empty (exit 0)."""
+def _nothing_parsed(run: Run) -> NoReturn:
+    """No access line came in: say why — each unreadable input (exit 3), no format fits (exit 2), an
+    empty input or one with only start-up lines so far (exit 0)."""
     for error in run.errors:
         say(f"error: {error}")
     if run.errors:
         raise typer.Exit(ExitCode.INPUT)
-    say("no input lines: the input is empty")
+    if run.stream.problems:
+        raise DetectionError("; ".join(run.stream.problems.values()))
+    c = run.tally.counts
+    if c.total == 0:
+        say("no input lines: the input is empty")
+    else:
+        say(run.stream.no_access_yet() or f"no access lines ({c.total} lines)")
+        say(f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other")
     raise typer.Exit(ExitCode.OK)
 
 
@@ -135,29 +152,30 @@ def parse(
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
         say("error: parquet is binary; redirect stdout or use --out FILE")
         raise typer.Exit(ExitCode.USAGE)
+    announce = _announcer(paths or [])
+    run.stream.on_format = announce
+    if output is not RowOutput.ndjson:  # a table: every input's columns known before its first row
+        peek_formats(run, paths or [])
     sink = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
-    counts = {"total": 0, "access": 0, "unparsed": 0, "other": 0}
-    first_bad: tuple[str, int, str] | None = None
-    collected: list[AccessLog] = []
-    streaming = output in (RowOutput.ndjson, RowOutput.csv)
+
+    def dropped(columns: list[str]) -> None:
+        say(f"warning: {', '.join(columns)}: not in the table's columns (fixed at its first row); use -o ndjson")
+
+    writer: RowWriter | None = None
     try:
-        for n, log in enumerate(parse_paths(paths or [], run, on_format=_announce)):
-            c = log.counts
-            for key in counts:
-                counts[key] += getattr(c, key)
-            if first_bad is None and log.unparsed.height:
-                first_bad = tuple(log.unparsed.select("source", "line_no", "reason").row(0))  # type: ignore[assignment]
-            if streaming:
-                write_rows(log.requests, output.value, sink, header=(n == 0))
-                sink.flush()
-            else:
-                collected.append(log)
-        if not streaming and run.format is not None:
-            write_rows(AccessLog.concat(collected, run.format).requests, output.value, sink)
+        for log in parse_paths(paths or [], run):
+            if writer is None:
+                writer = RowWriter(output.value, sink, row_columns(run.stream.formats.values() or [log.format]),
+                                   on_dropped=dropped)  # fmt: skip
+            writer.write(log.requests)
+        if writer is not None:
+            writer.close()
     finally:
         if out:
             sink.close()
-    _finish(run, counts, first_bad, strict)
+    if run.format is None:
+        _nothing_parsed(run)
+    _finish(run, strict)
 
 
 class SummaryOutput(str, Enum):
@@ -185,7 +203,9 @@ def summarize(
     output: Annotated[
         SummaryOutput, typer.Option("--output", "-o", help="text, json, markdown, or csv (one row per --by value).")
     ] = SummaryOutput.text,
-    by: Annotated[By, typer.Option("--by", help="Dimension for the latency / error table.")] = By.cluster,
+    by: Annotated[
+        By | None, typer.Option("--by", help="Dimension for the latency / error table (default: cluster).")
+    ] = None,
     where: Annotated[
         str | None, typer.Option("--where", help="Filter, e.g. 'response_code>=500', 'response_flags~UF'.")
     ] = None,
@@ -208,15 +228,20 @@ def summarize(
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
-    from meshlog.filters import columns_named, narrow, where_filter
+    from meshlog.filters import check_time, columns_named, narrow, where_filter
     from meshlog.reports.compact import REPORT_COLUMNS, Compact, SummaryInput, compact
     from meshlog.reports.summary import by_table, summary_dict
 
+    # options first: a mistake stops here, before any input is read
+    keep = where_filter(where) if where else None
+    for text, option in ((since, "--since"), (until, "--until")):
+        if text:
+            check_time(text, option=option)
     run = _start(FormatOptions(format, format_file, mesh_config), input)
+    run.stream.on_format = _announcer(paths or [])
     folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
     metrics_failed: MeshlogError | None = None
-
-    keep = where_filter(where) if where else None  # a bad --where stops here, before any input is read
+    single = len(expand(paths or [])) == 1
 
     def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
         return compact(log, keep)
@@ -224,22 +249,24 @@ def summarize(
     with progress(paths or [], run) as tick:
         # only the text columns the reports and --where read are built
         columns = REPORT_COLUMNS | columns_named(where) if where else REPORT_COLUMNS
-        for piece in parse_paths(paths or [], run, on_format=_announce, columns=columns, then=shrunk):
+        for n, piece in enumerate(parse_paths(paths or [], run, columns=columns, then=shrunk)):
+            if n == 0 and by is not None and single:  # one input: its first rows show its columns
+                _check_by(by, piece.requests.columns)
             folded.add(piece)
             tick()
     if run.format is None:
-        _nothing_read(run)
-    log = narrow(folded.log(), since=since, until=until)
-    dimension = BY_COLUMN[by]
-    if dimension not in log.requests.columns and log.requests.height:
-        say(f"error: --by {by.value}: this log has no {dimension} column" + _WHERE_FROM.get(dimension, ""))
-        raise typer.Exit(ExitCode.USAGE)
+        _nothing_parsed(run)
+    log = narrow(folded.log(run.format, run.tally.examples), since=since, until=until)
+    if by is not None and log.requests.height:
+        _check_by(by, log.requests.columns)
+    dimension = BY_COLUMN[by] if by is not None else _default_by(log.requests.columns)
     if output is SummaryOutput.csv:
         write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
     else:
         summary = summary_dict(
-            log, top=top, by=dimension, lines=folded.lines, other_kinds=dict(folded.other_kinds), slowest=folded.slowest
-        )
+            log, top=top, by=dimension, lines=run.tally.counts, other_kinds=dict(run.tally.other_kinds),
+            slowest=folded.slowest,
+        )  # fmt: skip
         if prometheus:
             from meshlog.metrics.compare import metrics_beside_log
             from meshlog.metrics.prometheus import Prometheus
@@ -263,11 +290,21 @@ def summarize(
             render_summary(summary)
     if metrics_failed is not None:
         say(f"error: {metrics_failed} (the report above is the log's alone)")
-    c = folded.lines
-    counts = {"total": c.total, "access": c.access, "unparsed": c.unparsed, "other": c.other}
-    _finish(run, counts, folded.unparsed_first, strict)
+    _finish(run, strict)
     if metrics_failed is not None:
         raise typer.Exit(exit_code_for(metrics_failed))
+
+
+def _check_by(by: By, columns: list[str]) -> None:
+    """An explicit ``--by`` names a column the log has."""
+    dimension = BY_COLUMN[by]
+    if dimension not in columns:
+        raise UsageError(f"--by {by.value}: this log has no {dimension} column" + _WHERE_FROM.get(dimension, ""))
+
+
+def _default_by(columns: list[str]) -> str:
+    """Without ``--by``: the latency table by cluster, else by the first dimension the log has."""
+    return next((c for c in ("upstream_cluster", "route_name", "authority") if c in columns), "upstream_cluster")
 
 
 @app.command()
@@ -287,9 +324,10 @@ def trace(
     from meshlog.reports.trace import trace as trace_hops
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
-    logs = list(parse_paths(paths or [], run, on_format=_announce))
+    run.stream.on_format = _announcer(paths or [])
+    logs = list(parse_paths(paths or [], run))
     if run.format is None:
-        _nothing_read(run)
+        _nothing_parsed(run)
     log = AccessLog.concat(logs, run.format)
     if id_column(log.requests.columns) is None:
         say("error: this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")

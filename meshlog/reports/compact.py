@@ -9,14 +9,13 @@ lines a count per kind. 10M Istio lines then fit in well under 1 GB.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.parse import OTHER_SCHEMA, AccessLog, LineCounts
+from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog
 from meshlog.reports.retries import ATTEMPT_COLUMNS
 from meshlog.reports.traffic import is_error
 
@@ -38,21 +37,16 @@ SLOWEST_COLUMNS = (
 )  # fmt: skip
 # every column a report reads (``parse_lines(columns=…)`` builds no other text column)
 REPORT_COLUMNS = frozenset({*NUMERIC, *CATEGORICAL, *SLOWEST_COLUMNS})
-KEEP_UNPARSED = 20
 KEEP_SLOWEST = 20
 
 
 @dataclass(frozen=True)
 class Compact:
-    """One parsed chunk shrunk to what the reports need (made where the chunk was parsed)."""
+    """One parsed chunk shrunk to what the reports need (made where the chunk was parsed). The line
+    accounting is not here: the stream parser keeps it (``stream.Tally``)."""
 
-    format: CompiledFormat
-    access: int
     requests: pl.DataFrame  # ``shrink``: small ints and categoricals
     slowest: pl.DataFrame | None  # this chunk's slowest requests, whole rows
-    unparsed: pl.DataFrame  # the chunk's first unparsed lines
-    unparsed_count: int
-    other_kinds: dict[str, int]
 
 
 def compact(log: AccessLog, keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> Compact:
@@ -63,15 +57,7 @@ def compact(log: AccessLog, keep: Callable[[pl.DataFrame], pl.DataFrame] | None 
     if "duration" in requests.columns:
         cols = [c for c in SLOWEST_COLUMNS if c in requests.columns]
         slowest = _slowest(requests.select(cols))
-    return Compact(
-        log.format,
-        log.requests.height,
-        shrink(requests),
-        slowest,
-        log.unparsed.head(KEEP_UNPARSED),
-        log.unparsed.height,
-        dict(log.other.group_by("kind").len().iter_rows()),
-    )
+    return Compact(shrink(requests), slowest)
 
 
 def _slowest(rows: pl.DataFrame) -> pl.DataFrame:
@@ -82,26 +68,11 @@ def _slowest(rows: pl.DataFrame) -> pl.DataFrame:
 class SummaryInput:
     """What the reports need from all chunks seen so far, in bounded memory."""
 
-    format: CompiledFormat | None = None
     requests: list[pl.DataFrame] = field(default_factory=list)
     slowest: pl.DataFrame | None = None
-    unparsed: list[pl.DataFrame] = field(default_factory=list)
-    unparsed_count: int = 0
-    unparsed_first: tuple[str, int, str] | None = None
-    other_kinds: Counter[str] = field(default_factory=Counter)
-    access: int = 0
 
     def add(self, part: Compact) -> None:
         """Fold one compacted chunk in."""
-        self.format = part.format
-        self.access += part.access
-        self.unparsed_count += part.unparsed_count
-        if part.unparsed.height and self.unparsed_first is None:
-            self.unparsed_first = part.unparsed.select("source", "line_no", "reason").row(0)  # type: ignore[assignment]
-        kept = sum(f.height for f in self.unparsed)
-        if kept < KEEP_UNPARSED and part.unparsed.height:
-            self.unparsed.append(part.unparsed.head(KEEP_UNPARSED - kept))
-        self.other_kinds.update(part.other_kinds)
         self.requests.append(part.requests)
         if part.slowest is not None:
             both = (
@@ -111,25 +82,20 @@ class SummaryInput:
             )
             self.slowest = _slowest(both)
 
-    @property
-    def lines(self) -> LineCounts:
-        other = sum(self.other_kinds.values())
-        return LineCounts(self.access + self.unparsed_count + other, self.access, self.unparsed_count, other)
-
-    def log(self) -> AccessLog:
-        """The compact log the reports run on (unparsed: the first rows; other: none, see ``other_kinds``)."""
-        assert self.format is not None
+    def log(self, fmt: CompiledFormat, unparsed: pl.DataFrame | None = None) -> AccessLog:
+        """The compact log the reports run on; ``unparsed``: example rows (``Tally.examples``); other
+        lines: none (their counts are in the tally)."""
         # rechunk=False: the pieces become the chunks of one frame, not a second copy of every row
         requests = pl.concat(self.requests, how="diagonal_relaxed", rechunk=False) if self.requests else pl.DataFrame()
         self.requests = [requests]  # the pieces are in the concatenation now: do not hold both
-        unparsed = pl.concat(self.unparsed, how="diagonal_relaxed") if self.unparsed else _empty_unparsed()
-        return AccessLog(requests, unparsed, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
+        unparsed = unparsed if unparsed is not None else pl.DataFrame(schema=UNPARSED_SCHEMA)
+        return AccessLog(requests, unparsed, pl.DataFrame(schema=OTHER_SCHEMA), fmt)
 
 
 def shrink(requests: pl.DataFrame) -> pl.DataFrame:
     """The columns reports read, text as categoricals, the path only where the request failed."""
     cols = set(requests.columns)
-    keep: list[pl.Expr] = [pl.col(c) if t is None else pl.col(c).cast(t) for c, t in NUMERIC.items() if c in cols]
+    keep: list[pl.Expr] = [_narrow(requests, c, t) for c, t in NUMERIC.items() if c in cols]
     keep += [pl.col(c).cast(pl.Categorical) for c in CATEGORICAL if c in cols]
     if "path" in cols:
         failed = is_error(cols)
@@ -137,7 +103,21 @@ def shrink(requests: pl.DataFrame) -> pl.DataFrame:
     return requests.select(keep)
 
 
-def _empty_unparsed() -> pl.DataFrame:
-    from meshlog.parse import UNPARSED_SCHEMA
+def _narrow(requests: pl.DataFrame, column: str, dtype: type[pl.DataType] | None) -> pl.Expr:
+    """The column in ``dtype`` when every value of this chunk fits it, else as it is: a 3,000,000,000 ms
+    TCP stream is a valid duration (chunks of both widths concatenate to the wider one)."""
+    if dtype is None:
+        return pl.col(column)
+    lo, hi = _BOUNDS[dtype]
+    values = requests[column]
+    if values.null_count() < values.len():
+        vmin, vmax = values.min(), values.max()
+        if vmin < lo or vmax > hi:  # type: ignore[operator]
+            return pl.col(column)
+    return pl.col(column).cast(dtype)
 
-    return pl.DataFrame(schema=UNPARSED_SCHEMA)
+
+_BOUNDS: dict[type[pl.DataType], tuple[int, int]] = {
+    pl.Int16: (-(1 << 15), (1 << 15) - 1),
+    pl.Int32: (-(1 << 31), (1 << 31) - 1),
+}

@@ -259,16 +259,20 @@ def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
 def test_folding_chunks_gives_the_same_summary_as_the_whole_log() -> None:
     """Input larger than memory is summarised chunk by chunk; the answer must not change."""
     from meshlog.reports.compact import SummaryInput, compact
+    from meshlog.stream import Tally
 
     fmt = resolve("istio")
     chunks = [parse_lines(f, fmt) for f in read_lines(str(FIXTURES / "sample" / "istio-proxy.log"), chunk_bytes=700)]
     assert len(chunks) > 5
-    folded = SummaryInput()
+    folded, tally = SummaryInput(), Tally()
     for chunk in chunks:
         folded.add(compact(chunk))
+        tally.merge(Tally.of(chunk))
     whole = AccessLog.concat(chunks, fmt)
     a = summary_dict(whole)
-    b = summary_dict(folded.log(), lines=folded.lines, other_kinds=dict(folded.other_kinds), slowest=folded.slowest)
+    b = summary_dict(
+        folded.log(fmt, tally.examples), lines=tally.counts, other_kinds=dict(tally.other_kinds), slowest=folded.slowest
+    )
     assert a == b
 
 
