@@ -5,15 +5,18 @@ Usage (with the project's Python; the repo root is put on PYTHONPATH for the run
     python bench/run.py                             # 1,000,000 lines in a temp file
     python bench/run.py --lines 100000 --keep /tmp/istio-100k.log
     python bench/run.py --profile                   # always break `meshlog parse` down by stage
+    python bench/run.py --inputs --repeat 3         # only meshlog by path, through stdin and from FILE.gz
 
 Peak RSS is per run: a tiny wrapper process spawns each contender and reaps it with
 ``os.wait4(pid)``, whose ``rusage`` covers that one child, never this process or earlier
-runs (see ``measure`` and ``bench/README.md``).
+runs (see ``measure`` and ``bench/README.md``). A stdin run is a pipeline ``cat FILE | meshlog … -``
+that the wrapper builds itself: wall time covers both processes, peak RSS is meshlog's.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -143,6 +146,18 @@ class Result:
     peak_rss_mib: float
     returncode: int
     counts: dict[str, int]
+    input: str | None = None  # "path", "stdin" or "gz" for the rows that compare how input arrives
+    vs_path: float | None = None  # wall time over the by-path run of the same command
+    base: str | None = None  # name of that by-path run
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    command: list[str]  # a "|" argument separates the commands of a pipeline (see _WRAPPER)
+    input: str | None = None
+    base: str | None = None  # name of the by-path case this one is compared with
+    is_baseline: bool = False  # writes its counts as JSON to stdout (baselines.py)
 
 
 # A tiny, separate process starts each run and reports that run's rusage. Reaping the run
@@ -150,13 +165,39 @@ class Result:
 # space it was forked/vforked from, so every run would report at least this process's
 # peak (polars + the generated batches). Through the wrapper the floor is the wrapper's own
 # few MiB (``rss_floor_mib`` in the environment: /bin/true measured the same way).
+# A "|" argument makes a pipeline: the wrapper joins the commands with pipes (each one spawned,
+# then reaped with os.wait4), times until all have exited and reports the LAST command's peak
+# RSS; the exit code is the last one's, or else the first non-zero one (pipefail).
 _WRAPPER = """import os, sys, time
+cmds, cur = [], []
+for a in sys.argv[2:]:
+    if a == "|":
+        cmds.append(cur)
+        cur = []
+    else:
+        cur.append(a)
+cmds.append(cur)
 t = time.perf_counter()
-pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
-_, status, usage = os.wait4(pid, 0)
+pids, prev = [], None
+for i, cmd in enumerate(cmds):
+    acts, nxt = [], None
+    if prev is not None:
+        acts.append((os.POSIX_SPAWN_DUP2, prev, 0))
+    if i < len(cmds) - 1:
+        nxt, w = os.pipe()
+        acts.append((os.POSIX_SPAWN_DUP2, w, 1))
+    pids.append(os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=acts))
+    if prev is not None:
+        os.close(prev)
+    if nxt is not None:
+        os.close(w)
+    prev = nxt
+reaped = [os.wait4(pid, 0) for pid in pids]
 wall = time.perf_counter() - t
+codes = [os.waitstatus_to_exitcode(status) for _, status, _ in reaped]
+rc = codes[-1] or next((c for c in codes if c), 0)
 with open(sys.argv[1], "w") as f:
-    f.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    f.write(f"{wall!r} {reaped[-1][2].ru_maxrss} {rc}")
 """
 
 
@@ -193,54 +234,86 @@ GOACCESS_ISTIO = [
 ]
 
 
-def run_all(path: Path, n: int, work: Path, repeat: int) -> list[Result]:
-    """Every contender on the same file: the fastest of ``repeat`` runs, with the highest peak RSS seen."""
+def cases_for(path: Path, gz: Path, work: Path, inputs_only: bool) -> list[Case]:
+    """The contenders, in print order; ``inputs_only`` keeps only meshlog by path, stdin and .gz."""
     py = sys.executable
-    parquet = work / "x.parquet"
-    cases: list[tuple[str, list[str], bool]] = [
-        ("B: python read loop", [py, str(HERE / "baselines.py"), "read", str(path)], True),
-        ("A: python re.match loop", [py, str(HERE / "baselines.py"), "re", str(path)], True),
-        (
-            "meshlog parse -o parquet",
-            [py, "-m", "meshlog", "parse", str(path), "-o", "parquet", "--out", str(parquet)],
-            False,
-        ),
-        ("meshlog summarize -o json", [py, "-m", "meshlog", "summarize", str(path), "-o", "json"], False),
-        ("(startup: python -m meshlog --help)", [py, "-m", "meshlog", "--help"], False),
+    cat = shutil.which("cat") or "/bin/cat"
+    meshlog = [py, "-m", "meshlog"]
+    parquet = ["-o", "parquet", "--out", str(work / "x.parquet")]
+    parse, summarize = "meshlog parse -o parquet", "meshlog summarize -o json"
+    piped = [cat, str(path), "|", *meshlog]  # stdin fed from a pipe: `cat FILE | meshlog ... -`
+    ways = [
+        Case(parse, [*meshlog, "parse", str(path), *parquet], input="path"),
+        Case("cat | meshlog parse -o parquet -", [*piped, "parse", *parquet, "-"], "stdin", parse),
+        Case(summarize, [*meshlog, "summarize", str(path), "-o", "json"], input="path"),
+        Case("cat | meshlog summarize -o json -", [*piped, "summarize", "-o", "json", "-"], "stdin", summarize),
+        Case("meshlog summarize -o json FILE.gz", [*meshlog, "summarize", str(gz), "-o", "json"], "gz", summarize),
+    ]
+    if inputs_only:
+        return ways
+    cases = [
+        Case("B: python read loop", [py, str(HERE / "baselines.py"), "read", str(path)], is_baseline=True),
+        Case("A: python re.match loop", [py, str(HERE / "baselines.py"), "re", str(path)], is_baseline=True),
+        *ways,
+        Case("(startup: python -m meshlog --help)", [py, "-m", "meshlog", "--help"]),
     ]
     goaccess = shutil.which("goaccess")
     if goaccess:  # the peer a user would reach for: Debian's goaccess, a full report of the same file
-        cases.insert(
-            2,
-            (
-                "C: goaccess full report (JSON)",
-                [goaccess, str(path), *GOACCESS_ISTIO, "-o", str(work / "g.json")],
-                False,
-            ),
-        )
+        report = [goaccess, str(path), *GOACCESS_ISTIO, "-o", str(work / "g.json")]
+        cases.insert(2, Case("C: goaccess full report (JSON)", report))
     else:
         print("  (goaccess not installed: apt-get install goaccess to compare with it)", file=sys.stderr)
-    results: list[Result] = []
-    for name, cmd, is_baseline in cases:
-        runs: list[Result] = []
-        for _ in range(repeat):
+    return cases
+
+
+def run_all(cases: list[Case], n: int, work: Path, repeat: int) -> list[Result]:
+    """Every case on the same bytes: the fastest of ``repeat`` runs, with the highest peak RSS seen.
+
+    The repeats go round-robin over the cases (all cases, then all again), so a change in the
+    machine's load falls on every row rather than on one, which matters for the ratios.
+    """
+    runs: dict[str, list[Result]] = {c.name: [] for c in cases}
+    for rep in range(repeat):
+        for case in cases:
             out = work / "child.json"
-            wall, rss, rc, err = measure(cmd, out if is_baseline else None)
+            wall, rss, rc, err = measure(case.command, out if case.is_baseline else None)
             if rc != 0:
-                print(f"  {name}: exit {rc}\n{err[-2000:]}", file=sys.stderr)
-            counts = json.loads(out.read_text()) if is_baseline and rc == 0 else _meshlog_counts(err)
-            if "goaccess" in name and rc == 0:
+                print(f"  {case.name}: exit {rc}\n{err[-2000:]}", file=sys.stderr)
+            counts = json.loads(out.read_text()) if case.is_baseline and rc == 0 else _meshlog_counts(err)
+            if "goaccess" in case.name and rc == 0:
                 general = json.loads((work / "g.json").read_text())["general"]
                 counts = {"lines": general["total_requests"], "valid": general["valid_requests"]}
-            lines = 0 if "--help" in cmd else n
-            runs.append(Result(name, cmd, wall, lines / wall, rss, rc, counts))
-        best = min(runs, key=lambda r: r.wall_s)
-        best.peak_rss_mib = max(r.peak_rss_mib for r in runs)
-        if lines and best.counts.get("lines") != n:
-            print(f"  warning: {name} saw {best.counts.get('lines')} lines, expected {n}", file=sys.stderr)
+            lines = 0 if "--help" in case.command else n
+            result = Result(case.name, case.command, wall, lines / wall, rss, rc, counts, case.input, base=case.base)
+            runs[case.name].append(result)
+            print(f"  [{rep + 1}/{repeat}] {case.name:38} {wall:7.2f} s", file=sys.stderr, flush=True)
+    results: list[Result] = []
+    for case in cases:
+        best = min(runs[case.name], key=lambda r: r.wall_s)
+        best.peak_rss_mib = max(r.peak_rss_mib for r in runs[case.name])
+        if best.lines_per_s and best.counts.get("lines") != n:
+            print(f"  warning: {case.name} saw {best.counts.get('lines')} lines, expected {n}", file=sys.stderr)
         results.append(best)
-        print(f"  {name:38} {best.wall_s:7.2f} s", file=sys.stderr, flush=True)
+    by = {r.name: r for r in results}
+    for case, r in zip(cases, results):
+        if case.input == "path":
+            r.vs_path = 1.0
+        elif case.base in by:
+            r.vs_path = r.wall_s / by[case.base].wall_s
     return results
+
+
+def write_gz(path: Path) -> tuple[Path, float | None]:
+    """``PATH.gz`` next to the log (Python's gzip, level 6), reused while it is newer than the log."""
+    gz = path.with_name(path.name + ".gz")
+    if gz.exists() and gz.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+        return gz, None
+    t = time.perf_counter()
+    tmp = gz.with_name(gz.name + ".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst, 1 << 24)
+    os.replace(tmp, gz)
+    return gz, time.perf_counter() - t
 
 
 def environment() -> dict[str, Any]:
@@ -265,11 +338,25 @@ def environment() -> dict[str, Any]:
 
 
 def print_table(results: list[Result]) -> None:
-    print(f"\n{'run':38} {'wall s':>8} {'lines/s':>12} {'peak RSS MiB':>13}  counts")
+    print(f"\n{'run':38} {'wall s':>8} {'lines/s':>12} {'peak RSS MiB':>13} {'vs path':>8}  counts")
     for r in results:
         rate = f"{r.lines_per_s:,.0f}" if r.lines_per_s else "-"
+        vs = f"{r.vs_path:.2f}x" if r.vs_path is not None else ""
         counts = " ".join(f"{k}={v}" for k, v in r.counts.items())
-        print(f"{r.name:38} {r.wall_s:8.2f} {rate:>12} {r.peak_rss_mib:13.1f}  {counts}")
+        print(f"{r.name:38} {r.wall_s:8.2f} {rate:>12} {r.peak_rss_mib:13.1f} {vs:>8}  {counts}")
+
+
+def print_inputs(results: list[Result]) -> None:
+    """One line per command: each way of feeding it next to the by-path run."""
+    label = {"stdin": "stdin", "gz": ".gz"}
+    print("\nsame bytes, other ways in (wall vs the by-path run; peak RSS, MiB):")
+    for base in ("meshlog parse -o parquet", "meshlog summarize -o json"):
+        path = next((r for r in results if r.name == base), None)
+        others = [r for r in results if r.base == base and r.vs_path is not None]
+        if path is None or not others:
+            continue
+        parts = [f"{label[r.input]} {r.vs_path:.2f}x file (RSS {r.peak_rss_mib:.0f})" for r in others]
+        print(f"  {base:26} file {path.wall_s:.2f} s (RSS {path.peak_rss_mib:.0f}); " + ", ".join(parts))
 
 
 def print_profile(prof: dict[str, Any]) -> None:
@@ -288,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="reuse this log file if it has --lines lines, else write it there")
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest is reported")
     ap.add_argument("--profile", action="store_true", help="always run the stage profile of `meshlog parse`")
+    ap.add_argument(
+        "--inputs", action="store_true", help="run only meshlog by path, through stdin (cat |) and from FILE.gz"
+    )
     ap.add_argument("--json", type=Path, default=HERE / "out" / "results.json", help="where to write results")
     ap.add_argument("--profile-child", nargs=2, metavar=("LOG", "PARQUET"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -309,21 +399,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generated {args.lines:,} lines in {gen_s:.1f} s", file=sys.stderr)
         size = path.stat().st_size
         print(f"file: {path} ({size / 2**20:,.1f} MiB, {size / args.lines:.0f} bytes/line)", file=sys.stderr)
+        gz, gz_s = write_gz(path)
+        gz_size = gz.stat().st_size
+        how = f"written in {gz_s:.1f} s" if gz_s is not None else "reused"
+        print(f"gzip: {gz} ({gz_size / 2**20:,.1f} MiB, level 6, {how})", file=sys.stderr)
 
         env = environment()
-        results = run_all(path, args.lines, work, args.repeat)
+        results = run_all(cases_for(path, gz, work, args.inputs), args.lines, work, args.repeat)
         by = {r.name: r for r in results}
-        ratio = by["A: python re.match loop"].wall_s / by["meshlog parse -o parquet"].wall_s
+        ratio = None
+        if "A: python re.match loop" in by:
+            ratio = by["A: python re.match loop"].wall_s / by["meshlog parse -o parquet"].wall_s
         profile = None
-        if args.profile or ratio < 1:
+        if args.profile or (ratio is not None and ratio < 1):
             out = work / "child.json"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--profile-child", str(path), str(work / "p.parquet")]
             _, rss, rc, err = measure(cmd, out)
             profile = {**json.loads(out.read_text()), "peak_rss_mib": rss} if rc == 0 else {"error": err[-2000:]}
 
-    print(f"\n{args.lines:,} lines, {size / 2**20:,.1f} MiB" + (f", generated in {gen_s:.1f} s" if gen_s else ""))
+    gen = f", generated in {gen_s:.1f} s" if gen_s else ""
+    print(f"\n{args.lines:,} lines, {size / 2**20:,.1f} MiB{gen}; FILE.gz {gz_size / 2**20:,.1f} MiB (gzip level 6)")
     print_table(results)
-    print(f"\nmeshlog parse vs re loop: {ratio:.2f}x {'faster' if ratio >= 1 else 'slower'} (re wall / meshlog wall)")
+    print_inputs(results)
+    if ratio is not None:
+        faster = "faster" if ratio >= 1 else "slower"
+        print(f"\nmeshlog parse vs re loop: {ratio:.2f}x {faster} (re wall / meshlog wall)")
     if "C: goaccess full report (JSON)" in by:
         g = by["C: goaccess full report (JSON)"].wall_s / by["meshlog summarize -o json"].wall_s
         print(f"meshlog summarize vs goaccess full report: {g:.1f}x faster (target: >= 30x)")
@@ -337,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "lines": args.lines,
         "file_bytes": size,
+        "gz_bytes": gz_size,
+        "gz_write_seconds": gz_s,
         "generate_seconds": gen_s,
         "environment": env,
         "results": [asdict(r) for r in results],
