@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -61,6 +62,17 @@ def path_metadata(path: str) -> dict[str, str]:
     return m.groupdict() if m else {}
 
 
+def unreadable_reason(path: str) -> str | None:
+    """Why ``path`` cannot be read (in ``_open``'s words), or None: for checks before a screen opens."""
+    if path == "-":
+        return None
+    try:
+        _open(path).close()
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
 def _open(path: str, stdin: BinaryIO | None = None) -> BinaryIO:
     if path == "-":
         return stdin or sys.stdin.buffer
@@ -83,6 +95,20 @@ def _open(path: str, stdin: BinaryIO | None = None) -> BinaryIO:
             raise InputError(path, "zstd-compressed, and the zstandard package is not installed") from None
         return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
     return raw
+
+
+def _reader(stream: BinaryIO) -> Callable[[int], bytes]:
+    """How the reading thread reads ``stream``. A pipe or terminal is read on its descriptor: a
+    buffered reader's lock held by that (daemon) thread would abort the interpreter's exit while
+    the source is still open (``--by pod`` stopping early on ``kubectl logs -f``)."""
+    if isinstance(stream, io.BufferedReader) and not stream.seekable():
+        try:
+            fd = stream.fileno()
+        except (OSError, io.UnsupportedOperation):
+            fd = -1
+        if fd >= 0:  # meshlog reads nothing of it before: no byte sits in the buffer
+            return lambda size: os.read(fd, size)
+    return lambda size: _read_some(stream, size)
 
 
 def _read_some(stream: BinaryIO, size: int) -> bytes:
@@ -168,9 +194,7 @@ class LineReader:
         path, stats, name = self.path, self.stats, self.name
         meta = path_metadata(path) if path != "-" else {}
         stream = _open(path, self._stdin)
-        gatherer = self._gatherer = Gatherer(
-            lambda size: _read_some(stream, size), max_bytes=self._chunk, max_wait=self._max_wait
-        )
+        gatherer = self._gatherer = Gatherer(_reader(stream), max_bytes=self._chunk, max_wait=self._max_wait)
         pending = bytearray()
         skipping = False  # inside a line already cut at MAX_LINE_BYTES: drop bytes up to its newline
         line_no = 1

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -35,26 +36,51 @@ def boundary(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            sys.stdout.flush()  # a reader that went away (| head) shows here, not at interpreter exit
+            return result
         except MeshlogError as exc:
             say(f"error: {exc}")
             if isinstance(exc, FormatError) and exc.format:
                 print(exc.caret(), file=sys.stderr)
             raise typer.Exit(exit_code_for(exc)) from None
         except BrokenPipeError:
-            sys.stderr.close()  # the reader went away (| head): not an error
-            raise typer.Exit(ExitCode.OK) from None
+            _reader_gone()
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
         except Exception as exc:  # a bug: still one line, and a way to see more
+            if _is_broken_pipe(exc):  # polars' writers say so in their own words
+                _reader_gone()
             if os.environ.get("MESHLOG_TRACEBACK"):
                 raise
             say(f"internal error: {type(exc).__name__}: {exc} (rerun with MESHLOG_TRACEBACK=1 and report it)")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    """polars' writers report a closed stdout in their own words ("Broken pipe", "transport error"):
+    ask the pipe itself whether its reader is gone."""
+    if "Broken pipe" in str(exc) or "os error 32" in str(exc):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _reader_gone() -> NoReturn:
+    """stdout's reader went away (``| head``): stop quietly, exit 0. stdout now points at /dev/null,
+    so the interpreter's last flush of what is still buffered cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise typer.Exit(ExitCode.OK)
 
 
 from meshlog.cli import commands, listen, metrics, tui  # noqa: F401  (registers the commands)

@@ -98,6 +98,8 @@ def _finish(run: Run, strict: bool) -> None:
             )
     for problem in run.stream.problems.values():  # the other inputs were reported; these lines are unparsed
         say(f"warning: {problem}")
+    if c.total == 0:
+        say("no input lines: the input is empty")
     first = run.tally.first_unparsed
     if first is not None:
         source, line_no, reason = first
@@ -260,6 +262,8 @@ def summarize(
     if by is not None and log.requests.height:
         _check_by(by, log.requests.columns)
     dimension = BY_COLUMN[by] if by is not None else _default_by(log.requests.columns)
+    if by is None and dimension != "upstream_cluster" and log.requests.height:
+        say(f"note: latency by {dimension} (this log has no upstream_cluster; --by chooses)")
     if output is SummaryOutput.csv:
         write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
     else:

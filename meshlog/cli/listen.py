@@ -14,14 +14,13 @@ import typer
 
 from meshlog.cli import app, boundary, say
 from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt
-from meshlog.errors import DetectionError
-from meshlog.export import write_rows
+from meshlog.export import RowWriter
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.forward.protocol import MAX_MESSAGE_BYTES
 from meshlog.forward.server import IDLE_TIMEOUT, ForwardServer
-from meshlog.parse import AccessLog, parse_lines
-from meshlog.parse.detect import SAMPLE_LINES, detect
-from meshlog.pipeline import FormatOptions, compile_options
+from meshlog.parse import LineCounts
+from meshlog.pipeline import FormatOptions, compile_options, row_columns
+from meshlog.stream import Job, StreamParser
 
 
 class StreamOutput(str, Enum):
@@ -44,63 +43,49 @@ def _check_address(text: str) -> str:
 
 
 class _Rows:
-    """Lines frames → parsed rows on ``sink``, with the line accounting. Called from one thread."""
+    """Lines frames → parsed rows on ``sink`` through the one ``StreamParser`` (each tag's format
+    detected on its own; the line accounting). Called from one thread."""
 
     def __init__(self, fmt: CompiledFormat | None, output: StreamOutput, sink: BinaryIO) -> None:
-        self.format = fmt
-        self.output = output
-        self.sink = sink
-        self.counts = {"total": 0, "access": 0, "unparsed": 0, "other": 0}
-        self.first_unparsed: tuple[str, int, str] | None = None
-        self._pending: list[pl.DataFrame] = []
-        self._header = True
+        self.stream = StreamParser(fmt, on_format=self._announce)
+        self.writer = RowWriter(output.value, sink, on_dropped=self._dropped)
+        self._told: set[str] = set()
+
+    @property
+    def counts(self) -> LineCounts:
+        return self.stream.tally.counts
 
     def __call__(self, lines: pl.DataFrame) -> None:
-        if self.format is None:
-            self._pending.append(lines)
-            sample = pl.concat(self._pending)
-            if not self._detect(sample, final=False):
-                return
-            lines, self._pending = sample, []
-        assert self.format is not None
-        self._write(parse_lines(lines, self.format))
+        for job in self.stream.ready(lines, paused=True):  # a forward batch is what came: write it now
+            self._write(job)
 
     def finish(self) -> None:
-        """The stream stopped: lines still waiting for detection are parsed now (or detection fails)."""
-        if self._pending:
-            sample = pl.concat(self._pending)
-            self._pending = []
-            self._detect(sample, final=True)
-            assert self.format is not None
-            self._write(parse_lines(sample, self.format))
+        """The stream stopped: lines still held for detection are decided and written now."""
+        for job in self.stream.finish():
+            self._write(job)
+        self.writer.close()
 
-    def _detect(self, sample: pl.DataFrame, *, final: bool) -> bool:
-        """Detect from the first lines; a live stream may start with only pilot-agent lines, so keep
-        waiting (up to ``SAMPLE_LINES``) until some access line shows up."""
-        non_blank = sample.filter(pl.col("line").str.strip_chars() != "").height
-        if not final and non_blank < 20 and sample.height < SAMPLE_LINES:
-            return False
-        try:
-            self.format = detect(sample["line"].to_list())
-        except DetectionError:
-            if final or sample.height >= SAMPLE_LINES:
-                raise
-            return False
-        say(f"format: detected {self.format.name or 'a custom format'} (use --format to choose)")
-        for warning in self.format.warnings:
+    def _write(self, job: Job) -> None:
+        parsed = self.stream.parse(job)
+        self.stream.count(parsed)
+        for source, reason in self.stream.problems.items():
+            if source not in self._told:
+                self._told.add(source)
+                say(f"warning: {reason}")
+        if parsed.log is not None:
+            if self.writer.columns is None:
+                self.writer.columns = row_columns([parsed.log.format])
+            self.writer.write(parsed.log.requests)
+
+    @staticmethod
+    def _announce(source: str, fmt: CompiledFormat) -> None:
+        say(f"format: detected {fmt.name or 'a custom format'} for {source} (use --format to choose)")
+        for warning in fmt.warnings:
             say(f"warning: {warning}")
-        return True
 
-    def _write(self, log: AccessLog) -> None:
-        c = log.counts
-        for key in self.counts:
-            self.counts[key] += getattr(c, key)
-        if self.first_unparsed is None and log.unparsed.height:
-            self.first_unparsed = tuple(log.unparsed.select("source", "line_no", "reason").row(0))  # type: ignore[assignment]
-        if log.requests.height or (self._header and self.output is StreamOutput.csv):
-            write_rows(log.requests, self.output.value, self.sink, header=self._header)
-            self._header = False
-            self.sink.flush()
+    @staticmethod
+    def _dropped(columns: list[str]) -> None:
+        say(f"warning: {', '.join(columns)}: not in the CSV header (fixed at its first row); use -o ndjson")
 
 
 @app.command()
@@ -168,7 +153,7 @@ def _summary(server: ForwardServer, rows: _Rows) -> str:
     s, c = server.stats, rows.counts
     return (
         f"{s.connections} connection(s) ({s.active} open), {s.events} event(s); "
-        f"lines: {c['total']} total, {c['access']} access, {c['unparsed']} unparsed, {c['other']} other; "
+        f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other; "
         f"{s.problems} problem(s)"
     )
 
@@ -181,9 +166,9 @@ def _summaries(server: ForwardServer, rows: _Rows, every: float, done: threading
 def _account(server: ForwardServer, rows: _Rows) -> None:
     """The same accounting line ``parse`` prints, then what the receiver saw."""
     c = rows.counts
-    say(f"lines: {c['total']} total, {c['access']} access, {c['unparsed']} unparsed, {c['other']} other")
-    if rows.first_unparsed is not None:
-        source, line_no, reason = rows.first_unparsed
+    say(f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other")
+    if (first := rows.stream.tally.first_unparsed) is not None:
+        source, line_no, reason = first
         say(f"first unparsed line: {source}:{line_no}: {reason}")
     assembler, stats = server.assembler, server.stats
     if assembler.invalid_utf8:

@@ -1,4 +1,8 @@
-"""A progress bar on stderr while large files are read — only when stderr is a terminal."""
+"""Progress on stderr while input is read — only when stderr is a terminal.
+
+Files of known size get a bar; stdin (``kubectl logs … | meshlog summarize``) gets a counter of
+lines and bytes with the rate, since a pipe's size is unknown until it ends.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,18 @@ _MIN_BYTES = 32 << 20  # below this a bar only flickers
 
 @contextmanager
 def progress(paths: list[str], run: Run) -> Iterator[Callable[[], None]]:
-    """Yield ``tick()``: call it after each chunk; the bar follows the bytes the sources have read."""
-    files = [p for p in expand(paths) if p != "-" and os.path.isfile(p)]
+    """Yield ``tick()``: call it after each chunk; the display follows what the sources have read."""
+    inputs = expand(paths)
+    files = [p for p in inputs if p != "-" and os.path.isfile(p)]
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    if inputs == ["-"]:
+        with _counter(run) as tick:
+            yield tick
+        return
     total = sum(os.path.getsize(p) for p in files)
-    if not sys.stderr.isatty() or total < _MIN_BYTES or len(files) != len(expand(paths)):
+    if total < _MIN_BYTES or len(files) != len(inputs):
         yield lambda: None
         return
     from rich.console import Console  # rich costs ~45 ms to import: only when a bar is shown
@@ -31,3 +43,32 @@ def progress(paths: list[str], run: Run) -> Iterator[Callable[[], None]]:
     task = bar.add_task("read", total=total)
     with bar:
         yield lambda: bar.update(task, completed=min(total, sum(s.bytes_read for s in run.sources)))
+
+
+@contextmanager
+def _counter(run: Run) -> Iterator[Callable[[], None]]:
+    """stdin: lines and bytes so far, and the rate."""
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
+    counter = Progress(
+        TextColumn("reading stdin: {task.fields[lines]:,} lines, {task.fields[size]}"), TransferSpeedColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+    task = counter.add_task("stdin", total=None, lines=0, size="0 B")
+
+    def tick() -> None:
+        read = sum(s.bytes_read for s in run.sources)
+        lines = sum(s.lines for s in run.sources)
+        counter.update(task, completed=read, lines=lines, size=_size(read))
+
+    with counter:
+        yield tick
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"

@@ -27,11 +27,18 @@ def _num(value: Any) -> str:
     return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
 
 
+class _ReportConsole(Console):
+    def on_broken_pipe(self) -> None:
+        """rich exits 1 on its own here; the CLI's boundary decides (a reader that left is no error)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
     """The console for reports: a terminal's own width; 200 columns into a pipe or file (rich's 80
     would cut lines mid-phrase in a saved report), unless ``COLUMNS`` says otherwise."""
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=200 if piped else None)
+    return _ReportConsole(highlight=False, width=200 if piped else None)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str] | None = None) -> Table:

@@ -13,6 +13,7 @@ from meshlog.cli import app, boundary, say
 from meshlog.cli.commands import FormatFileOpt, FormatOpt, Input, InputOpt, MeshConfigOpt, Paths
 from meshlog.cli.exit_codes import ExitCode
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
+from meshlog.sources import expand, unreadable_reason
 
 
 def _piped_stdin() -> BinaryIO | None:
@@ -57,6 +58,14 @@ def tui(
     from meshlog.cli.listen import parse_address
     from meshlog.tui import create_app
 
+    if not sys.stdout.isatty():
+        say("error: the TUI draws on a terminal and stdout is not one; use `meshlog summarize` or `meshlog parse`")
+        raise typer.Exit(ExitCode.USAGE)
+    unreadable = [problem for path in expand(paths or []) if (problem := unreadable_reason(path))]
+    for problem in unreadable:  # before the screen opens: an empty dashboard would hide it
+        say(f"error: {problem}")
+    if unreadable:
+        raise typer.Exit(ExitCode.INPUT)
     conn = connection(prometheus, token, user, ca_file, insecure, timeout) if prometheus else None
     address = parse_address(forward) if forward else None
     reads_stdin = (not paths and address is None) or "-" in (paths or [])

@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
 from meshlog.errors import FilterError, MeshlogError
 from meshlog.escape import safe
@@ -101,7 +102,6 @@ class MeshlogApp(App[None]):
         self.refresh_seconds = refresh_seconds
         self.export_dir = export_dir or Path.cwd()
         self.state = LogState()
-        self.run_state: Run | None = None
         self.paused = False
         self.reading = True
         self.problem: str | None = None
@@ -162,11 +162,18 @@ class MeshlogApp(App[None]):
         from meshlog.tui.forward import ForwardFeed
 
         assert self.forward is not None
-        feed = ForwardFeed(self.state, compile_options(self.fmt_opts))
+        feed = ForwardFeed(self.state, compile_options(self.fmt_opts), on_problem=self._forward_problem)
         host, port = self.forward
+
+        def on_lines(lines: pl.DataFrame) -> None:
+            try:
+                feed(lines)
+            except Exception as exc:  # noqa: BLE001 - shown on screen; the receiver goes on
+                self._worker_failed("forward", exc)
+
         try:
             self.forward_server = ForwardServer(
-                feed, host=host, port=port, shared_key=self.shared_key, on_problem=self._forward_problem
+                on_lines, host=host, port=port, shared_key=self.shared_key, on_problem=self._forward_problem
             ).start()
         except MeshlogError as exc:
             self.problem = str(exc)
@@ -178,6 +185,19 @@ class MeshlogApp(App[None]):
         with contextlib.suppress(RuntimeError):
             self.call_from_thread(self.notify, message, title="forward", severity="warning")
 
+    def _worker_failed(self, what: str, exc: BaseException) -> None:
+        """An exception in a background thread: one line in the header and a notice, never lost."""
+        self.problem = f"internal error in the {what}: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+            self.call_from_thread(self.notify, self.problem, title=what, severity="error")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Textual workers (summary, metrics) keep their errors to themselves: show them."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.problem = f"internal error in {event.worker.name or 'a worker'}: {type(error).__name__}: {error}"
+            self.notify(self.problem, title="error", severity="error")
+
     def on_unmount(self) -> None:
         if self.forward_server is not None:
             self.forward_server.stop()
@@ -185,13 +205,19 @@ class MeshlogApp(App[None]):
     def _read(self) -> None:
         try:
             run = Run(compile_options(self.fmt_opts), input=self.input_kind, stdin=self.stdin)
-            self.run_state = run
+            self.state.tally = run.tally  # the stream parser counts every line, of any input
             for chunk in parse_paths(self.paths, run, columns=None):
-                self.state.add(chunk)
-            if run.errors:
-                self.problem = run.errors[0]
+                self.state.add(chunk, None)
+            self.state.add(None, None)  # lines that only were counted (start-up lines, no format) show too
+            problems = run.errors + list(run.stream.problems.values())
+            if problems:
+                self.problem = problems[0]
+            elif run.format is None and (note := run.stream.no_access_yet()):
+                self.problem = note
         except MeshlogError as exc:
             self.problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug: on screen, never a silent dead reader
+            self._worker_failed("reader", exc)
         finally:
             self.reading = False
             if self.is_running:

@@ -2,39 +2,40 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 
 import polars as pl
 
-from meshlog.errors import DetectionError
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.parse import parse_lines
-from meshlog.parse.detect import SAMPLE_LINES, detect
+from meshlog.stream import Job, StreamParser
 from meshlog.tui.state import LogState
 
 
 class ForwardFeed:
-    """The receiver's ``on_lines``: parse each batch into ``state``; without ``--format`` the format
-    is detected from the first lines a preset fits (start-up noise first is fine)."""
+    """The receiver's ``on_lines``: each batch through the one ``StreamParser`` (each tag's format
+    detected from its first lines a preset fits) into ``state``. Lines of a tag no preset fits are
+    still counted, and ``on_problem`` names the tag (the screen shows it)."""
 
-    def __init__(self, state: LogState, fmt: CompiledFormat | None) -> None:
+    def __init__(
+        self, state: LogState, fmt: CompiledFormat | None, *, on_problem: Callable[[str], None] | None = None
+    ) -> None:
         self.state = state
-        self.format = fmt
-        self.problem: str | None = None
-        self._pending: list[pl.DataFrame] = []
-        self._lock = threading.Lock()
+        self.stream = StreamParser(fmt)
+        self._on_problem = on_problem
+        self._told: set[str] = set()
 
     def __call__(self, lines: pl.DataFrame) -> None:
-        with self._lock:
-            if self.format is None:
-                self._pending.append(lines)
-                sample = pl.concat(self._pending, how="diagonal_relaxed")
-                try:
-                    self.format = detect(sample["line"].to_list())
-                except DetectionError as exc:
-                    if sample.height >= SAMPLE_LINES:
-                        self.problem = str(exc)
-                        self._pending = []
-                    return
-                lines, self._pending = sample, []
-            self.state.add(parse_lines(lines, self.format))
+        for job in self.stream.ready(lines, paused=True):  # a forward batch is what came: show it now
+            self._take(job)
+
+    def finish(self) -> None:
+        for job in self.stream.finish():
+            self._take(job)
+
+    def _take(self, job: Job) -> None:
+        parsed = self.stream.parse(job)
+        self.state.add(parsed.log, parsed.tally)
+        for source, reason in self.stream.problems.items():
+            if source not in self._told and self._on_problem is not None:
+                self._told.add(source)
+                self._on_problem(reason)

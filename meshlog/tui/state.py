@@ -7,7 +7,6 @@ Chunks arrive from a worker thread while the app runs; the app asks for views at
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +14,9 @@ import polars as pl
 
 from meshlog.filters import compile_where
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog, LineCounts
+from meshlog.parse import OTHER_SCHEMA, AccessLog, LineCounts
 from meshlog.reports.summary import summary_dict
+from meshlog.stream import Tally
 
 # The table's columns, in this order, when the format has them (the rest are in the detail view).
 TABLE_COLUMNS = (
@@ -50,10 +50,8 @@ class LogState:
     version: int = 0
     where: str = ""
     sort: tuple[str, bool] | None = None  # (column, descending)
+    tally: Tally = field(default_factory=Tally)  # the line accounting of everything added
     _requests: list[pl.DataFrame] = field(default_factory=list)
-    _unparsed: list[pl.DataFrame] = field(default_factory=list)
-    _other: Counter[str] = field(default_factory=Counter)
-    _counts: list[int] = field(default_factory=lambda: [0, 0, 0])  # access, unparsed, other
     _sources: set[str] = field(default_factory=set)  # inputs that gave requests
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _all: pl.DataFrame | None = None
@@ -61,25 +59,23 @@ class LogState:
     _view: View | None = None
     _view_key: tuple[Any, ...] = ()
 
-    def add(self, log: AccessLog) -> None:
-        """One parsed chunk (called from the reading thread)."""
+    def add(self, log: AccessLog | None, tally: Tally | None) -> None:
+        """One parsed chunk (None: lines of an input no format fits, only counted) and its tally
+        (None when ``tally`` is the stream parser's own, which counts as it parses). Called from the
+        reading thread."""
         with self._lock:
-            self.format = log.format
-            if log.requests.height:
-                self._requests.append(log.requests)
-                self._sources.update(log.requests["source"].unique().to_list())
-            if log.unparsed.height:
-                self._unparsed.append(log.unparsed)
-            self._other.update(dict(log.other.group_by("kind").len().iter_rows()))
-            self._counts[0] += log.requests.height
-            self._counts[1] += log.unparsed.height
-            self._counts[2] += log.other.height
+            if log is not None:
+                self.format = self.format or log.format
+                if log.requests.height:
+                    self._requests.append(log.requests)
+                    self._sources.update(log.requests["source"].unique().to_list())
+            if tally is not None:
+                self.tally.merge(tally)
             self.version += 1
 
     @property
     def lines(self) -> LineCounts:
-        a, u, o = self._counts
-        return LineCounts(a + u + o, a, u, o)
+        return self.tally.counts
 
     def requests(self) -> pl.DataFrame:
         """All requests so far as one frame (re-joined only when new chunks came)."""
@@ -95,19 +91,14 @@ class LogState:
     def log(self) -> AccessLog | None:
         if self.format is None:
             return None
-        unparsed = (
-            pl.concat(self._unparsed, how="diagonal_relaxed")
-            if self._unparsed
-            else pl.DataFrame(schema=UNPARSED_SCHEMA)
-        )
-        return AccessLog(self.requests(), unparsed, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
+        return AccessLog(self.requests(), self.tally.examples, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
 
     def summary(self, top: int = 25) -> dict[str, Any] | None:
         """The same report ``summarize`` prints, for everything read so far."""
         log = self.log()
         if log is None:
             return None
-        return summary_dict(log, top=top, lines=self.lines, other_kinds=dict(self._other))
+        return summary_dict(log, top=top, lines=self.lines, other_kinds=dict(self.tally.other_kinds))
 
     def set_filter(self, where: str) -> None:
         """Check ``where`` against the columns now (raises ``FilterError`` with the column) and keep it."""

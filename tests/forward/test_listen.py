@@ -124,7 +124,7 @@ def test_listen_detects_the_format_and_stops_on_sigint() -> None:
     finally:
         code, stderr, _ = listener.stop(signal.SIGINT)
     assert code == 0, stderr
-    assert "meshlog: format: detected istio (use --format to choose)\n" in stderr
+    assert "meshlog: format: detected istio for forward:" in stderr  # each tag has its own format
     assert [r["response_code"] for r in rows] == [418, 200, 503, 200, 0, 404, 418]
     assert "meshlog: lines: 26 total, 7 access, 0 unparsed, 19 other\n" in stderr
 
