@@ -82,19 +82,19 @@ class Timers:
 
 
 READ, ENVELOPES, DETECT, PARSE = (
-    "sources.read_lines: read, decode, split",
+    "sources.LineReader: read, decode, split",
     "envelopes",
     "format detection",
     "parse_lines",
 )
 EXTRACT, CAST, CLUSTER = "text.extract: split plan + regex fallback", "cast.cast_fields", "derive.cluster_columns"
 REASONS, REST = "text.failure_reasons", "rest: row index, joins, other_kind, filters, sort"
-CONCAT, WRITE, GLUE = "AccessLog.concat: chunks -> one frame", "write_rows: write_parquet", "CLI glue / unaccounted"
+WRITE, GLUE = "write_rows: write_parquet", "CLI glue / unaccounted (negative: parse workers overlap)"
 # (stage, level) in print order; level 1 are steps inside parse_lines
 STAGES: tuple[tuple[str, int], ...] = (
     *((name, 0) for name in (READ, ENVELOPES, DETECT, PARSE)),
     *((name, 1) for name in (EXTRACT, CAST, CLUSTER, REASONS, REST)),
-    *((name, 0) for name in (CONCAT, WRITE, GLUE)),
+    *((name, 0) for name in (WRITE, GLUE)),
 )
 
 
@@ -103,22 +103,20 @@ def child_profile(path: str, out: str) -> dict[str, Any]:
 
     Each library function is wrapped where its caller looks it up, so the real code path runs.
     """
-    from meshlog import cli, envelopes, parse, pipeline
-    from meshlog.cli import commands
+    from meshlog import cli, envelopes, export, parse, sources, stream
     from meshlog.parse import text
 
     timers = Timers()
-    pipeline.read_lines = timers.wrap_iter(READ, pipeline.read_lines)
+    sources.LineReader.__iter__ = timers.wrap_iter(READ, sources.LineReader.__iter__)  # type: ignore[method-assign]
     envelopes.Unwrapper.feed = timers.wrap(ENVELOPES, envelopes.Unwrapper.feed)  # type: ignore[method-assign]
     envelopes.Unwrapper.flush = timers.wrap(ENVELOPES, envelopes.Unwrapper.flush)  # type: ignore[method-assign]
-    pipeline.detect = timers.wrap(DETECT, pipeline.detect)
-    pipeline.parse_lines = timers.wrap(PARSE, pipeline.parse_lines)
+    stream.detect = timers.wrap(DETECT, stream.detect)
+    stream.parse_lines = timers.wrap(PARSE, stream.parse_lines)  # in the parse workers: summed over threads
     text.extract = timers.wrap(EXTRACT, text.extract)
     parse.cast_fields = timers.wrap(CAST, parse.cast_fields)
     parse.cluster_columns = timers.wrap(CLUSTER, parse.cluster_columns)
     text.failure_reasons = timers.wrap(REASONS, text.failure_reasons)
-    parse.AccessLog.concat = staticmethod(timers.wrap(CONCAT, parse.AccessLog.concat))  # type: ignore[method-assign]
-    commands.write_rows = timers.wrap(WRITE, commands.write_rows)
+    export.write_rows = timers.wrap(WRITE, export.write_rows)
     t = time.perf_counter()
     try:
         cli.app(["parse", path, "-o", "parquet", "--out", out], standalone_mode=False)
