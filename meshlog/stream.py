@@ -120,6 +120,7 @@ class StreamParser:
         self.tally = Tally()
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
+        self._told = 0
 
     @property
     def format(self) -> CompiledFormat | None:
@@ -212,6 +213,13 @@ class StreamParser:
         """Add a parsed job's lines to the accounting (call in input order)."""
         with self._lock:
             self.tally.merge(parsed.tally if isinstance(parsed, Parsed) else parsed)
+
+    def new_problems(self) -> list[str]:
+        """Problems not handed out before (a receiver says each once, as it happens)."""
+        with self._lock:
+            fresh = list(self.problems.values())[self._told :]
+            self._told = len(self.problems)
+            return fresh
 
     def no_access_yet(self) -> str | None:
         """A one-line note when lines came but none was an access record so far, else None."""

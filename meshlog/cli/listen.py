@@ -49,7 +49,6 @@ class _Rows:
     def __init__(self, fmt: CompiledFormat | None, output: StreamOutput, sink: BinaryIO) -> None:
         self.stream = StreamParser(fmt, on_format=self._announce)
         self.writer = RowWriter(output.value, sink, on_dropped=self._dropped)
-        self._told: set[str] = set()
 
     @property
     def counts(self) -> LineCounts:
@@ -68,10 +67,8 @@ class _Rows:
     def _write(self, job: Job) -> None:
         parsed = self.stream.parse(job)
         self.stream.count(parsed)
-        for source, reason in self.stream.problems.items():
-            if source not in self._told:
-                self._told.add(source)
-                say(f"warning: {reason}")
+        for problem in self.stream.new_problems():
+            say(f"warning: {problem}")
         if parsed.log is not None:
             if self.writer.columns is None:
                 self.writer.columns = row_columns([parsed.log.format])

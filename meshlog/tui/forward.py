@@ -22,7 +22,6 @@ class ForwardFeed:
         self.state = state
         self.stream = StreamParser(fmt)
         self._on_problem = on_problem
-        self._told: set[str] = set()
 
     def __call__(self, lines: pl.DataFrame) -> None:
         for job in self.stream.ready(lines, paused=True):  # a forward batch is what came: show it now
@@ -35,7 +34,6 @@ class ForwardFeed:
     def _take(self, job: Job) -> None:
         parsed = self.stream.parse(job)
         self.state.add(parsed.log, parsed.tally)
-        for source, reason in self.stream.problems.items():
-            if source not in self._told and self._on_problem is not None:
-                self._told.add(source)
-                self._on_problem(reason)
+        for problem in self.stream.new_problems():
+            if self._on_problem is not None:
+                self._on_problem(problem)
