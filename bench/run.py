@@ -216,8 +216,8 @@ def measure(cmd: list[str], stdout: Path | None) -> tuple[float, float, int, str
 
 
 def _meshlog_counts(stderr: str) -> dict[str, int]:
-    m = re.search(r"lines: (\d+) total, (\d+) access, (\d+) unparsed, (\d+) other", stderr)
-    return dict(zip(("lines", "access", "unparsed", "other"), map(int, m.groups()))) if m else {}
+    m = re.search(r"lines: ([\d,]+) total, ([\d,]+) access, ([\d,]+) unparsed, ([\d,]+) other", stderr)
+    return dict(zip(("lines", "access", "unparsed", "other"), (int(g.replace(",", "")) for g in m.groups()))) if m else {}
 
 
 # GoAccess has no Envoy preset: Istio's default text format in its --log-format language (DPE and

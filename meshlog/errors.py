@@ -43,7 +43,8 @@ class UnparsedLinesError(MeshlogError):
     """Strict mode: some lines did not parse. Carries the first one for the message."""
 
     def __init__(self, count: int, source: str, line_no: int, reason: str) -> None:
-        super().__init__(f"{count} line(s) did not parse; first at {source}:{line_no}: {reason}")
+        lines = "1 line" if count == 1 else f"{count:,} lines"
+        super().__init__(f"{lines} did not parse; first at {source}:{line_no}: {reason}")
         self.count = count
         self.source = source
         self.line_no = line_no

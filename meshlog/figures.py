@@ -31,3 +31,16 @@ def percent(share: float) -> str:
     if p >= 0.995:
         return f"{p:.1f}%"
     return f"{p:.2f}%" if p >= 0.005 else "<0.01%"
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 request``, ``19 requests``, ``1,000 lines``: a count for people (thousands separated)."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def span(seconds: float) -> str:
+    """A bucket width as people write it: ``10s``, ``5m``, ``3h``, ``2d`` (``90s`` stays ``90s``)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -49,6 +49,24 @@ FLAGS: dict[str, Flag] = {code: Flag(code, name, meaning) for code, name, meanin
 BY_LONG_NAME: dict[str, Flag] = {f.name: f for f in FLAGS.values()}
 
 
+_BY_UPPER: dict[str, Flag] = {**{k.upper(): f for k, f in BY_LONG_NAME.items()}, **FLAGS}
+
+
+def lookup(code: str) -> Flag | None:
+    """A built-in flag by short code or long name, in any case (``uf``, ``upstreamconnectionfailure``)."""
+    return FLAGS.get(code) or BY_LONG_NAME.get(code) or _BY_UPPER.get(code.upper())
+
+
+def near_misses(code: str, *, n: int = 3) -> list[str]:
+    """Short codes a mistyped flag may have meant (``UFX`` → ``UF``, ``URX``)."""
+    import difflib
+
+    upper = code.upper()
+    short = difflib.get_close_matches(upper, list(FLAGS), n=n, cutoff=0.5)
+    long = difflib.get_close_matches(upper, [k for k in _BY_UPPER if k not in FLAGS], n=n, cutoff=0.7)
+    return list(dict.fromkeys([*short, *(_BY_UPPER[k].code for k in long)]))[:n]
+
+
 def describe(code: str) -> Flag:
     """The flag for a short code or long name; an unknown one (a custom flag) is described as such."""
     return FLAGS.get(code) or BY_LONG_NAME.get(code) or Flag(code, code, "not a built-in Envoy flag (custom flag?)")

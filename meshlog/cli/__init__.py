@@ -18,9 +18,27 @@ app = typer.Typer(
     name="meshlog",
     help="Triage Istio sidecar (Envoy) access logs: what is failing, where, and why.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from meshlog import __version__
+
+        print(f"meshlog {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Triage Istio sidecar (Envoy) access logs: what is failing, where, and why."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +65,7 @@ def boundary(func: F) -> F:
         except BrokenPipeError:
             _reader_gone()
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         except typer.Exit:
             raise
         except Exception as exc:  # a bug: still one line, and a way to see more
@@ -56,7 +74,7 @@ def boundary(func: F) -> F:
             if os.environ.get("MESHLOG_TRACEBACK"):
                 raise
             say(f"internal error: {type(exc).__name__}: {exc} (rerun with MESHLOG_TRACEBACK=1 and report it)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -15,10 +15,11 @@ from meshlog.cli.exit_codes import ExitCode, exit_code_for
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
 from meshlog.errors import DetectionError, MeshlogError, UnparsedLinesError, UsageError
 from meshlog.export import RowWriter, write_rows
-from meshlog.flags import FLAGS, describe
+from meshlog.flags import FLAGS, lookup, near_misses
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import PRESETS, resolve
-from meshlog.parse import AccessLog
+from meshlog.figures import count
+from meshlog.parse import AccessLog, LineCounts
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths, peek_formats, row_columns
 from meshlog.sources import expand
 
@@ -75,6 +76,11 @@ def _announcer(run_inputs: list[str]) -> Callable[[str, CompiledFormat], None]:
     return announce
 
 
+def accounting(c: LineCounts) -> str:
+    """The line accounting every command ends with (one format, so scripts can read it)."""
+    return f"lines: {c.total:,} total, {c.access:,} access, {c.unparsed:,} unparsed, {c.other:,} other"
+
+
 def _warn_format(fmt: CompiledFormat) -> None:
     for warning in fmt.warnings:
         say(f"warning: {warning}")
@@ -83,17 +89,17 @@ def _warn_format(fmt: CompiledFormat) -> None:
 def _finish(run: Run, strict: bool) -> None:
     """Line accounting on stderr, then the exit code the run deserves."""
     c = run.tally.counts
-    say(f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other")
+    say(accounting(c))
     wrapped = {w for ws in run.wrappers.values() for w in ws}
     if wrapped:
-        joined = f"; {run.joined} physical line(s) joined into longer ones" if run.joined else ""
+        joined = f"; {count(run.joined, 'physical line')} joined into longer ones" if run.joined else ""
         say(f"input: unwrapped {', '.join(sorted(wrapped))}{joined}")
     for stats in run.sources:
         if stats.invalid_utf8:
-            say(f"{stats.name}: {stats.invalid_utf8} line(s) with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
+            say(f"{stats.name}: {count(stats.invalid_utf8, 'line')} with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
         if stats.too_long:
             say(
-                f"{stats.name}: {len(stats.too_long)} line(s) longer than 1 MiB cut to their start "
+                f"{stats.name}: {count(len(stats.too_long), 'line')} longer than 1 MiB cut to their start "
                 f"(first at line {stats.too_long[0]})"
             )
     for problem in run.stream.problems.values():  # the other inputs were reported; these lines are unparsed
@@ -126,7 +132,7 @@ def _nothing_parsed(run: Run) -> NoReturn:
         say("no input lines: the input is empty")
     else:
         say(run.stream.no_access_yet() or f"no access lines ({c.total} lines)")
-        say(f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other")
+        say(accounting(c))
     raise typer.Exit(ExitCode.OK)
 
 
@@ -314,7 +320,7 @@ def _default_by(columns: list[str]) -> str:
 @app.command()
 @boundary
 def trace(
-    request_id: Annotated[str, typer.Argument(help="The x-request-id to follow.")],
+    request_id: Annotated[str, typer.Argument(help="The x-request-id to follow (or a unique prefix of it).")],
     paths: Paths = None,
     output: Annotated[ReportOutput, typer.Option("--output", "-o", help="text or json.")] = ReportOutput.text,
     format: FormatOpt = None,
@@ -324,7 +330,7 @@ def trace(
 ) -> None:
     """Every line with one request id across all inputs (client and server sidecars), in order."""
     from meshlog.cli.render import render_trace
-    from meshlog.reports.trace import id_column
+    from meshlog.reports.trace import id_column, resolve_id
     from meshlog.reports.trace import trace as trace_hops
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
@@ -336,6 +342,7 @@ def trace(
     if id_column(log.requests.columns) is None:
         say("error: this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")
         raise typer.Exit(ExitCode.USAGE)
+    request_id = resolve_id(log.requests, request_id) or request_id  # a unique prefix names its id
     hops = trace_hops(log.requests, request_id)
     if output is ReportOutput.json:
         rows = [
@@ -355,7 +362,7 @@ def trace(
         raise typer.Exit(ExitCode.INPUT)
     if hops.height == 0:
         say(f"no line carries request id {request_id}")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.NOT_FOUND)
 
 
 @app.command()
@@ -372,7 +379,10 @@ def formats(
         return
     fmt = resolve(show)
     _warn_format(fmt)
+    print(f"name: {fmt.name or '(custom)'}")
     print(f"encoding: {fmt.encoding}")
+    # what to compare with meshConfig.accessLogFormat (JSON: the key → operator map Envoy is given)
+    print(f"format: {fmt.source.removesuffix(chr(10))}")
     print(f"  {'column':36} {'type':12} {'unset':6} from")
     for f in fmt.fields:
         print(f"  {f.column:36} {f.kind.value:12} {f.unset or '(empty)':6} {f.source}")
@@ -385,8 +395,18 @@ def formats(
 def flags(
     codes: Annotated[list[str] | None, typer.Argument(help="Flags (UF, URX,UF, …); all when none.")] = None,
 ) -> None:
-    """What Envoy's response flags mean."""
+    """What Envoy's response flags mean (short codes or long names, any case)."""
     wanted = [c for code in (codes or list(FLAGS)) for c in code.split(",") if c]
+    unknown = False
     for code in wanted:
-        flag = describe(code)
+        flag = lookup(code)
+        if flag is None:
+            unknown = True
+            guesses = near_misses(code)
+            options = ", ".join(guesses[:-1]) + " or " + guesses[-1] if len(guesses) > 1 else "".join(guesses)
+            hint = f"; did you mean {options}?" if guesses else " (a custom flag?)"
+            say(f"{code}: not a built-in Envoy flag{hint}")
+            continue
         print(f"{flag.code:6} {flag.name:34} {flag.meaning}")
+    if unknown:
+        raise typer.Exit(ExitCode.NOT_FOUND)

@@ -13,7 +13,8 @@ import polars as pl
 import typer
 
 from meshlog.cli import app, boundary, say
-from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt
+from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt, accounting
+from meshlog.figures import count
 from meshlog.export import RowWriter
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.forward.protocol import MAX_MESSAGE_BYTES
@@ -149,9 +150,8 @@ def listen(
 def _summary(server: ForwardServer, rows: _Rows) -> str:
     s, c = server.stats, rows.counts
     return (
-        f"{s.connections} connection(s) ({s.active} open), {s.events} event(s); "
-        f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other; "
-        f"{s.problems} problem(s)"
+        f"{count(s.connections, 'connection')} ({s.active:,} open), {count(s.events, 'event')}; "
+        f"{accounting(c)}; {count(s.problems, 'problem')}"
     )
 
 
@@ -163,17 +163,17 @@ def _summaries(server: ForwardServer, rows: _Rows, every: float, done: threading
 def _account(server: ForwardServer, rows: _Rows) -> None:
     """The same accounting line ``parse`` prints, then what the receiver saw."""
     c = rows.counts
-    say(f"lines: {c.total} total, {c.access} access, {c.unparsed} unparsed, {c.other} other")
+    say(accounting(c))
     if (first := rows.stream.tally.first_unparsed) is not None:
         source, line_no, reason = first
         say(f"first unparsed line: {source}:{line_no}: {reason}")
     assembler, stats = server.assembler, server.stats
     if assembler.invalid_utf8:
-        say(f"forward: {assembler.invalid_utf8} line(s) with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
+        say(f"forward: {count(assembler.invalid_utf8, 'line')} with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
     if assembler.cut_partials:
-        say(f"forward: {assembler.cut_partials} partial (P) line(s) cut at {assembler.max_partial_bytes} bytes")
+        say(f"forward: {count(assembler.cut_partials, 'partial (P) line')} cut at {assembler.max_partial_bytes:,} bytes")
     say(
-        f"forward: {stats.connections} connection(s), {stats.messages} message(s), {stats.events} event(s), "
-        f"{stats.acks} ack(s), {stats.problems} problem(s)"
-        + (f", {stats.ignored} non-log event(s) ignored" if stats.ignored else "")
+        f"forward: {count(stats.connections, 'connection')}, {count(stats.messages, 'message')}, "
+        f"{count(stats.events, 'event')}, {count(stats.acks, 'ack')}, {count(stats.problems, 'problem')}"
+        + (f", {count(stats.ignored, 'non-log event')} ignored" if stats.ignored else "")
     )

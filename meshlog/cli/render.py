@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from meshlog.escape import safe
-from meshlog.figures import percent, timeline_lines
+from meshlog.figures import count, percent, span, timeline_lines
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -57,8 +57,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     rate = over["requests_per_s"]
     console.print(
         Text.assemble(
-            (f"{summary['requests']} requests", "bold"),
-            f" from {lines['total']} lines ({lines['unparsed']} unparsed, {lines['other']} other)"
+            (count(summary["requests"], "request"), "bold"),
+            f" from {count(lines['total'], 'line')} ({lines['unparsed']:,} unparsed, {lines['other']:,} other)"
             f" · format {safe(summary['format']['name'] or 'custom')}",
         )
     )
@@ -66,7 +66,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         console.print(
             f"{tr['start'] or '-'} → {tr['end'] or '-'}"
             + (f" · {rate:.1f} req/s" if rate else "")
-            + f" · errors (5xx, 0 with a flag): {over['errors']} ({percent(over['error_ratio'])})"
+            + f" · errors (5xx, 0 with a flag): {over['errors']:,} ({percent(over['error_ratio'])})"
         )
     if summary["unparsed_lines"]:
         first = summary["unparsed_lines"][0]
@@ -160,7 +160,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]
         for name, line, peak in timeline_lines(buckets):
-            console.print(f"{name:<8} per {step}s  {line}  peak {peak}")
+            console.print(f"{name:<8} per {span(step)}  {line}  peak {peak:,}")
     if summary["other_lines"]:
         console.print("other lines: " + ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]))
     if summary.get("metrics"):
@@ -209,8 +209,9 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         "# meshlog summary",
         "",
         (
-            f"{summary['requests']} requests from {lines['total']} lines ({lines['unparsed']} unparsed, "
-            f"{lines['other']} other); errors (5xx, 0 with a flag): {over['errors']} ({percent(over['error_ratio'])}); "
+            f"{count(summary['requests'], 'request')} from {count(lines['total'], 'line')} ({lines['unparsed']:,} "
+            f"unparsed, {lines['other']:,} other); errors (5xx, 0 with a flag): {over['errors']:,} "
+            f"({percent(over['error_ratio'])}); "
             f"{summary['time_range']['start']} → {summary['time_range']['end']}"
         ),
         "",
@@ -265,7 +266,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     buckets = summary["timeline"]["buckets"]
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]
-        out += [f"## Over time ({step} s buckets)", ""]
+        out += [f"## Over time ({span(step)} buckets)", ""]
         out += [f"- {name}: `{line}` peak {peak}" for name, line, peak in timeline_lines(buckets)]
         out.append("")
     if summary["other_lines"]:
@@ -276,14 +277,15 @@ def markdown_summary(summary: dict[str, Any]) -> str:
 def render_trace(request_id: str, hops: Any, console: Console | None = None) -> None:
     """The hops of one request as a table: where, when (offset), how long, how it ended."""
     console = console or stdout_console()
-    console.print(Text.assemble(("request ", "bold"), safe(request_id), f" — {hops.height} line(s)"))
-    columns = ["+ms", "took ms", "code", "flags", "source:line", "pod", "upstream cluster", "upstream host"]
+    console.print(Text.assemble(("request ", "bold"), safe(request_id), f" — {count(hops.height, 'line')}"))
+    columns = ["+ms", "took ms", "code", "flags", "request", "source:line", "pod", "upstream cluster", "upstream host"]
     rows = [
         [
             _num(h.get("offset_ms")),
             _num(h.get("duration")),
             safe(h.get("response_code")),
             safe(h.get("response_flags")),
+            safe(" ".join(str(h[k]) for k in ("method", "path") if h.get(k) is not None)),
             f"{safe(h.get('source'))}:{h.get('line_no')}",
             safe(h.get("pod")),
             safe(h.get("upstream_cluster")),

@@ -9,16 +9,37 @@ from __future__ import annotations
 
 import polars as pl
 
+from meshlog.errors import UsageError
+
 ID_COLUMNS = ("request_id", "stream_id")
 HOP_COLUMNS = (
     "source", "line_no", "pod", "start_time", "duration", "response_code", "response_flags",
-    "upstream_cluster", "upstream_host", "cluster_direction", "route_name", "path",
+    "upstream_cluster", "upstream_host", "cluster_direction", "route_name", "method", "path",
 )  # fmt: skip
+SHOWN_MATCHES = 5  # ids named when a prefix is ambiguous
 
 
 def id_column(columns: list[str]) -> str | None:
     """The column that holds the request id in this format, if any."""
     return next((c for c in ID_COLUMNS if c in columns), None)
+
+
+def resolve_id(requests: pl.DataFrame, request_id: str) -> str | None:
+    """The request id that ``request_id`` names: itself when some line carries it, else the one id it
+    is a prefix of (as git takes a unique prefix of a hash). None when no id starts so; an ambiguous
+    prefix raises ``UsageError`` naming a few of the ids."""
+    column = id_column(requests.columns)
+    if column is None or not request_id:
+        return None
+    ids = requests.get_column(column)
+    if (ids == request_id).any():
+        return request_id
+    matches = ids.filter(ids.str.starts_with(request_id)).unique(maintain_order=True)
+    if matches.len() > 1:
+        shown = ", ".join(matches.head(SHOWN_MATCHES).to_list())
+        more = f" and {matches.len() - SHOWN_MATCHES} more" if matches.len() > SHOWN_MATCHES else ""
+        raise UsageError(f"{matches.len()} request ids start with {request_id!r}: {shown}{more}; give more of it")
+    return matches[0] if matches.len() else None
 
 
 def trace(requests: pl.DataFrame, request_id: str) -> pl.DataFrame:

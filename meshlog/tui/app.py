@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from meshlog.errors import FilterError, MeshlogError
 from meshlog.escape import safe
+from meshlog.figures import count
 from meshlog.filters import flag_filter, quote
 from meshlog.metrics.http import Connection
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
@@ -492,7 +493,8 @@ class MeshlogApp(App[None]):
             self.call_from_thread(self.notify, str(exc), title="metrics", severity="warning")
             return
         n = len({svc for sel in selections for svc in sel.services})
-        scope = f"{n} service(s) of the filtered requests" if self.state.where else f"the log's {n} service(s)"
+        services = count(n, "service")
+        scope = f"{services} of the filtered requests" if self.state.where else f"the log's {services}"
         scope += ", reporter " + " + ".join(sel.reporter for sel in selections or [Selection("source")])
         took = time.monotonic() - t0
         self.call_from_thread(

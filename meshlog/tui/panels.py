@@ -17,7 +17,7 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from meshlog.figures import percent, sparkline, timeline_lines
+from meshlog.figures import percent, span, sparkline, timeline_lines
 from meshlog.filters import flag_filter, quote
 from meshlog.reports.latency import HISTOGRAM_BOUNDS
 from meshlog.tui.text import short_name, width
@@ -185,7 +185,7 @@ class Dashboard(VerticalScroll):
         self.query_one("#over-time", Static).update(_over_time(summary))
         self.query_one(
             "#over-time", Static
-        ).border_title = f"over time ({summary['timeline']['bucket_seconds']}s buckets)"
+        ).border_title = f"over time ({span(summary['timeline']['bucket_seconds'])} buckets)"
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         panel = event.data_table
@@ -237,7 +237,7 @@ def _over_time(summary: dict[str, Any]) -> Text:
     for name, line, peak in timeline_lines(buckets):
         out.append(f"{name:<9}", style="bold")
         out.append(line or "-", style="red" if name == "errors" else "")
-        out.append(f"  peak {peak} per {step}s\n", style="dim")
+        out.append(f"  peak {peak:,} per {span(step)}\n", style="dim")
     if buckets:
         first, last = buckets[0]["start"], buckets[-1]["start"]
         out.append(" " * 9 + f"{first[11:19]} … {last[11:19]} UTC", style="dim")

@@ -128,7 +128,7 @@ def test_strict_fails_on_unparsed_lines(tmp_path: Path) -> None:
     result = runner.invoke(app, ["parse", str(log), "-f", "istio", "--strict"])
     assert result.exit_code == 4
     assert result.stderr.splitlines()[-1] == (
-        f'meshlog: error: 1 line(s) did not parse; first at {log}:4: field response_code: expected an integer, got "4x4"'
+        f'meshlog: error: 1 line did not parse; first at {log}:4: field response_code: expected an integer, got "4x4"'
     )
 
 
@@ -200,7 +200,7 @@ def test_invalid_utf8_is_kept_and_counted(tmp_path: Path) -> None:
     result = runner.invoke(app, ["parse", str(log), "-f", "istio"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["user_agent"] == "caf\ufffd"
-    assert "1 line(s) with invalid UTF-8" in result.stderr
+    assert "1 line with invalid UTF-8" in result.stderr
 
 
 def test_flags_explains_combined_flags() -> None:
@@ -309,7 +309,7 @@ def test_wrapped_input_is_unwrapped_and_said(tmp_path: Path) -> None:
     cri.write_bytes(sample.read_bytes())
     result = runner.invoke(app, ["parse", str(cri), "-f", "istio-upstream-cluster"])
     assert result.exit_code == 0
-    assert "meshlog: input: unwrapped cri; 1 physical line(s) joined into longer ones" in result.stderr
+    assert "meshlog: input: unwrapped cri; 1 physical line joined into longer ones" in result.stderr
     rows = [json.loads(x) for x in result.stdout.splitlines()]
     assert {(r["pod"], r["namespace"], r["container"], r["stream"]) for r in rows} == {
         ("sleep-7656cf8794-7hkmv", "default", "istio-proxy", "stdout")
@@ -318,3 +318,73 @@ def test_wrapped_input_is_unwrapped_and_said(tmp_path: Path) -> None:
     forced = runner.invoke(app, ["parse", str(cri), "-f", "istio-upstream-cluster", "--input", "plain"])
     assert forced.exit_code == 0 and "unwrapped" not in forced.stderr
     assert "lines: 28 total, 0 access" in forced.stderr  # the CRI prefix stays on every line
+
+
+# -- from a new user's run-through (polish issue) ---------------------------------------------------------
+
+
+def test_version_and_short_help() -> None:
+    from meshlog import __version__
+
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.strip() == f"meshlog {__version__}"
+    short = runner.invoke(app, ["summarize", "-h"])
+    assert short.exit_code == 0 and "--where" in short.stdout
+    assert "--install-completion" in runner.invoke(app, ["--help"]).stdout
+
+
+def test_flags_are_matched_in_any_case_and_near_misses_suggested() -> None:
+    result = runner.invoke(app, ["flags", "uf", "UpstreamRetryLimitExceeded".lower()])
+    assert result.exit_code == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["UF", "URX"]
+    miss = runner.invoke(app, ["flags", "ufx"])
+    assert miss.exit_code == 1
+    assert "ufx: not a built-in Envoy flag; did you mean UF" in miss.stderr
+
+
+def test_formats_show_prints_the_envoy_format_string() -> None:
+    result = runner.invoke(app, ["formats", "--show", "istio"])
+    assert result.exit_code == 0
+    shown = next(line for line in result.stdout.splitlines() if line.startswith("format: "))
+    # Istio's documented default text format (istio.io, Envoy access logs), as the proxy is given it
+    assert shown.startswith('format: [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%"')
+    assert shown.endswith("%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%")
+
+
+def test_trace_takes_a_unique_prefix_of_a_request_id_and_shows_method_and_path() -> None:
+    first = expected(ISTIO)[0]
+    result = runner.invoke(app, ["trace", first["request_id"][:8], str(ISTIO / "access.log"), "-o", "json"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["request_id"] == first["request_id"] and len(out["hops"]) == 1
+    text = runner.invoke(app, ["trace", first["request_id"][:8], str(ISTIO / "access.log")], env={"COLUMNS": "200"})
+    assert f"{first['method']} {first['path']}" in text.stdout
+    assert "1 line" in text.stdout and "line(s)" not in text.stdout
+
+
+def test_trace_names_the_ids_an_ambiguous_prefix_fits(tmp_path: Path) -> None:
+    ids = [s["request_id"] for s in expected(ISTIO) if s["request_id"]]  # TCP lines carry none
+    prefix = next(p for p in (i[:1] for i in ids) if sum(i.startswith(p) for i in ids) > 1)
+    result = runner.invoke(app, ["trace", prefix, str(ISTIO / "access.log")])
+    assert result.exit_code == 2
+    many = sum(i.startswith(prefix) for i in ids)
+    assert f"{many} request ids start with {prefix!r}" in result.stderr
+
+
+def test_counts_read_as_words_with_thousands_separated(tmp_path: Path) -> None:
+    one = tmp_path / "one.log"
+    one.write_text((ISTIO / "access.log").read_text().splitlines()[0] + "\n")
+    result = runner.invoke(app, ["summarize", str(one)])
+    assert result.stdout.startswith("1 request from 1 line (0 unparsed, 0 other)"), result.stdout
+    lines = (ISTIO / "access.log").read_text().splitlines()
+    many = tmp_path / "many.log"
+    many.write_text("\n".join(lines[i % len(lines)] for i in range(1900)) + "\n")
+    result = runner.invoke(app, ["summarize", str(many)])
+    assert result.stdout.startswith("1,900 requests from 1,900 lines"), result.stdout
+    assert "meshlog: lines: 1,900 total, 1,900 access, 0 unparsed, 0 other" in result.stderr
+
+
+def test_bucket_widths_read_as_people_write_them() -> None:
+    from meshlog.figures import span
+
+    assert [span(s) for s in (1, 10, 90, 300, 10800, 86400, 0.5)] == ["1s", "10s", "90s", "5m", "3h", "1d", "0.5s"]

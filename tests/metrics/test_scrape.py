@@ -113,7 +113,7 @@ def test_a_counter_going_down_is_a_restart() -> None:
     assert dict(zip(delta["name"], delta["delta"], strict=True)) == {"c": 3.0, "g": 2.0}
     assert delta.filter(pl.col("name") == "c")["reset"].item() is True
     frames = frames_from_delta(delta, NOW - dt.timedelta(seconds=10), NOW)
-    assert frames.notes == ["1 counter(s) went down between the scrapes: the proxy restarted; counted from 0"]
+    assert frames.notes == ["1 counter went down between the scrapes: the proxy restarted; counted from 0"]
 
 
 def test_istio_requests_from_two_scrapes() -> None:
