@@ -227,11 +227,49 @@ def parse_time(text: str, latest: dt.datetime | None, *, option: str = "--since"
         ) from None
 
 
+def is_relative(text: str | None) -> bool:
+    """A duration (``15m``) rather than a time: it is resolved against the last request."""
+    return bool(text) and bool(_DURATION.match(str(text).strip()))
+
+
+def time_filter(since: str | None, until: str | None) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
+    """``--since`` / ``--until`` given as ISO times, for chunks as they stream (durations need the
+    last request: see ``window``)."""
+    start = parse_time(since, None) if since else None
+    end = parse_time(until, None, option="--until") if until else None
+    if start is None and end is None:
+        return None
+
+    def keep(frame: pl.DataFrame) -> pl.DataFrame:
+        if "start_time" not in frame.columns:
+            return frame.clear()
+        cond = pl.lit(True)
+        if start is not None:
+            cond &= pl.col("start_time") >= start
+        if end is not None:
+            cond &= pl.col("start_time") < end
+        return frame.filter(cond.fill_null(False))
+
+    return keep
+
+
 def check_time(text: str, *, option: str = "--since") -> None:
     """Raise ``FilterError`` now if ``text`` is neither an ISO-8601 time nor a duration (before any
     input is read; a duration is resolved later, against the last request)."""
     if not _DURATION.match(text.strip()):
         parse_time(text, None, option=option)
+
+
+def window(
+    requests: pl.DataFrame, since: str | None, until: str | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``--since`` / ``--until`` as times: ISO as given, durations back from the last request."""
+    if not (since or until) or "start_time" not in requests.columns:
+        return None, None
+    latest = requests.select(pl.col("start_time").max()).item()
+    start = parse_time(since, latest) if since else None
+    end = parse_time(until, latest, option="--until") if until else None
+    return start, end
 
 
 def narrow(
@@ -245,12 +283,11 @@ def narrow(
     conditions: list[pl.Expr] = []
     if where:
         conditions.append(compile_where(where, requests.schema))
-    if (since or until) and "start_time" in requests.columns:
-        latest = requests.select(pl.col("start_time").max()).item()
-        if since:
-            conditions.append(pl.col("start_time") >= parse_time(since, latest))
-        if until:
-            conditions.append(pl.col("start_time") < parse_time(until, latest, option="--until"))
+    start, end = window(requests, since, until)
+    if start is not None:
+        conditions.append(pl.col("start_time") >= start)
+    if end is not None:
+        conditions.append(pl.col("start_time") < end)
     if not conditions:
         return log
     return AccessLog(requests.filter(pl.all_horizontal(conditions)), log.unparsed, log.other, log.format)

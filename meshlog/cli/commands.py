@@ -47,6 +47,11 @@ MeshConfigOpt = Annotated[
     typer.Option("--mesh-config", help="Istio MeshConfig, istio ConfigMap or IstioOperator YAML."),
 ]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Unparsed lines are an error (exit 4).")]
+WhereOpt = Annotated[
+    str | None, typer.Option("--where", help="Filter, e.g. 'response_code>=500', 'response_flags~UF'.")
+]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="ISO time, or 15m/2h before the last request.")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="ISO time, or 15m/2h before the last request.")]
 
 
 class Input(str, Enum):
@@ -154,14 +159,23 @@ def parse(
     mesh_config: MeshConfigOpt = None,
     strict: StrictOpt = False,
     input: InputOpt = Input.auto,
+    where: WhereOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
 ) -> None:
     """Typed rows out, one per access-log line (with source and line_no)."""
+    from meshlog.filters import check_time, is_relative, narrow, time_filter, where_filter
+
+    keep = where_filter(where) if where else None  # options first: a mistake stops before any input
+    for text, option in ((since, "--since"), (until, "--until")):
+        if text:
+            check_time(text, option=option)
+    relative = is_relative(since) or is_relative(until)  # resolved against the last request: at the end
+    in_time = None if relative else time_filter(since, until)
     run = _start(FormatOptions(format, format_file, mesh_config), input)
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
-        say("error: parquet is binary; redirect stdout or use --out FILE")
-        raise typer.Exit(ExitCode.USAGE)
-    announce = _announcer(paths or [])
-    run.stream.on_format = announce
+        raise UsageError("parquet is binary; redirect stdout or use --out FILE")
+    run.stream.on_format = _announcer(paths or [])
     if output is not RowOutput.ndjson:  # a table: every input's columns known before its first row
         peek_formats(run, paths or [])
     sink = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
@@ -170,12 +184,20 @@ def parse(
         say(f"warning: {', '.join(columns)}: not in the table's columns (fixed at its first row); use -o ndjson")
 
     writer: RowWriter | None = None
+    held: list[AccessLog] = []
     try:
         for log in parse_paths(paths or [], run):
             if writer is None:
                 writer = RowWriter(output.value, sink, row_columns(run.stream.formats.values() or [log.format]),
                                    on_dropped=dropped)  # fmt: skip
-            writer.write(log.requests)
+            if relative:
+                held.append(log)
+                continue
+            rows = log.requests if keep is None else keep(log.requests)
+            writer.write(rows if in_time is None else in_time(rows))
+        if writer is not None and held:
+            whole = AccessLog.concat(held, held[0].format)
+            writer.write(narrow(whole, where=where, since=since, until=until).requests)
         if writer is not None:
             writer.close()
     finally:
@@ -214,11 +236,9 @@ def summarize(
     by: Annotated[
         By | None, typer.Option("--by", help="Dimension for the latency / error table (default: cluster).")
     ] = None,
-    where: Annotated[
-        str | None, typer.Option("--where", help="Filter, e.g. 'response_code>=500', 'response_flags~UF'.")
-    ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO time, or 15m/2h before the last request.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="ISO time, or 15m/2h before the last request.")] = None,
+    where: WhereOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows per table.")] = 10,
     format: FormatOpt = None,
     format_file: FormatFileOpt = None,
@@ -236,7 +256,8 @@ def summarize(
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
-    from meshlog.filters import check_time, columns_named, narrow, where_filter
+    from meshlog.filters import check_time, columns_named, narrow, where_filter, window
+    from meshlog.reports.summary import iso_z
     from meshlog.reports.compact import REPORT_COLUMNS, Compact, SummaryInput, compact
     from meshlog.reports.summary import by_table, summary_dict
 
@@ -264,7 +285,9 @@ def summarize(
             tick()
     if run.format is None:
         _nothing_parsed(run)
-    log = narrow(folded.log(run.format, run.tally.examples), since=since, until=until)
+    compacted = folded.log(run.format, run.tally.examples)
+    start, end = window(compacted.requests, since, until)
+    log = narrow(compacted, since=since, until=until)
     if by is not None and log.requests.height:
         _check_by(by, log.requests.columns)
     dimension = BY_COLUMN[by] if by is not None else _default_by(log.requests.columns)
@@ -277,6 +300,10 @@ def summarize(
             log, top=top, by=dimension, lines=run.tally.counts, other_kinds=dict(run.tally.other_kinds),
             slowest=folded.slowest,
         )  # fmt: skip
+        summary["filter"] = where or None  # what chose the requests: the report states it
+        summary["window"] = (
+            {"since": since, "until": until, "start": iso_z(start), "end": iso_z(end)} if since or until else None
+        )
         if prometheus:
             from meshlog.metrics.compare import metrics_beside_log
             from meshlog.metrics.prometheus import Prometheus

@@ -50,6 +50,20 @@ def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str
     return table
 
 
+def chosen_by(summary: dict[str, Any]) -> str | None:
+    """``7 of 19 requests match `response_code>=500`, since 15m (from 21:09:24Z)``: what chose them."""
+    where, win = summary.get("filter"), summary.get("window")
+    if not where and not win:
+        return None
+    parts = [f"`{safe(where)}`"] if where else []
+    if win:
+        for key, edge in (("since", "start"), ("until", "end")):
+            if win.get(key):
+                parts.append(f"{key} {safe(win[key])}" + (f" ({win[edge]})" if win.get(edge) and win[edge] != win[key] else ""))
+    access = summary["lines"]["access"]
+    return f"{summary['requests']:,} of {count(access, 'request')} match " + ", ".join(parts)
+
+
 def render_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     """The one-screen report: what fails, where, why, and what to check."""
     console = console or stdout_console()
@@ -62,6 +76,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
             f" · format {safe(summary['format']['name'] or 'custom')}",
         )
     )
+    if chosen := chosen_by(summary):
+        console.print(Text(chosen, style="bold"))
     if summary["requests"]:
         console.print(
             f"{tr['start'] or '-'} → {tr['end'] or '-'}"
@@ -208,6 +224,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     out = [
         "# meshlog summary",
         "",
+        *([chosen, ""] if (chosen := chosen_by(summary)) else []),
         (
             f"{count(summary['requests'], 'request')} from {count(lines['total'], 'line')} ({lines['unparsed']:,} "
             f"unparsed, {lines['other']:,} other); errors (5xx, 0 with a flag): {over['errors']:,} "

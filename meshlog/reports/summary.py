@@ -17,8 +17,12 @@ from meshlog.reports.compact import SLOWEST_COLUMNS
 from meshlog.reports.hints import hints
 
 
-def _iso(value: Any) -> str | None:
+def iso_z(value: Any) -> str | None:
+    """A UTC time as ISO-8601 with ``Z`` (what every JSON output writes)."""
     return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+_iso = iso_z
 
 
 def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:

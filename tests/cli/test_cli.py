@@ -388,3 +388,45 @@ def test_bucket_widths_read_as_people_write_them() -> None:
     from meshlog.figures import span
 
     assert [span(s) for s in (1, 10, 90, 300, 10800, 86400, 0.5)] == ["1s", "10s", "90s", "5m", "3h", "1d", "0.5s"]
+
+
+def _logged_times(path: Path) -> list[str]:
+    """The START_TIME Envoy wrote at the head of each line (``[2026-…Z]``)."""
+    return [line[1 : line.index("]")] for line in path.read_text().splitlines()]
+
+
+def test_parse_takes_where_since_and_until() -> None:
+    log = ISTIO / "access.log"
+    sent = expected(ISTIO)
+    result = runner.invoke(app, ["parse", str(log), "--where", "response_code>=500"])
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["request_id"] for r in rows] == [s["request_id"] for s in sent if s["response_code"] >= 500]
+    times = _logged_times(log)
+    cut = sorted(times)[len(times) // 2]
+    iso = runner.invoke(app, ["parse", str(log), "--since", cut, "-o", "csv"])
+    assert pl.read_csv(iso.stdout.encode()).height == sum(t >= cut for t in times)
+    last = max(times)
+    relative = runner.invoke(app, ["parse", str(log), "--since", "0s"])  # from the last request on
+    assert [json.loads(line)["start_time"][:23] for line in relative.stdout.splitlines()] == [
+        t[:23] for t in times if t == last
+    ]
+    bad = runner.invoke(app, ["parse", str(log), "--until", "soon"])
+    assert bad.exit_code == 2 and "--until error at column 1" in bad.stderr
+
+
+def test_every_output_states_the_filter_and_the_window() -> None:
+    sent = expected(ISTIO)
+    args = [str(ISTIO / "access.log"), "--where", "response_code>=500", "--since", "1h"]
+    failed = sum(s["response_code"] >= 500 for s in sent)
+    text = runner.invoke(app, ["summarize", *args])
+    assert f"{failed} of {len(sent)} requests match `response_code>=500`, since 1h" in text.stdout
+    out = json.loads(runner.invoke(app, ["summarize", *args, "-o", "json"]).stdout)
+    assert out["filter"] == "response_code>=500"
+    assert out["window"]["since"] == "1h" and out["window"]["until"] is None
+    last = max(_logged_times(ISTIO / "access.log"))  # 1 h back from the last request
+    assert out["window"]["start"][:16] == f"{last[:11]}{int(last[11:13]) - 1:02d}{last[13:16]}"
+    markdown = runner.invoke(app, ["summarize", *args, "-o", "markdown"]).stdout
+    assert f"{failed} of {len(sent)} requests match `response_code>=500`" in markdown
+    plain = json.loads(runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-o", "json"]).stdout)
+    assert plain["filter"] is None and plain["window"] is None
