@@ -50,6 +50,12 @@ def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str
     return table
 
 
+def hint_place(hint: dict[str, Any], *, most: int = 2) -> str:
+    """Where a hint happens: its top clusters (else routes) with their counts; the same in every output."""
+    where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
+    return ", ".join(f"{safe(w['value'])} ({w['count']:,})" for w in where[:most])
+
+
 def chosen_by(summary: dict[str, Any]) -> str | None:
     """``7 of 19 requests match `response_code>=500`, since 15m (from 21:09:24Z)``: what chose them."""
     where, win = summary.get("filter"), summary.get("window")
@@ -100,8 +106,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         console.print(Text("what to check", style="bold"))
     for hint in summary["hints"]:
         style = _SEVERITY_STYLE.get(hint["severity"], "")
-        where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
-        at = ", ".join(f"{safe(w['value'])} ({w['count']})" for w in where[:2])
+        at = hint_place(hint)
         console.print(
             Text.assemble(
                 ("● ", style),
@@ -236,8 +241,9 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     if summary["hints"]:
         out += ["## Triage hints", ""]
         out += [
-            f"- **{h['title']}** ({h['severity']}, {h['count']} request{'s' if h['count'] != 1 else ''}, "
-            f"{percent(h['share'])}): {cell(h['detail'])}"
+            f"- **{h['title']}** ({h['severity']}, {count(h['count'], 'request')}, {percent(h['share'])})"
+            + (f" at {cell(at)}" if (at := hint_place(h)) else "")
+            + f": {cell(h['detail'])} → {cell(h['look_at'])}"
             for h in summary["hints"]
         ]
         out.append("")

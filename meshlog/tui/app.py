@@ -434,7 +434,7 @@ class MeshlogApp(App[None]):
         except OSError as exc:  # a missing or read-only --export-dir: say so, keep the session
             self.notify(f"cannot write {path}: {exc.strerror}", title="export", severity="error", timeout=8)
             return
-        self.notify(f"{rows.height:,} rows → {path}", title="export")
+        self.notify(f"{rows.height:,} rows → {path.resolve()}", title="export", timeout=8)  # where it went, in full
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         """The command palette (ctrl+p): filters, exports, tabs, follow."""

@@ -430,3 +430,16 @@ def test_every_output_states_the_filter_and_the_window() -> None:
     assert f"{failed} of {len(sent)} requests match `response_code>=500`" in markdown
     plain = json.loads(runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-o", "json"]).stdout)
     assert plain["filter"] is None and plain["window"] is None
+
+
+def test_markdown_carries_what_text_shows_of_each_hint() -> None:
+    text = runner.invoke(app, ["summarize", str(SAMPLE)], env={"COLUMNS": "250"}).stdout
+    markdown = runner.invoke(app, ["summarize", str(SAMPLE), "-o", "markdown"]).stdout
+    hints = json.loads(runner.invoke(app, ["summarize", str(SAMPLE), "-o", "json"]).stdout)["hints"]
+    refused = next(h for h in hints if h["title"] == "Upstream refuses connections")
+    down = "outbound|9999||down.default.svc.cluster.local"  # the fixture's dead cluster (fixtures/regenerate.py)
+    assert refused["where"]["upstream_cluster"][0]["value"] == down
+    assert f"at {down} (3)" in text
+    assert f"at {down.replace('|', chr(92) + '|')} (3)" in markdown  # a table-safe cell
+    for hint in hints:
+        assert hint["look_at"] in markdown

@@ -353,13 +353,17 @@ def test_export_writes_the_filtered_rows(tmp_path: Path) -> None:
     records = expected_records()
     app = create_app([str(ISTIO / "access.log")], export_dir=tmp_path)
 
+    notices: list[str] = []
+
     async def check(pilot: Pilot[Any]) -> None:
         await until(pilot, loaded(app))
         await pilot.press("e", "x")
         await pilot.pause(0.1)
+        notices.extend(n.message for n in app._notifications)
 
     asyncio.run(run(app, check))
     (written,) = tmp_path.glob("meshlog-export-*.csv")
+    assert any(str(written.resolve()) in n for n in notices), notices  # the notice says where it went
     rows = pl.read_csv(written)
     assert rows.height == len([r for r in records if failed(r)])
     want = {r["request_id"] for r in records if failed(r)}
