@@ -220,10 +220,15 @@ class By(str, Enum):
     route = "route"
     authority = "authority"
     pod = "pod"
+    path = "path"
+    response_code = "response_code"
 
 
 _WHERE_FROM = {"pod": " (pods come from kubectl logs --prefix, node log paths or collector metadata)"}
-BY_COLUMN = {By.cluster: "upstream_cluster", By.route: "route_name", By.authority: "authority", By.pod: "pod"}
+BY_COLUMN = {
+    By.cluster: "upstream_cluster", By.route: "route_name", By.authority: "authority", By.pod: "pod",
+    By.path: "path", By.response_code: "response_code",
+}  # fmt: skip
 
 
 @app.command()
@@ -272,12 +277,14 @@ def summarize(
     metrics_failed: MeshlogError | None = None
     single = len(expand(paths or [])) == 1
 
+    whole = {BY_COLUMN[by]} - {"response_code"} if by is not None else set()  # kept on every request
+
     def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
-        return compact(log, keep)
+        return compact(log, keep, whole=whole)
 
     with progress(paths or [], run) as tick:
         # only the text columns the reports and --where read are built
-        columns = REPORT_COLUMNS | columns_named(where) if where else REPORT_COLUMNS
+        columns = REPORT_COLUMNS | whole | (columns_named(where) if where else set())
         for n, piece in enumerate(parse_paths(paths or [], run, columns=columns, then=shrunk)):
             if n == 0 and by is not None and single:  # one input: its first rows show its columns
                 _check_by(by, piece.requests.columns)

@@ -132,6 +132,14 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
                 {"requests"},
             )
         )
+    if summary["top_error_paths"]:
+        errors = summary["overview"]["errors"]
+        rows = [[safe(p["path"]), f"{p['errors']:,}", percent(p["share_of_errors"])] for p in summary["top_error_paths"]]
+        share = f"of all {errors:,}"
+        console.print(_table("top error paths", ["path", "errors", share], rows, {"errors", share}))
+        pathless = summary["overview"].get("errors_without_path")
+        if pathless:
+            console.print(Text(f"  {count(pathless, 'error')} without a path (TCP, or the format logs none)", style="dim"))
     if summary["error_details"]:
         rows = [
             [safe(d["kind"]), safe(d["reset_reason"]), safe(d["transport_failure"]), str(d["count"])]
@@ -247,6 +255,14 @@ def markdown_summary(summary: dict[str, Any]) -> str:
             for h in summary["hints"]
         ]
         out.append("")
+    if summary["top_error_paths"]:
+        out += [f"## Top error paths (share of all {count(summary['overview']['errors'], 'error')})", ""]
+        out += table(
+            ["path", "errors", "share"],
+            [[p["path"], p["errors"], percent(p["share_of_errors"])] for p in summary["top_error_paths"]],
+        )
+        if pathless := summary["overview"].get("errors_without_path"):
+            out += [f"{count(pathless, 'error')} without a path (TCP, or the format logs none).", ""]
     out += ["## Status codes", ""] + table(
         ["code", "requests"], [[r["code"], r["count"]] for r in summary["response_codes"]]
     )

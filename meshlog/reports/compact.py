@@ -9,7 +9,7 @@ lines a count per kind. 10M Istio lines then fit in well under 1 GB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -49,15 +49,18 @@ class Compact:
     slowest: pl.DataFrame | None  # this chunk's slowest requests, whole rows
 
 
-def compact(log: AccessLog, keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> Compact:
+def compact(
+    log: AccessLog, keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None, *, whole: Collection[str] = ()
+) -> Compact:
     """Shrink one parsed chunk (``keep`` chooses requests, e.g. ``filters.where_filter``; never the
-    line counts). Pure, so parse workers can run it beside the parsing."""
+    line counts; ``whole``: columns kept for every request, e.g. ``path`` for ``--by path``). Pure, so
+    parse workers can run it beside the parsing."""
     requests = log.requests if keep is None else keep(log.requests)
     slowest = None
     if "duration" in requests.columns:
         cols = [c for c in SLOWEST_COLUMNS if c in requests.columns]
         slowest = _slowest(requests.select(cols))
-    return Compact(shrink(requests), slowest)
+    return Compact(shrink(requests, whole=whole), slowest)
 
 
 def _slowest(rows: pl.DataFrame) -> pl.DataFrame:
@@ -92,12 +95,13 @@ class SummaryInput:
         return AccessLog(requests, unparsed, pl.DataFrame(schema=OTHER_SCHEMA), fmt)
 
 
-def shrink(requests: pl.DataFrame) -> pl.DataFrame:
-    """The columns reports read, text as categoricals, the path only where the request failed."""
+def shrink(requests: pl.DataFrame, *, whole: Collection[str] = ()) -> pl.DataFrame:
+    """The columns reports read, text as categoricals, the path only where the request failed (unless
+    ``whole`` asks for it on every request)."""
     cols = set(requests.columns)
     keep: list[pl.Expr] = [_narrow(requests, c, t) for c, t in NUMERIC.items() if c in cols]
-    keep += [pl.col(c).cast(pl.Categorical) for c in CATEGORICAL if c in cols]
-    if "path" in cols:
+    keep += [pl.col(c).cast(pl.Categorical) for c in dict.fromkeys((*CATEGORICAL, *whole)) if c in cols and c not in NUMERIC]
+    if "path" in cols and "path" not in whole:
         failed = is_error(cols)
         keep.append(pl.when(failed).then(pl.col("path")).cast(pl.Categorical).alias("path"))
     return requests.select(keep)

@@ -59,7 +59,9 @@ def summary_dict(
         "format": {"name": log.format.name, "string": log.format.source},
         "time_range": {"start": _iso(start), "end": _iso(end)},
         "requests": req.height,
-        "overview": {k: over[k] for k in ("requests_per_s", "errors", "error_ratio", "status_5xx", "status_0")},
+        "overview": {
+            k: over[k] for k in ("requests_per_s", "errors", "error_ratio", "status_5xx", "status_0", "errors_without_path")
+        },
         "other_lines": sorted(
             (
                 {"kind": k, "count": n}

@@ -44,6 +44,9 @@ def overview(requests: pl.DataFrame) -> dict[str, Any]:
         is_error(columns).sum().alias("errors"),
         (pl.col("response_code") >= 500).sum().alias("5xx") if "response_code" in columns else pl.lit(0).alias("5xx"),
         (pl.col("response_code") == 0).sum().alias("0") if "response_code" in columns else pl.lit(0).alias("0"),
+        (is_error(columns) & pl.col("path").is_null()).sum().alias("pathless")
+        if "path" in columns
+        else pl.lit(None).alias("pathless"),
     ).row(0, named=True)
     span = (row["end"] - row["start"]).total_seconds() if row["start"] is not None and row["end"] is not None else 0.0
     return {
@@ -54,6 +57,7 @@ def overview(requests: pl.DataFrame) -> dict[str, Any]:
         "error_ratio": (row["errors"] or 0) / n if n else 0.0,
         "status_5xx": int(row["5xx"] or 0),
         "status_0": int(row["0"] or 0),
+        "errors_without_path": None if row["pathless"] is None else int(row["pathless"]),
     }
 
 
@@ -80,13 +84,14 @@ def status_classes(requests: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def top_errors(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
-    """The values of ``by`` (path, authority) with the most 5xx/0 answers, and their share of all errors."""
+    """The values of ``by`` (path, authority) with the most errors, and their share of *all* errors: the
+    errors without a value (TCP has no path) count in the denominator, so shares never overstate."""
     errors = requests.filter(is_error(columns_of(requests)))
     return (
         errors.group_by(by)
         .agg(pl.len().cast(pl.Int64).alias("errors"))
-        .drop_nulls(by)
         .with_columns((pl.col("errors") / pl.col("errors").sum()).alias("share_of_errors"))
+        .drop_nulls(by)
         .sort(["errors", by], descending=[True, False])
         .head(top)
     )

@@ -443,3 +443,35 @@ def test_markdown_carries_what_text_shows_of_each_hint() -> None:
     assert f"at {down.replace('|', chr(92) + '|')} (3)" in markdown  # a table-safe cell
     for hint in hints:
         assert hint["look_at"] in markdown
+
+
+def test_top_error_paths_share_counts_every_error() -> None:
+    from tests.conftest import failed
+
+    sent = expected(ISTIO)
+    errors = [s for s in sent if failed(s)]
+    by_path = Counter(s["path"] for s in errors if s["path"])
+    out = json.loads(runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-o", "json"]).stdout)
+    assert {p["path"]: p["errors"] for p in out["top_error_paths"]} == dict(by_path)
+    for p in out["top_error_paths"]:  # the denominator holds the errors without a path (TCP) too
+        assert p["share_of_errors"] == pytest.approx(by_path[p["path"]] / len(errors))
+    assert out["overview"]["errors_without_path"] == sum(1 for s in errors if not s["path"])
+    text = runner.invoke(app, ["summarize", str(ISTIO / "access.log")], env={"COLUMNS": "200"}).stdout
+    assert "top error paths" in text and f"of all {len(errors)}" in text
+    if out["overview"]["errors_without_path"]:
+        assert f"{out['overview']['errors_without_path']} error" in text and "without a path" in text
+
+
+@pytest.mark.parametrize(("by", "key"), [("path", "path"), ("response_code", "response_code")])
+def test_by_path_and_by_response_code(by: str, key: str) -> None:
+    sent = expected(ISTIO)
+    args = [str(ISTIO / "access.log"), "--by", by, "--top", "50"]
+    out = json.loads(runner.invoke(app, ["summarize", *args, "-o", "json"]).stdout)
+    rows = out["latency"][f"by_{key}"]
+    want = Counter(s[key] for s in sent)  # a TCP line has no path: a null row in CSV, none in JSON
+    assert {r[key]: r["requests"] for r in rows} == {k: v for k, v in want.items() if k is not None}
+    csv = runner.invoke(app, ["summarize", *args, "-o", "csv"])
+    table = pl.read_csv(csv.stdout.encode(), infer_schema=False)
+    assert dict(zip(table[key].to_list(), map(int, table["requests"].to_list()), strict=True)) == {
+        (None if k is None else str(k)): v for k, v in want.items()
+    }
