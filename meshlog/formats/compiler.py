@@ -36,9 +36,23 @@ _KIND_PATTERNS: dict[Kind, str] = {
     Kind.MILLISECONDS: r"-|\d*",
     Kind.BYTES: r"-|\d*",
     Kind.FLAGS: r"-|[A-Za-z0-9_,]*",
-    Kind.ADDRESS: r"\S*",
 }
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z:]+")
+
+# What a kind of value can hold, so that a separator inside another field (Istio's cluster
+# `outbound|9080||reviews…` in a `|`-separated format) cannot be taken for the field's end. Lines
+# the shapes do not fit are read again with any non-blank text allowed (``lenient``: what Envoy
+# prints in odd cases). `{free}` is `\S*?`, or `\S*` for the second reading that tells an
+# ambiguous line (``CompiledFormat.regex_for(greedy=True)``).
+_IPV4 = r"(?:\d{1,3}\.){3}\d{1,3}"
+_IPV6 = r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?"
+_ENDPOINT = rf"{_IPV4}(?::\d{{1,5}})?|\[{_IPV6}\](?::\d{{1,5}})?|{_IPV6}"
+# envoy://<internal listener>/<endpoint id> (ambient waypoints: envoy://connect_originate/10.0.0.1:8080)
+_ADDRESS = rf"-|{_ENDPOINT}|[/@]{{free}}|envoy://[\w.:-]+/(?:{_ENDPOINT}|[\w.:-]*)"
+_CLUSTER = r"-|(?:inbound|outbound|inbound-vip|outbound-vip)\|\d*\|[^|\s]*\|[^|\s]*|[^|\s]*"
+_PATH = r"-|[/*]{free}|[A-Za-z][A-Za-z0-9+.-]*://{free}"
+_CLUSTER_OPERATORS = frozenset({"UPSTREAM_CLUSTER", "UPSTREAM_CLUSTER_RAW"})
+_PATH_COMMANDS = frozenset({("REQ", ":PATH"), ("REQ", "X-ENVOY-ORIGINAL-PATH?:PATH"), ("PATH", None)})
 
 
 @dataclass(frozen=True)
@@ -52,15 +66,27 @@ class Field:
     max_len: int | None = None
     token: bool = False  # never holds whitespace
     unset: str = "-"  # what Envoy prints in text mode when there is no value
+    shape: str | None = None  # a tighter pattern of what the operator prints (``{free}`` = fallback)
 
     @property
     def pattern(self) -> str:
         """Regex (no groups) for this field's text in a text-mode line."""
+        return self.pattern_of()
+
+    def pattern_of(self, *, greedy: bool = False, lenient: bool = False) -> str:
+        """The pattern. ``greedy`` reads the free-form parts the other way (lazy ↔ greedy), so that a
+        line both readings fit differently is known to be ambiguous; ``lenient`` lets a shaped
+        field (address, cluster, path) hold any non-blank text."""
         if self.kind is Kind.TIMESTAMP and self.time is not None:
             return rf"-|{self.time.regex}"
+        if self.shape is not None:
+            free = r"\S*" if greedy else r"\S*?"
+            return self.shape.replace("{free}", free) + (f"|{free}" if lenient else "")
         if self.token:
-            return r"\S*"
-        return _KIND_PATTERNS.get(self.kind, r".*?")
+            return r"\S*?" if greedy else r"\S*"
+        if self.kind in _KIND_PATTERNS:
+            return _KIND_PATTERNS[self.kind]
+        return ".*" if greedy else ".*?"
 
 
 @dataclass(frozen=True)
@@ -84,7 +110,14 @@ class CompiledFormat:
         """One anchored regex with a named group per field; the strict reference parser."""
         return "^" + self.regex_prefix(len(self.fields), groups=True) + "$"
 
-    def regex_prefix(self, n_fields: int, *, groups: bool = False) -> str:
+    def regex_for(self, *, greedy: bool = False, lenient: bool = False) -> str:
+        """``regex`` with free-form parts read the other way (``greedy``: where both readings match a
+        line with different fields, it has two) or with shaped fields holding any text (``lenient``)."""
+        return "^" + self.regex_prefix(len(self.fields), groups=True, greedy=greedy, lenient=lenient) + "$"
+
+    def regex_prefix(
+        self, n_fields: int, *, groups: bool = False, greedy: bool = False, lenient: bool = False
+    ) -> str:
         """Regex for the format up to and including the literal after field ``n_fields``."""
         parts: list[str] = []
         seen = 0
@@ -94,8 +127,8 @@ class CompiledFormat:
                 continue
             if seen == n_fields:
                 break
-            f = self.fields[token]
-            parts.append(f"(?P<_f{token}>{f.pattern})" if groups else f"(?:{f.pattern})")
+            pattern = self.fields[token].pattern_of(greedy=greedy, lenient=lenient)
+            parts.append(f"(?P<_f{token}>{pattern})" if groups else f"(?:{pattern})")
             seen += 1
         return "".join(parts)
 
@@ -205,7 +238,22 @@ def _field(command: Command, column: str, fmt: str) -> Field:
     if command.max_len is not None and kind is not Kind.STRING:
         kind = Kind.STRING  # a truncated value is text, whatever it was
     token = command.name in NO_WHITESPACE and command.arg is None
-    return Field(column, kind, command.source, time, command.max_len, token, lookup(command.name).unset)
+    return Field(
+        column, kind, command.source, time, command.max_len, token, lookup(command.name).unset, _shape(command, kind)
+    )
+
+
+def _shape(command: Command, kind: Kind) -> str | None:
+    """The tighter pattern of what an operator prints, when it has one and is not truncated."""
+    if command.max_len is not None:
+        return None
+    if kind is Kind.ADDRESS:
+        return _ADDRESS
+    if command.name in _CLUSTER_OPERATORS and command.arg is None:
+        return _CLUSTER
+    if (ALIASES.get(command.name, command.name), command.arg) in _PATH_COMMANDS:
+        return _PATH
+    return None
 
 
 def _check_command(command: Command, fmt: str, warnings: list[str]) -> None:

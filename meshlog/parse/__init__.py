@@ -95,8 +95,7 @@ def parse_lines(
     if fmt.encoding == "json":
         raw, bad, not_records = _extract_json(lines, fmt, fields)
     else:
-        raw, unmatched = text.extract(lines, fmt, use_plan=use_plan, fields=fields)
-        bad = pl.DataFrame(schema={ROW: pl.UInt32, "reason": pl.String})
+        raw, unmatched, bad = text.extract(lines, fmt, use_plan=use_plan, fields=fields)
         not_records = unmatched
     good, cast_failed = cast_fields(raw, fmt)
 

@@ -78,20 +78,30 @@ def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -
 
 def extract(
     lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool = True, fields: list[int] | None = None
-) -> tuple[pl.DataFrame, pl.Series]:
-    """Raw field strings for the lines that match the format, and the row numbers that do not.
+) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
+    """Raw field strings for the lines that match the format, the row numbers that do not, and the
+    rows that fit it two ways (``_row``, ``reason``: which field the readings disagree on).
 
     ``lines`` needs a ``line`` column and a ``_row`` index. The result keeps every other column of
     ``lines`` (source, line_no, what wrappers said) and adds one ``String`` column per field
     (``_f0``, ``_f1``…), in row order.
     """
+    raw, unmatched, by_regex = _extract(lines, compiled, use_plan=use_plan, fields=fields)
+    raw, ambiguous = _without_ambiguous(raw, lines, compiled, by_regex)
+    return raw, unmatched, ambiguous
+
+
+def _extract(
+    lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool, fields: list[int] | None
+) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """``extract``'s fields and unmatched rows, and the rows the regex (not the plan) read."""
     wanted = list(range(len(compiled.fields))) if fields is None else fields  # every field is still checked
     raw_names = {i: f"_f{i}" for i in wanted}
     keep = [c for c in lines.columns if c != "line"]
     plan = compiled.plan if use_plan else None
     if plan is None:
         slow, matched = _regex_fields(lines, compiled, keep, raw_names)
-        return slow.filter(matched), lines.filter(~matched)[ROW]
+        return slow.filter(matched), lines.filter(~matched)[ROW], lines.filter(matched)[ROW]
     exprs = _PlanExprs(compiled)
     exprs.walk(plan, pl.col("line"), 0)
     lf = lines.lazy()
@@ -103,28 +113,80 @@ def extract(
         *(exprs.values[i].alias(name) for i, name in raw_names.items()),
     ).collect()
     ok = fast["_ok"]
+    none = pl.Series(ROW, [], dtype=pl.UInt32)
     if ok.all():
-        return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
+        return fast.drop("_ok"), none, none
     # The few lines the plan refuses go through the regex, and what it finds is written in place:
     # no filter, concat and sort of the whole chunk to put rows back in order.
     refused = ok.not_().arg_true()
     slow, matched = _regex_fields(lines[refused], compiled, [], raw_names)
     at = refused.filter(matched)
     fast = fast.with_columns(fast[c].clone().scatter(at, slow[c].filter(matched)) for c in raw_names.values())
+    by_regex = lines[ROW].gather(at)
     if matched.all():
-        return fast.drop("_ok"), pl.Series(ROW, [], dtype=pl.UInt32)
+        return fast.drop("_ok"), none, by_regex
     keep_rows = ok.clone().scatter(at, True)
-    return fast.filter(keep_rows).drop("_ok"), lines[refused.filter(~matched)][ROW]
+    return fast.filter(keep_rows).drop("_ok"), lines[refused.filter(~matched)][ROW], by_regex
 
 
 def _regex_fields(
     lines: pl.DataFrame, compiled: CompiledFormat, keep: list[str], raw_names: dict[int, str]
 ) -> tuple[pl.DataFrame, pl.Series]:
-    """The strict regex's fields for each line (null where it does not match), and whether it matched."""
+    """The strict regex's fields for each line (null where it does not match), and whether it matched.
+
+    Shaped fields (addresses, clusters, paths) are read by their shape first; the lines that fails
+    are read again with those fields holding any non-blank text (``lenient``)."""
     line = pl.col("line")
-    groups = lines.select(*keep, line.str.extract_groups(compiled.regex).alias("_g"), line.str.contains(compiled.regex))
-    fields = groups.select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names.values()))
-    return fields, groups["line"]
+    strict, lenient = compiled.regex, compiled.regex_for(lenient=True)
+    if lenient == strict:
+        groups = line.str.extract_groups(strict)
+    else:
+        groups = pl.when(line.str.contains(strict)).then(line.str.extract_groups(strict)).otherwise(
+            line.str.extract_groups(lenient)
+        )
+    found = lines.select(*keep, groups.alias("_g"), line.str.contains(lenient if lenient != strict else strict))
+    fields = found.select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names.values()))
+    return fields, found["line"]
+
+
+AMBIGUOUS_SCHEMA = {ROW: pl.UInt32, "reason": pl.String}
+
+
+def _without_ambiguous(
+    raw: pl.DataFrame, lines: pl.DataFrame, compiled: CompiledFormat, by_regex: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read the lines the regex parsed once more with every free-form part taken the other way
+    (``regex_for(greedy=True)``): a line whose fields then differ has two readings, and which one Envoy wrote
+    cannot be known, so it is unparsed with the field it hinges on. The plan's lines are exact (a
+    separator count), so only the regex's few lines are read again."""
+    empty = pl.DataFrame(schema=AMBIGUOUS_SCHEMA)
+    if not by_regex.len() or compiled.regex_for(greedy=True) == compiled.regex:
+        return raw, empty
+    candidates = lines.join(pl.DataFrame({ROW: by_regex}), on=ROW, how="semi").select(ROW, "line")
+    line = pl.col("line")
+    strict = line.str.contains(compiled.regex)  # each line is read again in the tier that read it
+
+    def reading(greedy: bool) -> pl.Expr:
+        return (
+            pl.when(strict)
+            .then(line.str.extract_groups(compiled.regex_for(greedy=greedy)))
+            .otherwise(line.str.extract_groups(compiled.regex_for(greedy=greedy, lenient=True)))
+        )
+
+    both = candidates.select(ROW, reading(False).alias("a"), reading(True).alias("b"))
+    differs = pl.lit(None, dtype=pl.String)
+    for i in reversed(range(len(compiled.fields))):
+        a, b = pl.col("a").struct.field(f"_f{i}"), pl.col("b").struct.field(f"_f{i}")
+        name = compiled.fields[i].column
+        text = pl.format(
+            'ambiguous: the line fits the format two ways ({} "{}" or "{}"); a separator stands inside a value',
+            pl.lit(name), a.str.slice(0, 40), b.str.slice(0, 40),
+        )  # fmt: skip
+        differs = pl.when(b.is_not_null() & (a != b)).then(text).otherwise(differs)
+    ambiguous = both.select(ROW, differs.alias("reason")).filter(pl.col("reason").is_not_null())
+    if not ambiguous.height:
+        return raw, empty
+    return raw.join(ambiguous.select(ROW), on=ROW, how="anti", maintain_order="left"), ambiguous
 
 
 def match_counts(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[int, int]:
