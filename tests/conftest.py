@@ -32,3 +32,27 @@ def row(log: AccessLog, i: int = 0) -> dict[str, object]:
 
 
 __all__ = ["FIXTURES", "PEER_DATA", "ROOT", "SHARED", "failed", "parse_text", "pl", "row"]
+
+
+# -- the `lab` marker: tests that start a real Envoy, Prometheus or npm client -------------------------------
+
+LAB_FIXTURES = frozenset({"envoy", "secured", "scenario", "bookinfo_prometheus"})
+LAB_CALLS = ("node_send(", "PrometheusLab(", "EnvoyLab(", "run_formats(", "run_incident(", "run_chain(")
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Mark what needs the lab, so ``pytest -m "not lab"`` is the fast loop (``.ci/run`` runs all)."""
+    import inspect
+
+    import pytest
+
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        module = getattr(item, "module", None)
+        in_lab_module = getattr(module, "LAB", False)
+        if fixtures & LAB_FIXTURES or any(call in source for call in LAB_CALLS) or in_lab_module:
+            item.add_marker(pytest.mark.lab)

@@ -19,6 +19,8 @@ from meshlog.parse import AccessLog, parse_lines
 from meshlog.sources import read_lines
 from tests.lab.envoy import RequestSpec, run_formats
 
+LAB = True  # every test here runs a real Envoy (the `lab` marker, tests/conftest.py)
+
 # An argument Envoy accepts for each operator that needs one.
 ARGS = {
     "REQ": "X-MESHLOG", "REQUEST_HEADER": "X-MESHLOG", "STREAM_INFO_REQ": "X-MESHLOG",

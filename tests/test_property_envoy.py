@@ -23,6 +23,8 @@ from meshlog.parse import AccessLog, parse_lines
 from meshlog.sources import read_lines
 from tests.lab.envoy import DEFAULT_AUTHORITY, RequestSpec, run_formats
 
+LAB = True  # every test here runs a real Envoy (the `lab` marker, tests/conftest.py)
+
 Sent = dict[str, Any]  # what one request carried: header values (None = not sent), method, body
 
 
