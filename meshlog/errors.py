@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def caret(text: str, column: int) -> str:
+    """``text`` (the line of it that holds ``column``, 1-based) with a caret under that column."""
+    line_start = text.rfind("\n", 0, max(column - 1, 0)) + 1
+    line_end = text.find("\n", max(column - 1, 0))
+    line = text[line_start : None if line_end < 0 else line_end]
+    return f"  {line}\n  {' ' * max(column - 1 - line_start, 0)}^"
+
+
 class MeshlogError(Exception):
     """Base of every error meshlog raises on purpose; the CLI turns it into one stderr line."""
 
@@ -21,10 +29,7 @@ class FormatError(MeshlogError):
 
     def caret(self) -> str:
         """The format string with a caret under the offending column (one line of the format)."""
-        line_start = self.format.rfind("\n", 0, self.column - 1) + 1
-        line_end = self.format.find("\n", self.column - 1)
-        line = self.format[line_start : None if line_end < 0 else line_end]
-        return f"  {line}\n  {' ' * (self.column - 1 - line_start)}^"
+        return caret(self.format, self.column)
 
 
 class ConfigError(MeshlogError):
@@ -68,6 +73,10 @@ class FilterError(MeshlogError):
         self.text = text
         self.column = column
         self.option = option
+
+    def caret(self) -> str:
+        """The option's value with a caret under the column."""
+        return caret(self.text, self.column)
 
 
 class UnreachableError(MeshlogError):

@@ -144,6 +144,11 @@ def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataTy
     column_start, (name,), _ = node["column"]
     value_start, value, _ = node["value"]
     if name not in schema:
+        import difflib
+
+        near = difflib.get_close_matches(name, list(schema), n=1, cutoff=0.75)
+        if near:
+            raise FilterError(f"no column {name!r}; did you mean {near[0]!r}?", text, column_start + 1)
         known = ", ".join(sorted(schema))
         raise FilterError(f"no column {name!r} (columns: {known})", text, column_start + 1)
     col, op, dtype = pl.col(name), node["op"], schema[name]

@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 
 from meshlog.cli.exit_codes import ExitCode, exit_code_for
-from meshlog.errors import FormatError, MeshlogError
+from meshlog.errors import FilterError, FormatError, MeshlogError
 
 app = typer.Typer(
     name="meshlog",
@@ -59,7 +59,7 @@ def boundary(func: F) -> F:
             return result
         except MeshlogError as exc:
             say(f"error: {exc}")
-            if isinstance(exc, FormatError) and exc.format:
+            if (isinstance(exc, FormatError) and exc.format) or (isinstance(exc, FilterError) and exc.option == "--where"):
                 print(exc.caret(), file=sys.stderr)
             raise typer.Exit(exit_code_for(exc)) from None
         except BrokenPipeError:

@@ -374,8 +374,7 @@ def trace(
         _nothing_parsed(run)
     log = AccessLog.concat(logs, run.format)
     if id_column(log.requests.columns) is None:
-        say("error: this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")
-        raise typer.Exit(ExitCode.USAGE)
+        raise UsageError("this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")
     request_id = resolve_id(log.requests, request_id) or request_id  # a unique prefix names its id
     hops = trace_hops(log.requests, request_id)
     if output is ReportOutput.json:

@@ -12,6 +12,7 @@ import typer
 
 from meshlog.cli import app, boundary, say
 from meshlog.cli.exit_codes import ExitCode
+from meshlog.errors import UsageError
 
 if TYPE_CHECKING:
     from meshlog.metrics.http import Connection
@@ -46,8 +47,7 @@ def connection(
     from meshlog.metrics.http import Connection
 
     if not url.startswith(("http://", "https://")):
-        say(f"error: {url}: expected an http:// or https:// URL")
-        raise typer.Exit(ExitCode.USAGE)
+        raise UsageError(f"{url}: expected an http:// or https:// URL")
     return Connection(url, token=token, user=user, ca_file=ca_file, insecure=insecure, timeout=timeout)
 
 
@@ -59,8 +59,7 @@ def window(since: str, until: str | None) -> tuple[dt.datetime, dt.datetime]:
     end = parse_time(until, now, option="--until") if until else now
     start = parse_time(since, end)
     if start >= end:
-        say("error: --since must be before --until")
-        raise typer.Exit(ExitCode.USAGE)
+        raise UsageError("--since must be before --until")
     return start, end
 
 
@@ -104,14 +103,12 @@ def metrics(
     from meshlog.metrics.report import metrics_dict
 
     if (prometheus is None) == (scrape is None):
-        say("error: give exactly one of --prometheus URL or --scrape URL")
-        raise typer.Exit(ExitCode.USAGE)
+        raise UsageError("give exactly one of --prometheus URL or --scrape URL")
     if scrape:
         from meshlog.metrics.scrape import MIN_INTERVAL, scrape_window
 
         if interval < MIN_INTERVAL:
-            say(f"error: --interval must be at least {MIN_INTERVAL:g} s: Envoy moves histograms only every 5 s")
-            raise typer.Exit(ExitCode.USAGE)
+            raise UsageError(f"--interval must be at least {MIN_INTERVAL:g} s: Envoy moves histograms only every 5 s")
         conn = connection(scrape, token, user, ca_file, insecure, timeout)
         frames, _ = scrape_window(conn, interval, on_wait=lambda s: say(f"scraped {conn.base}; again in {s:g} s"))
         if namespace or workload or service:

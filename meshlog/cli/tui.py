@@ -12,6 +12,7 @@ import typer
 from meshlog.cli import app, boundary, say
 from meshlog.cli.commands import FormatFileOpt, FormatOpt, Input, InputOpt, MeshConfigOpt, Paths
 from meshlog.cli.exit_codes import ExitCode
+from meshlog.errors import UsageError
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
 from meshlog.sources import expand, unreadable_reason
 
@@ -25,8 +26,7 @@ def _piped_stdin() -> BinaryIO | None:
     try:
         tty = os.open("/dev/tty", os.O_RDONLY)
     except OSError:
-        say("error: the TUI needs a terminal for its keys (no /dev/tty); use `meshlog summarize` in pipelines")
-        raise typer.Exit(ExitCode.USAGE) from None
+        raise UsageError("the TUI needs a terminal for its keys (no /dev/tty); use `meshlog summarize` in pipelines") from None
     os.dup2(tty, 0)
     os.close(tty)
     return data
@@ -59,8 +59,7 @@ def tui(
     from meshlog.tui import create_app
 
     if not sys.stdout.isatty():
-        say("error: the TUI draws on a terminal and stdout is not one; use `meshlog summarize` or `meshlog parse`")
-        raise typer.Exit(ExitCode.USAGE)
+        raise UsageError("the TUI draws on a terminal and stdout is not one; use `meshlog summarize` or `meshlog parse`")
     unreadable = [problem for path in expand(paths or []) if (problem := unreadable_reason(path))]
     for problem in unreadable:  # before the screen opens: an empty dashboard would hide it
         say(f"error: {problem}")
@@ -71,8 +70,7 @@ def tui(
     reads_stdin = (not paths and address is None) or "-" in (paths or [])
     stdin = _piped_stdin() if reads_stdin else None
     if reads_stdin and stdin is None:
-        say("error: nothing to read: give log files, or pipe logs in (kubectl logs -f … | meshlog tui)")
-        raise typer.Exit(ExitCode.USAGE)
+        raise UsageError("nothing to read: give log files, or pipe logs in (kubectl logs -f … | meshlog tui)")
     create_app(
         paths or ([] if address else ["-"]), forward=address, shared_key=shared_key, format=format, format_file=format_file, mesh_config=mesh_config, input=input.value,
         stdin=stdin, prometheus=conn, export_dir=export_dir,

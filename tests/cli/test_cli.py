@@ -178,11 +178,13 @@ def test_bad_format_exits_2_with_a_caret() -> None:
 def test_a_mistyped_preset_is_named_as_one() -> None:
     result = runner.invoke(app, ["formats", "--show", "isito"])
     assert result.exit_code == 2
-    said = (
-        "meshlog: error: unknown preset 'isito' (presets: istio, istio-json, istio-upstream-cluster, istio-1.8, "
-        "istio-1.5, istio-1.2, istio-1.1, envoy; or give a format string)"
-    )
+    from meshlog.formats.presets import PRESETS
+
+    said = f"meshlog: error: unknown preset 'isito' (presets: {', '.join(PRESETS)}; or give a format string)"
     assert result.stderr.splitlines() == [said]
+    assert list(PRESETS)[:8] == [
+        "istio", "istio-json", "istio-upstream-cluster", "istio-1.8", "istio-1.5", "istio-1.2", "istio-1.1", "envoy",
+    ]  # fmt: skip
 
 
 def test_undetectable_input_asks_for_a_format(tmp_path: Path) -> None:
@@ -261,9 +263,11 @@ def test_summarize_outputs_and_filters() -> None:
     assert bad.exit_code == 2 and "--where error at column 1: no column 'nope'" in bad.stderr
     regex = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", "--where", "path~["])
     assert regex.exit_code == 2
-    assert regex.stderr.splitlines()[-1] == (
-        "meshlog: error: --where error at column 6: not a valid regex (unclosed character class)"
-    )
+    assert regex.stderr.splitlines()[-3:] == [
+        "meshlog: error: --where error at column 6: not a valid regex (unclosed character class)",
+        "  path~[",
+        "       ^",
+    ]
     for option in ("--since", "--until"):
         when = runner.invoke(app, ["summarize", str(ISTIO / "access.log"), "-f", "istio", option, "banana"])
         assert when.exit_code == 2
@@ -475,3 +479,13 @@ def test_by_path_and_by_response_code(by: str, key: str) -> None:
     assert dict(zip(table[key].to_list(), map(int, table["requests"].to_list()), strict=True)) == {
         (None if k is None else str(k)): v for k, v in want.items()
     }
+
+
+def test_a_where_error_points_at_its_column_and_names_a_near_miss() -> None:
+    result = runner.invoke(app, ["summarize", str(SAMPLE), "--where", "response_code>=500 and respons_flags~UF"])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if "--where error at column 24" in line)
+    assert "no column 'respons_flags'; did you mean 'response_flags'?" in lines[at]
+    assert lines[at + 1] == "  response_code>=500 and respons_flags~UF"
+    assert lines[at + 2] == "  " + " " * 23 + "^"

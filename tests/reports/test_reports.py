@@ -130,9 +130,10 @@ def test_where_errors_say_where() -> None:
         compile_where(
             "response_code>=500 and respons_flags~UF", {"response_code": pl.Int64, "response_flags": pl.String}
         )
-    assert str(info.value) == (
-        "--where error at column 24: no column 'respons_flags' (columns: response_code, response_flags)"
-    )
+    assert str(info.value) == "--where error at column 24: no column 'respons_flags'; did you mean 'response_flags'?"
+    with pytest.raises(FilterError) as far:
+        compile_where("colour=red", {"response_code": pl.Int64, "response_flags": pl.String})
+    assert str(far.value) == "--where error at column 1: no column 'colour' (columns: response_code, response_flags)"
 
 
 def test_where_reads_values_as_the_column_type() -> None:
