@@ -30,6 +30,7 @@ from collections.abc import Callable
 import polars as pl
 
 from meshlog.errors import ConfigError
+from meshlog.kubernetes import COLLECTOR_KEYS, KUBERNETES_KEYS, MESSAGE_KEYS, PARTIAL_KEYS, is_partial, tag_metadata
 from meshlog.parse.cast import DATETIME
 from meshlog.parse.classify import OTHER_LINES
 
@@ -103,29 +104,16 @@ _FB_NEXT_KEY = r'", "(?:stream|time|_p|logtag|kubernetes|docker|date|log|message
 # Collectors' own output in the same stream (input-streams.md §3.2, §4.2): never a record.
 SELF_LOG = "|".join(p for kind, p in OTHER_LINES if kind in ("fluentd-log", "fluentbit-log"))
 
-# The tag names the kubelet symlink: …containers.<pod>_<namespace>_<container>-<64 hex>.log,
-# or …pods.<namespace>_<pod>_<uid>.<container>.<n>.log.
-TAG = (
-    r"(?:(?:^|[./])containers[./](?P<pod>[a-z0-9][-a-z0-9.]*)_(?P<namespace>[^_./]+)_(?P<container>[^_]+)"
-    r"-[a-f0-9]{64}\.log$)"
-    r"|(?:(?:^|[./])pods[./](?P<namespace2>[^_./]+)_(?P<pod2>[a-z0-9][-a-z0-9.]*)_[-a-f0-9]+[./]"
-    r"(?P<container2>[^./]+)[./]\d+\.log$)"
-)
-
-# The keys of a collector record that are not the container's line (rule 8).
-MESSAGE_KEYS = ("log", "message", "MESSAGE")
-COLLECTOR_KEYS = ("date", "time", "stream", "_p", "logtag", "kubernetes", "docker", "tag")
 _RECORD_HINT = r'"(?:log|message|MESSAGE|kubernetes|docker|_p|logtag|date)"\s*:'
 _S = pl.String()
+_TEXT_KEYS = tuple(k for k in COLLECTOR_KEYS if k not in ("kubernetes", "docker"))  # string-valued ones
 RECORD = pl.Struct(
     {
         **{k: _S for k in MESSAGE_KEYS},
-        **{k: _S for k in ("stream", "time", "date", "_p", "logtag", "tag")},
+        **{k: _S for k in _TEXT_KEYS},
         "kubernetes": pl.Struct(
             {
-                "pod_name": _S,
-                "namespace_name": _S,
-                "container_name": _S,
+                **{k: _S for k in KUBERNETES_KEYS.values()},
                 "pod": pl.Struct({"name": _S}),  # Beats' layout
                 "namespace": _S,
                 "container": pl.Struct({"name": _S}),
@@ -135,10 +123,8 @@ RECORD = pl.Struct(
     }
 )
 _PATHS = {
-    **{k: f"$.{k}" for k in (*MESSAGE_KEYS, "stream", "time", "date", "_p", "logtag", "tag", "kubernetes", "docker")},
-    "pod_name": "$.kubernetes.pod_name",
-    "namespace_name": "$.kubernetes.namespace_name",
-    "container_name": "$.kubernetes.container_name",
+    **{k: f"$.{k}" for k in (*MESSAGE_KEYS, *COLLECTOR_KEYS)},
+    **{k: f"$.kubernetes.{k}" for k in KUBERNETES_KEYS.values()},
     "pod": "$.kubernetes.pod.name",
     "namespace": "$.kubernetes.namespace",
     "container": "$.kubernetes.container.name",
@@ -336,7 +322,7 @@ class Unwrapper:
                 _when(line, _rest()),
                 _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
                 _when(pl.col("_e_stream"), x.field("stream")),
-                (pl.col("_e_m") & (x.field("tag") == "P")).alias("_e_partial"),
+                (pl.col("_e_m") & is_partial(x.field("tag"))).alias("_e_partial"),
                 pl.col("_e_m").alias("_e_done"),
                 pl.when(pl.col("_e_m")).then(pl.lit("cri")).alias("_e_via"),
             )
@@ -418,7 +404,7 @@ class Unwrapper:
             ends = df.filter(taken & pl.col("_e_haslog") & pl.col("_e_rp").is_null())["_e_msg"].str.ends_with("\n")
             self._keeps_newline = bool(ends.mean() >= 0.5)  # type: ignore[operator]
         by_newline = pl.lit(bool(self._keeps_newline)) & pl.col("_e_haslog") & pl.col("_e_rp").is_null()
-        partial = (pl.col("_e_rp") == "P").fill_null(False) | (by_newline & ~pl.col("_e_msg").str.ends_with("\n"))
+        partial = is_partial(pl.col("_e_rp")) | (by_newline & ~pl.col("_e_msg").str.ends_with("\n"))
         when = pl.when(taken)
         df = df.with_columns(
             when.then(pl.coalesce("_e_msg", "_e_merged", "line")).otherwise(line).alias("line"),
@@ -455,6 +441,8 @@ class Unwrapper:
 _ANY_HEAD = r"^(?:\[pod/|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[^\t]*\t[^\t]*\t\{|" + _TS_ANY + " |"
 _ANY_HEAD += r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\{|\[\d+\] |ACCESS \[|[^\t\s\[{]+\t\{)"
 
+# Where a collector record says pod, namespace, container (its ``kubernetes`` map, else its tag).
+_KUBE = {"pod": "_e_kpod", "namespace": "_e_kns", "container": "_e_kcont"}
 # Per-record fields of a collector record (null where absent).
 _FIELDS: dict[str, pl.DataType] = {
     "_e_msg": _S,
@@ -671,11 +659,9 @@ def _fluentbit_msgpack(df: pl.DataFrame) -> pl.DataFrame:
         body.str.contains(r'(?:^|, )"log"=>"').alias("_e_haslog"),
         body.str.extract(r'"stream"=>"(stdout|stderr)"', 1).alias("_e_rstream"),
         body.str.extract(r'"time"=>"([^"]*)"', 1).alias("_e_rtime"),
-        body.str.extract(r'"(?:_p|logtag)"=>"([FP])"', 1).alias("_e_rp"),
+        body.str.extract(rf'"(?:{"|".join(PARTIAL_KEYS)})"=>"([FP])"', 1).alias("_e_rp"),
         body.str.contains('"_p"=>"', literal=True).alias("_e_p_key"),
-        kube.str.extract(r'"pod_name"=>"([^"]*)"', 1).alias("_e_kpod"),
-        kube.str.extract(r'"namespace_name"=>"([^"]*)"', 1).alias("_e_kns"),
-        kube.str.extract(r'"container_name"=>"([^"]*)"', 1).alias("_e_kcont"),
+        *(kube.str.extract(rf'"{KUBERNETES_KEYS[k]}"=>"([^"]*)"', 1).alias(c) for k, c in _KUBE.items()),
         pl.lit(True).alias("_e_strong"),
     ).drop("_e_x", "_e_m")
 
@@ -685,11 +671,11 @@ def _decode_records(df: pl.DataFrame) -> pl.DataFrame:
     try:
         record = pl.col("_e_rec").str.json_decode(RECORD).struct
         kube = record.field("kubernetes").struct
-        fields = {k: record.field(k) for k in (*MESSAGE_KEYS, "stream", "time", "date", "_p", "logtag", "tag")}
+        fields = {k: record.field(k) for k in (*MESSAGE_KEYS, *_TEXT_KEYS)}
         fields |= {
             "kubernetes": record.field("kubernetes"),
             "docker": record.field("docker"),
-            **{k: kube.field(k) for k in ("pod_name", "namespace_name", "container_name", "namespace")},
+            **{k: kube.field(k) for k in (*KUBERNETES_KEYS.values(), "namespace")},
             "pod": kube.field("pod").struct.field("name"),
             "container": kube.field("container").struct.field("name"),
         }
@@ -704,11 +690,9 @@ def _decode_records(df: pl.DataFrame) -> pl.DataFrame:
         f["stream"].alias("_e_rstream"),
         f["time"].alias("_e_rtime"),
         f["date"].alias("_e_rdate"),
-        pl.coalesce(f["_p"], f["logtag"]).alias("_e_rp"),
+        pl.coalesce(*(f[k] for k in PARTIAL_KEYS)).alias("_e_rp"),
         f["_p"].is_not_null().alias("_e_p_key"),
-        pl.coalesce(f["pod_name"], f["pod"]).alias("_e_kpod"),
-        pl.coalesce(f["namespace_name"], f["namespace"]).alias("_e_kns"),
-        pl.coalesce(f["container_name"], f["container"]).alias("_e_kcont"),
+        *(pl.coalesce(f[KUBERNETES_KEYS[k]], f[k]).alias(c) for k, c in _KUBE.items()),  # then Beats' layout
         pl.coalesce(pl.col("_e_tag"), f["tag"]).alias("_e_tag"),
         strong.alias("_e_strong"),
     )
@@ -726,15 +710,9 @@ def _from_tag(df: pl.DataFrame) -> pl.DataFrame:
     A stream holds few distinct tags (one per container): each is read once.
     """
     tags = df.select(pl.col("_e_tag").unique()).filter(pl.col("_e_tag").is_not_null())
-    parts = pl.col("_e_tag").str.extract_groups(TAG).struct
-    tags = tags.with_columns(
-        pl.coalesce(parts.field("pod"), parts.field("pod2")).alias("_e_tpod"),
-        pl.coalesce(parts.field("namespace"), parts.field("namespace2")).alias("_e_tns"),
-        pl.coalesce(parts.field("container"), parts.field("container2")).alias("_e_tcont"),
-    )
+    named = tag_metadata(pl.col("_e_tag"))
+    tags = tags.with_columns(named[k].alias(f"{c}_tag") for k, c in _KUBE.items())
     df = df.join(tags, on="_e_tag", how="left", maintain_order="left")
-    return df.with_columns(
-        pl.coalesce("_e_kpod", "_e_tpod").alias("_e_kpod"),
-        pl.coalesce("_e_kns", "_e_tns").alias("_e_kns"),
-        pl.coalesce("_e_kcont", "_e_tcont").alias("_e_kcont"),
-    ).drop("_e_tpod", "_e_tns", "_e_tcont")
+    return df.with_columns(pl.coalesce(c, f"{c}_tag").alias(c) for c in _KUBE.values()).drop(
+        *(f"{c}_tag" for c in _KUBE.values())
+    )

@@ -15,7 +15,6 @@ import glob
 import gzip
 import io
 import os
-import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ import polars as pl
 
 from meshlog.batching import MAX_WAIT, Gatherer
 from meshlog.errors import InputError
+from meshlog.kubernetes import path_metadata  # kubelet's node paths (sources.path_metadata still works)
 
 try:
     from zstandard import ZstdError
@@ -37,11 +37,6 @@ _READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError, ZstdError)
 CHUNK_BYTES = 8 << 20
 MAX_LINE_BYTES = 1 << 20
 LINES_SCHEMA = {"source": pl.String, "line_no": pl.Int64, "line": pl.String}
-
-# kubelet's layouts: /var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log[.<date>[.gz]]
-# and the symlinks /var/log/containers/<pod>_<ns>_<container>-<64 hex>.log
-_POD_DIR = re.compile(r"(?:^|/)(?P<namespace>[^/_]+)_(?P<pod>[^/_]+)_[0-9a-f-]{36}/(?P<container>[^/]+)/\d+\.log")
-_CONTAINER_LINK = re.compile(r"(?:^|/)(?P<pod>[^/_]+)_(?P<namespace>[^/_]+)_(?P<container>.+)-[0-9a-f]{64}\.log")
 
 
 @dataclass
@@ -54,12 +49,6 @@ class SourceStats:
     too_long: list[int] = field(default_factory=list)  # line numbers cut to MAX_LINE_BYTES
     errors: list[str] = field(default_factory=list)
     bytes_read: int = 0  # bytes taken from the source (decompressed for .gz / .zst)
-
-
-def path_metadata(path: str) -> dict[str, str]:
-    """pod / namespace / container named by a Kubernetes node log path (empty for other paths)."""
-    m = _POD_DIR.search(path) or _CONTAINER_LINK.search(path)
-    return m.groupdict() if m else {}
 
 
 def unreadable_reason(path: str) -> str | None:

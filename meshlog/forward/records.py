@@ -1,10 +1,10 @@
 """Collector records (fluentd / fluent-bit) → lines frames: the log line and where it came from.
 
 Which key holds the line, how partial CRI chunks are joined and how the tag names the pod
-follow ``../shared/reference/input-streams.md`` §3, §4 and §7. Reading each record's keys is
-per-record Python work (it comes out of msgpack one record at a time); everything after
-that (trailing newline, tag → pod/namespace/container, times, line numbers) is done by polars
-on whole columns.
+follow ``../shared/reference/input-streams.md`` §3, §4 and §7, as ``meshlog.kubernetes`` defines
+them for the unwrapper too. Reading each record's keys is per-record Python work (it comes out
+of msgpack one record at a time); everything after that (trailing newline, tag →
+pod/namespace/container, times, line numbers) is done by polars on whole columns.
 """
 
 from __future__ import annotations
@@ -17,19 +17,9 @@ from typing import Any
 import polars as pl
 
 from meshlog.forward.protocol import Event
+from meshlog.kubernetes import COLLECTOR_KEYS, KUBERNETES_KEYS, MESSAGE_KEYS, record_partial, tag_metadata
 
-MESSAGE_KEYS = ("log", "message", "MESSAGE")  # not `msg`: that is an app log's own field
-COLLECTOR_KEYS = frozenset({"date", "time", "stream", "_p", "logtag", "kubernetes", "docker", "tag"})
 MAX_PARTIAL_BYTES = 16 << 20  # a `P` chain longer than this is cut into a line (never held forever)
-
-# kubelet's symlink name, as fluentd/fluent-bit put it in the tag (`/` became `.`):
-# …containers.<pod>_<namespace>_<container>-<64 hex>.log. A pod name may hold dots, so the
-# pattern anchored on `containers.` goes first; without it the pod is the last dot-free part.
-_TAIL = r"_(?P<namespace>[^_./]+)_(?P<container>[^_]+)-[a-f0-9]{64}\.log$"
-TAG_PATTERNS = (
-    r"(?:^|[./])containers[./](?P<pod>[a-z0-9][-a-z0-9.]*)" + _TAIL,
-    r"(?:^|[./])(?P<pod>[a-z0-9][-a-z0-9]*)" + _TAIL,
-)
 
 LINES_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -104,7 +94,7 @@ class LineAssembler:
     """Events → lines frames, with state across batches: line numbers per source, open `P` chains.
 
     ``source`` is ``forward:<tag>``; ``line_no`` counts from 1 per source. Records tagged
-    partial (``logtag``/``_p`` == ``P``) are held per (tag, stream) and joined with the chunks
+    partial (``_p``/``logtag`` == ``P``, ``kubernetes.record_partial``) are held per (tag, stream) and joined with the chunks
     that follow until the one that is not partial. ``flush()`` hands over chains still open.
     """
 
@@ -133,12 +123,12 @@ class LineAssembler:
                 event.tag,
                 event.time.micros,
                 stream,
-                _str_or_none(kube.get("pod_name")),
-                _str_or_none(kube.get("namespace_name")),
-                _str_or_none(kube.get("container_name")),
+                _str_or_none(kube.get(KUBERNETES_KEYS["pod"])),
+                _str_or_none(kube.get(KUBERNETES_KEYS["namespace"])),
+                _str_or_none(kube.get(KUBERNETES_KEYS["container"])),
             )
             key = (event.tag, stream)
-            partial = record.get("logtag", record.get("_p")) == "P"
+            partial = record_partial(record)
             held = self._open.get(key)
             if partial:
                 if held is None:
@@ -167,10 +157,10 @@ class LineAssembler:
         if not rows:
             return pl.DataFrame(schema=LINES_SCHEMA)
         raw = pl.DataFrame(rows, schema=_RAW_SCHEMA, orient="row")
-        from_tag = [pl.col("tag").str.extract_groups(p) for p in TAG_PATTERNS]
+        from_tag = tag_metadata(pl.col("tag"))
 
         def origin(name: str) -> pl.Expr:
-            return pl.coalesce(pl.col(f"k_{name}"), *(g.struct.field(name) for g in from_tag)).alias(name)
+            return pl.coalesce(pl.col(f"k_{name}"), from_tag[name]).alias(name)
 
         frame = raw.select(
             (pl.lit("forward:") + pl.col("tag")).alias("source"),
