@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from meshlog.cli import app, boundary, say
-from meshlog.cli.exit_codes import ExitCode
 from meshlog.errors import UsageError
 
 if TYPE_CHECKING:

@@ -1,16 +1,21 @@
-"""Named formats: Envoy's default and Istio's defaults across versions.
+"""Named formats: Envoy's default, Istio's defaults across versions and Envoy Gateway's.
 
 Strings are Envoy/Istio's own (istio/istio ``pilot/pkg/model/telemetry_logging.go`` and
-its history; ``../shared/reference/envoy-access-log-format.md`` §4).
+its history; ``../shared/reference/envoy-access-log-format.md`` §4) and Envoy Gateway's
+(envoyproxy/gateway ``internal/xds/translator/accesslog.go`` and its history).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from collections.abc import Iterable
 
 from meshlog.errors import ConfigError
-from meshlog.formats.compiler import CompiledFormat, compile_format
+from meshlog.formats import grammar
+from meshlog.formats.compiler import CompiledFormat, compile_format, compile_json_format, compile_text_format
+from meshlog.formats.operators import ALIASES, ISTIO_NAMES, canonical_arg
 
 _ISTIO_HEAD = (
     '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% '
@@ -91,6 +96,55 @@ ISTIO_JSON: dict[str, str] = {
     "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
 }
 
+# Envoy Gateway's default JSON map (``EnvoyJSONLogFields``): its default access log since v1.2.7 / v1.3.1.
+# The keys are Envoy Gateway's; the operators are Istio's 24 (with %UPSTREAM_CLUSTER%).
+ENVOY_GATEWAY_JSON: dict[str, str] = {
+    "start_time": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "x-envoy-origin-path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
+    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "duration": "%DURATION%",
+    "x-envoy-upstream-service-time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "x-forwarded-for": "%REQ(X-FORWARDED-FOR)%",
+    "user-agent": "%REQ(USER-AGENT)%",
+    "x-request-id": "%REQ(X-REQUEST-ID)%",
+    ":authority": "%REQ(:AUTHORITY)%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
+    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "requested_server_name": "%REQUESTED_SERVER_NAME%",
+    "route_name": "%ROUTE_NAME%",
+}
+# Envoy Gateway's default text format (``EnvoyTextLogFormat``), its default access log from v0.6.0 to
+# v1.2.6 and v1.3.0: the same keys and operators written as JSON-shaped *text*, so every value is a
+# quoted string (``"response_code":"200"``, ``"-"`` when unset) and none is escaped.
+ENVOY_GATEWAY = (
+    '{"start_time":"%START_TIME%","method":"%REQ(:METHOD)%",'
+    '"x-envoy-origin-path":"%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%","protocol":"%PROTOCOL%",'
+    '"response_code":"%RESPONSE_CODE%","response_flags":"%RESPONSE_FLAGS%",'
+    '"response_code_details":"%RESPONSE_CODE_DETAILS%",'
+    '"connection_termination_details":"%CONNECTION_TERMINATION_DETAILS%",'
+    '"upstream_transport_failure_reason":"%UPSTREAM_TRANSPORT_FAILURE_REASON%",'
+    '"bytes_received":"%BYTES_RECEIVED%","bytes_sent":"%BYTES_SENT%",'
+    '"duration":"%DURATION%","x-envoy-upstream-service-time":"%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",'
+    '"x-forwarded-for":"%REQ(X-FORWARDED-FOR)%","user-agent":"%REQ(USER-AGENT)%",'
+    '"x-request-id":"%REQ(X-REQUEST-ID)%",":authority":"%REQ(:AUTHORITY)%",'
+    '"upstream_host":"%UPSTREAM_HOST%","upstream_cluster":"%UPSTREAM_CLUSTER%",'
+    '"upstream_local_address":"%UPSTREAM_LOCAL_ADDRESS%",'
+    '"downstream_local_address":"%DOWNSTREAM_LOCAL_ADDRESS%",'
+    '"downstream_remote_address":"%DOWNSTREAM_REMOTE_ADDRESS%",'
+    '"requested_server_name":"%REQUESTED_SERVER_NAME%","route_name":"%ROUTE_NAME%"}\n'
+)
+
 # name → (format string, what it is). Order matters for detection: the first of equals wins.
 PRESETS: dict[str, tuple[str, str]] = {
     "istio": (ISTIO, "Istio ≥ 1.9 default text format (%UPSTREAM_CLUSTER_RAW% since 1.23)"),
@@ -101,13 +155,50 @@ PRESETS: dict[str, tuple[str, str]] = {
     "istio-1.2": (ISTIO_1_2, "Istio 1.2 default text format (mixer status, transport failure reason)"),
     "istio-1.1": (ISTIO_1_1, "Istio 1.1 default text format (mixer status field)"),
     "envoy": (ENVOY_DEFAULT, "Envoy's built-in default format"),
+    "envoy-gateway": (ENVOY_GATEWAY, "Envoy Gateway ≤ 1.3.0 default text format (JSON-shaped, all values strings)"),
+    "envoy-gateway-json": (
+        json.dumps(ENVOY_GATEWAY_JSON),
+        "Envoy Gateway ≥ 1.2.7 / 1.3.1 default JSON format (24 keys, typed values)",
+    ),
 }
+
+# The JSON presets' maps (key → operator). A preset's keys are its vendor's, not the user's: its
+# columns follow the operator as in text logs (architecture rule 1), so Envoy Gateway's ":authority"
+# and "x-request-id" are the columns authority and request_id, as in Istio's logs.
+JSON_PRESETS: dict[str, dict[str, str]] = {"istio-json": ISTIO_JSON, "envoy-gateway-json": ENVOY_GATEWAY_JSON}
+
+
+def compile_json_preset(name: str, extra_keys: Iterable[str] = ()) -> CompiledFormat:
+    """A JSON preset, plus keys the input has that the preset lacks (text columns named by their key)."""
+    mapping = JSON_PRESETS[name]
+    full = {**mapping, **{k: "" for k in extra_keys if k not in mapping}}
+    fmt = compile_json_format(full, name=name)
+    taken = set(fmt.json_keys)  # a key of the input keeps its name: no rename may collide with it
+    fields = []
+    for key, f in zip(fmt.json_keys, fmt.fields, strict=True):
+        column = _istio_column(mapping.get(key, ""))
+        if column is not None and column != key and column not in taken:
+            taken.add(column)
+            f = dataclasses.replace(f, column=column)
+        fields.append(f)
+    return dataclasses.replace(fmt, fields=tuple(fields))
+
+
+def _istio_column(value: str) -> str | None:
+    """Istio's key for a JSON value that is one operator Istio's JSON format names, else None."""
+    tokens = grammar.tokenize(value) if value else []
+    if len(tokens) != 1 or not isinstance(tokens[0], grammar.Command):
+        return None
+    command = tokens[0]
+    return ISTIO_NAMES.get((ALIASES.get(command.name, command.name), canonical_arg(command.name, command.arg)))
 
 
 def resolve(spec: str) -> CompiledFormat:
     """A preset name or a format string → compiled format."""
-    if spec in PRESETS:
-        return compile_format(PRESETS[spec][0], name=spec)
+    if spec in JSON_PRESETS:
+        return compile_json_preset(spec)
+    if spec in PRESETS:  # a text preset is text even when it reads as JSON (envoy-gateway)
+        return compile_text_format(PRESETS[spec][0], name=spec)
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec):  # a name, not a format: a mistyped preset
         raise ConfigError(f"unknown preset {spec!r} (presets: {', '.join(PRESETS)}; or give a format string)")
     return compile_format(spec)

@@ -27,10 +27,6 @@ class Family:
         return f"{self.name}: not exposed by the sidecar; add {self.matcher} to {MATCHER_WHERE}"
 
 
-def _prefix(stat: str) -> str:
-    return f"inclusionPrefixes: [{stat}]"
-
-
 def _regex(stat: str) -> str:
     return f'inclusionRegexps: [".*{stat}.*"]'
 

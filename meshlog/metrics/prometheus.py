@@ -23,7 +23,6 @@ from meshlog.metrics.families import CLUSTER_LABELS, ENVOY_FAMILIES, RATE_LIMIT_
 from meshlog.metrics.frames import ENVOY_SCHEMA, LATENCY_SCHEMA, REQUESTS_SCHEMA, MetricsFrames
 from meshlog.metrics.http import Connection, http_status_message, talking_to
 
-REPORTERS = ("source", "destination", "waypoint")
 NO_RETRY = Retry(total=0, redirect=3, raise_on_status=False)
 
 

@@ -23,16 +23,6 @@ def flag_rows(requests: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def response_flags(requests: pl.LazyFrame) -> pl.LazyFrame:
-    """Lines per flag; ``UF,URX`` counts once for UF and once for URX."""
-    return (
-        flag_rows(requests.select("response_flags"))
-        .group_by("flag")
-        .agg(pl.len().cast(pl.Int64).alias("count"))
-        .sort(["count", "flag"], descending=[True, False])
-    )
-
-
 def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
     """Each flag with its name, meaning, count, share and where it happens (clusters, routes, pods)."""
     if "response_flags" not in requests.columns:

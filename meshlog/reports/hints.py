@@ -7,9 +7,8 @@ is one vectorised filter per rule.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -31,7 +30,6 @@ class Rule:
     failure: str | None = None  # regex on upstream_transport_failure_reason (or the details' {...} part)
     no_flag: bool = False  # the line has no response flag
     severity: str = "warning"
-    also: dict[str, Any] = field(default_factory=dict)
 
 
 RULES: tuple[Rule, ...] = (
@@ -220,22 +218,3 @@ def _where(tagged: pl.DataFrame, rules: list[str], top: int) -> dict[str, dict[s
             if counts.height:
                 out[key][column] = [{"value": v, "count": int(n)} for v, n in counts.iter_rows()]
     return out
-
-
-def decode_details(details: str | None) -> dict[str, str | None]:
-    """``upstream_reset_before_response_started{remote_connection_failure|TLS_error:|…}`` → parts.
-
-    Inside ``{}`` the first element (up to ``|`` in Envoy ≥1.3x, ``,`` before) is the reset reason;
-    the rest, split once, is the transport failure reason.
-    """
-    if details is None:
-        return {"kind": None, "reset_reason": None, "transport_failure": None}
-    m = re.fullmatch(r"(?P<kind>[^{\[]+)(?:\{(?P<inner>.*)\}|\[(?P<policy>.*)\])?", details)
-    if not m:
-        return {"kind": details, "reset_reason": None, "transport_failure": None}
-    inner = m.group("inner")
-    if inner is None:
-        return {"kind": m.group("kind"), "reset_reason": m.group("policy"), "transport_failure": None}
-    sep = "|" if "|" in inner else ","
-    reason, _, rest = inner.partition(sep)
-    return {"kind": m.group("kind"), "reset_reason": reason, "transport_failure": rest or None}

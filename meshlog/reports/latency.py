@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import polars as pl
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
-DIMENSIONS = ("upstream_cluster", "route_name", "authority", "pod")
 
 
 def percentiles(col: str | pl.Expr) -> list[pl.Expr]:

@@ -508,23 +508,8 @@ def create_app(
     format: str | None = None,
     format_file: str | None = None,
     mesh_config: str | None = None,
-    input: str = "auto",
-    stdin: BinaryIO | None = None,
-    prometheus: Connection | None = None,
-    refresh_seconds: float = 1.0,
-    export_dir: Path | None = None,
-    forward: tuple[str, int] | None = None,
-    shared_key: str | None = None,
+    **options: Any,
 ) -> MeshlogApp:
-    """The one way to build the app (the CLI and the tests both call this)."""
-    return MeshlogApp(
-        list(paths or []),
-        forward=forward,
-        shared_key=shared_key,
-        fmt=FormatOptions(format, format_file, mesh_config),
-        input=input,
-        stdin=stdin,
-        prometheus=prometheus,
-        refresh_seconds=refresh_seconds,
-        export_dir=export_dir,
-    )
+    """The one way to build the app (the CLI and the tests both call this): the format options as the
+    CLI spells them; every other keyword is ``MeshlogApp``'s own (input, stdin, prometheus, …)."""
+    return MeshlogApp(list(paths or []), fmt=FormatOptions(format, format_file, mesh_config), **options)

@@ -13,7 +13,8 @@ from meshlog.errors import FilterError
 from meshlog.filters import compile_where, narrow
 from meshlog.formats.presets import resolve
 from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog, parse_lines
-from meshlog.reports.hints import decode_details, hints
+from meshlog.reports import failures
+from meshlog.reports.hints import hints
 from meshlog.reports.retries import retries_report
 from meshlog.reports.summary import by_table, summary_dict
 from meshlog.reports.timeline import bucket_seconds
@@ -80,7 +81,9 @@ def test_app_errors_and_rbac_rules() -> None:
     ],
 )  # fmt: skip
 def test_details_decoding(details: str, decoded: tuple[str | None, ...]) -> None:
-    d = decode_details(details)
+    """The report's own decoding (``error_details``), on a 503 that carries the details Envoy wrote."""
+    frame = pl.LazyFrame({"response_code": [503], "response_flags": ["UF"], "response_code_details": [details]})
+    d = failures.error_details(frame).collect().row(0, named=True)
     assert (d["kind"], d["reset_reason"], d["transport_failure"]) == decoded
 
 
