@@ -15,6 +15,7 @@ from rich.text import Text
 
 from meshlog.escape import safe
 from meshlog.figures import count, percent, span, timeline_lines
+from meshlog.names import short
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -41,19 +42,34 @@ def stdout_console() -> Console:
     return _ReportConsole(highlight=False, width=200 if piped else None)
 
 
+_WHOLE = 48  # a name up to this wide is never folded mid-word; free text wraps around it
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]], right: set[str] | None = None) -> Table:
+    """A report table; name-like columns (no spaces in any cell) keep their width, text wraps at words."""
     table = Table(title=title, title_justify="left", title_style="bold", expand=False)
-    for c in columns:
-        table.add_column(c, justify="right" if right and c in right else "left", overflow="fold")
+    for i, c in enumerate(columns):
+        cells = [str(row[i]) for row in rows if i < len(row)]
+        whole = all(" " not in cell for cell in cells)
+        widest = max((len(cell) for cell in cells), default=0)
+        table.add_column(
+            c, justify="right" if right and c in right else "left", overflow="fold",
+            min_width=min(max(widest, len(c)), _WHOLE) if whole else None,
+        )  # fmt: skip
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     return table
 
 
+def _name(value: Any) -> str:
+    """A cluster / authority for the terminal: escaped, without the in-mesh suffix (JSON keeps it)."""
+    return "-" if value is None else safe(short(str(value)))
+
+
 def hint_place(hint: dict[str, Any], *, most: int = 2) -> str:
     """Where a hint happens: its top clusters (else routes) with their counts; the same in every output."""
     where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
-    return ", ".join(f"{safe(w['value'])} ({w['count']:,})" for w in where[:most])
+    return ", ".join(f"{safe(short(str(w['value'])))} ({w['count']:,})" for w in where[:most])
 
 
 def chosen_by(summary: dict[str, Any]) -> str | None:
@@ -118,20 +134,17 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         console.print(Text(f"  → {hint['look_at']}", style="dim"))
 
     if summary["response_flags"]:
+        wide = console.width >= 100  # narrow: the code names the flag, the cluster goes under its meaning
         rows = []
         for f in summary["response_flags"]:
             top = f.get("top_upstream_cluster") or []
-            rows.append(
-                [f"{f['flag']} {f['name']}", str(f["count"]), f["meaning"], safe(top[0]["value"]) if top else "-"]
-            )
-        console.print(
-            _table(
-                "response flags (UF,URX counts for both)",
-                ["flag", "requests", "meaning", "top cluster"],
-                rows,
-                {"requests"},
-            )
-        )
+            cluster = _name(top[0]["value"]) if top else "-"
+            if wide:
+                rows.append([f["flag"], str(f["count"]), f"{f['name']}: {f['meaning']}", cluster])
+            else:
+                rows.append([f["flag"], str(f["count"]), f["meaning"] + (f"\n→ {cluster}" if top else "")])
+        columns = ["flag", "requests", "meaning", "top cluster"] if wide else ["flag", "requests", "meaning → top cluster"]
+        console.print(_table("response flags (UF,URX counts for both)", columns, rows, {"requests"}))
     if summary["top_error_paths"]:
         errors = summary["overview"]["errors"]
         rows = [[safe(p["path"]), f"{p['errors']:,}", percent(p["share_of_errors"])] for p in summary["top_error_paths"]]
@@ -165,7 +178,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
     for key, values in lat.items():
         if key.startswith("by_") and values:
             dim = key[3:]
-            rows = [[safe(r[dim]), str(r["requests"]), *(_num(r[k]) for k in ("p50", "p90", "p99"))] for r in values]
+            rows = [[_name(r[dim]), str(r["requests"]), *(_num(r[k]) for k in ("p50", "p90", "p99"))] for r in values]
             console.print(
                 _table(
                     f"duration by {dim} (ms, slowest p99 first)",
@@ -327,7 +340,7 @@ def render_trace(request_id: str, hops: Any, console: Console | None = None) -> 
             safe(" ".join(str(h[k]) for k in ("method", "path") if h.get(k) is not None)),
             f"{safe(h.get('source'))}:{h.get('line_no')}",
             safe(h.get("pod")),
-            safe(h.get("upstream_cluster")),
+            _name(h.get("upstream_cluster")),
             safe(h.get("upstream_host")),
         ]
         for h in hops.to_dicts()

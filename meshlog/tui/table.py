@@ -22,7 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from meshlog.escape import safe
-from meshlog.tui.text import IN_MESH
+from meshlog.names import IN_MESH
 
 # (narrowest, widest) a column is drawn; the path takes what is left. Columns go, last in DROP first,
 # when even the narrowest widths do not fit.

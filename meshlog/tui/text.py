@@ -7,15 +7,15 @@ shown as it is.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.text import Text
 
 from meshlog.escape import safe
+from meshlog.names import IN_MESH, short
 
-IN_MESH = r"\.svc\.cluster\.local(:\d+)?$"  # the suffix every in-mesh name has (a port may follow)
-_IN_MESH = re.compile(IN_MESH)
+__all__ = ["IN_MESH", "plain", "short_name", "width"]
+
 
 
 def plain(value: Any, style: str = "") -> Text:
@@ -33,4 +33,4 @@ def width(cell: Any) -> int:
 def short_name(value: Any) -> Text:
     """A cluster or service name without the ``.svc.cluster.local`` every in-mesh name ends in (a port
     after it stays): 18 columns back, nothing lost."""
-    return plain(_IN_MESH.sub(r"\1", safe(value)))
+    return plain(short(safe(value)))

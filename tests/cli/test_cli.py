@@ -443,8 +443,8 @@ def test_markdown_carries_what_text_shows_of_each_hint() -> None:
     refused = next(h for h in hints if h["title"] == "Upstream refuses connections")
     down = "outbound|9999||down.default.svc.cluster.local"  # the fixture's dead cluster (fixtures/regenerate.py)
     assert refused["where"]["upstream_cluster"][0]["value"] == down
-    assert f"at {down} (3)" in text
-    assert f"at {down.replace('|', chr(92) + '|')} (3)" in markdown  # a table-safe cell
+    assert "at outbound|9999||down.default (3)" in text  # for people: without the in-mesh suffix
+    assert "at outbound\\|9999\\|\\|down.default (3)" in markdown  # the same, table-safe
     for hint in hints:
         assert hint["look_at"] in markdown
 
@@ -489,3 +489,13 @@ def test_a_where_error_points_at_its_column_and_names_a_near_miss() -> None:
     assert "no column 'respons_flags'; did you mean 'response_flags'?" in lines[at]
     assert lines[at + 1] == "  response_code>=500 and respons_flags~UF"
     assert lines[at + 2] == "  " + " " * 23 + "^"
+
+
+def test_the_report_fits_80_columns_without_cutting_names() -> None:
+    result = runner.invoke(app, ["summarize", str(SAMPLE)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in ("outbound|9999||down.default", "outbound|8080||backend.default"):  # whole, on one line
+        assert any(name in line for line in lines), name
+    assert not any(line.rstrip().endswith(("cluste", "svc.cl")) for line in lines)
