@@ -52,6 +52,20 @@ def time_range(start: str | None, end: str | None) -> str:
     return f"{a} → {b[11:] if a[:10] == b[:10] else b} UTC"
 
 
+def inputs_title(paths: list[str]) -> str:
+    """The inputs as the title bar can hold them: file names, the first two, then how many more."""
+    names = ["stdin" if p == "-" else Path(p).name or p for p in paths]
+    return ", ".join(names[:2]) + (f" + {len(names) - 2} more" if len(names) > 2 else "")
+
+
+def short_range(text: str) -> str:
+    """``2026-11-25 21:21:28.501 → 21:21:29.335 UTC`` → ``21:21:28 → 21:21:29``: for a narrow header."""
+    parts = text.removesuffix(" UTC").split(" → ")
+    if len(parts) != 2:
+        return text
+    return " → ".join(p.rsplit(" ", 1)[-1][:8] for p in parts)
+
+
 class MeshlogApp(App[None]):
     """One app for the CLI and the tests (``create_app``)."""
 
@@ -137,7 +151,7 @@ class MeshlogApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = ", ".join("stdin" if p == "-" else p for p in self.paths)
+        self.sub_title = inputs_title(self.paths)
         if self.forward is not None:
             self.listen_forward()
         if self.paths:
@@ -292,15 +306,19 @@ class MeshlogApp(App[None]):
         if self.problem:  # before the figures: one line, and a narrow terminal cuts its end
             text.append(f" · {safe(self.problem)}", style="bold red")
         summary = self._summary
+        narrow = self.size.width < 120  # one line: the figures that matter first, the rest shorter or gone
         if summary:
             over, tr = summary["overview"], summary["time_range"]
-            text.append(f" · {over['requests_per_s'] or 0:.1f} req/s · ")
+            text.append(" · ")
             text.append(
                 f"errors {100 * over['error_ratio']:.1f}%", style="bold red" if over["error_ratio"] >= 0.05 else ""
             )
-            text.append(f" · {time_range(tr['start'], tr['end'])}")
+            if not narrow:
+                text.append(f" · {over['requests_per_s'] or 0:.1f} req/s")
+            span_text = time_range(tr["start"], tr["end"])
+            text.append(f" · {short_range(span_text) if narrow else span_text}")
         text.append(f" · {lines.unparsed:,} unparsed · {lines.other:,} other")
-        if s.format is not None:
+        if s.format is not None and not narrow:
             text.append(f" · format {safe(s.format.name or 'custom')}")
         self.query_one("#totals", Static).update(text)
 

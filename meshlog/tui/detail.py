@@ -3,6 +3,7 @@ that shares its request id across the inputs (the ``trace`` view) with the time 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
@@ -25,12 +26,26 @@ from meshlog.tui.text import plain, short_name
 MAX_HOPS = 50  # hops drawn; a reused id can be on thousands of lines (``meshlog trace`` prints them all)
 
 
-def request_details(row: dict[str, Any], requests: pl.DataFrame) -> Group:
-    """The detail view as one renderable (pure: testable without a terminal)."""
+HOP_COLUMNS = (  # (heading, how a hop shows it); the first ones stay when the screen is narrow
+    ("+ms", lambda h: plain(cell(h.get("offset_ms")))),
+    ("code", lambda h: plain(cell(h.get("response_code")))),
+    ("flags", lambda h: plain(cell(h.get("response_flags")))),
+    ("source:line", lambda h: plain(f"{Path(str(h.get('source'))).name}:{h.get('line_no')}")),
+    ("upstream cluster", lambda h: short_name(cell(h.get("upstream_cluster")))),
+    ("took ms", lambda h: plain(cell(h.get("duration")))),
+    ("direction", lambda h: plain(cell(h.get("cluster_direction")))),
+    ("pod", lambda h: plain(cell(h.get("pod")))),
+)
+NARROW = 100  # below this width the hop table keeps its first five columns
+
+
+def request_details(row: dict[str, Any], requests: pl.DataFrame, *, width: int | None = None) -> Group:
+    """The detail view as one renderable (pure: testable without a terminal); ``width`` of the screen."""
     parts: list[Any] = [
         Text.assemble(
             (f"{safe(row.get('response_code'))} {safe(row.get('response_flags') or '')}".strip() + "  ", "bold"),
-            f"{safe(row.get('method'))} {safe(row.get('path'))} → {safe(row.get('upstream_cluster'))}",
+            f"{safe(row.get('method'))} {safe(row.get('path'))} → ",
+            short_name(row.get("upstream_cluster")),
             f"  ({safe(row.get('duration'))} ms)",
         )
     ]
@@ -58,19 +73,18 @@ def request_details(row: dict[str, Any], requests: pl.DataFrame) -> Group:
         parts.append(Text("this line has no request id (Envoy logged -: a TCP connection, or no header)", style="dim"))
     else:
         hops = trace(requests, request_id)
+        shown = hops.head(MAX_HOPS).to_dicts()
+        columns = [c for c in HOP_COLUMNS if c[0] != "pod" or any(h.get("pod") for h in shown)]
+        if width is not None and width < NARROW:
+            columns = columns[:5]
         table = Table(box=None, padding=(0, 1))
-        for name in ("+ms", "took ms", "code", "flags", "direction", "source:line", "pod", "upstream cluster"):
+        for name, _ in columns:
             # long names wrap instead of losing their end (the line number, the service)
             table.add_column(name, justify="right" if name in ("+ms", "took ms", "code") else "left", overflow="fold")
         if hops.height > MAX_HOPS:  # one id on thousands of lines is a client reusing it, not one request
             parts.append(Text(f"{hops.height:,} lines share this id; the first {MAX_HOPS} in time order:", "yellow"))
-        for hop in hops.head(MAX_HOPS).to_dicts():
-            table.add_row(
-                *(plain(cell(hop.get(c))) for c in ("offset_ms", "duration", "response_code", "response_flags",
-                                                    "cluster_direction")),
-                plain(f"{safe(hop.get('source'))}:{hop.get('line_no')}"), plain(cell(hop.get("pod"))),
-                short_name(cell(hop.get("upstream_cluster"))),
-            )  # fmt: skip
+        for hop in shown:
+            table.add_row(*(show(hop) for _, show in columns))
         parts.append(table)
     fields = Table(show_header=False, box=None, padding=(0, 1))
     fields.add_column(style="bold cyan", no_wrap=True)
@@ -96,9 +110,10 @@ class DetailScreen(ModalScreen[None]):
         super().__init__()
         self.row = row
         self.requests = requests
-        self.body = request_details(row, requests)
+        self.body: Group | None = None
 
     def compose(self) -> ComposeResult:
+        self.body = request_details(self.row, self.requests, width=self.app.size.width)
         with VerticalScroll() as scroll:
             scroll.border_title = "request"
             yield Static(self.body, id="detail")
