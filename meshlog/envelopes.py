@@ -523,7 +523,8 @@ def _join(df: pl.DataFrame, flag: str, sep: str, key: list[str], members: dict[i
         pl.col("_e_row").alias("_e_members"),
         *(pl.col(c).first() for c in df.columns if c not in special),
     )
-    members.update(zip(joined["_e_row"].to_list(), joined["_e_members"].to_list(), strict=True))
+    for row, rows in zip(joined["_e_row"].to_list(), joined["_e_members"].to_list(), strict=True):
+        members.setdefault(row, []).extend(rows)  # a row joined before keeps what it was made of
     df = df.filter(~involved).drop("_e_prev")
     return pl.concat([df, joined.select(df.columns).cast(df.schema)]).sort("_e_row")  # type: ignore[arg-type]
 

@@ -102,6 +102,22 @@ def test_cri_partial_chunks_are_joined_across_feeds() -> None:
     assert unwrapper.detected == ["cri"]
 
 
+def test_a_record_joined_twice_over_is_held_back_whole() -> None:
+    """A Fluent Bit ``_p: P`` record cut by CRI into P + F: joined by CRI, then waiting for the next record.
+
+    What is held back for the next feed must be both CRI lines, not only the first.
+    """
+    head = '{"date": 1719556871.05, "_p": "P", "log": "hello "}'
+    tail = '{"date": 1719556871.06, "_p": "F", "log": "world"}'
+    ts = "2024-06-28T06:41:11.05223183Z"
+    unwrapper = Unwrapper()
+    first = unwrapper.feed(frame([f"{ts} stdout P {head[:15]}", f"{ts} stdout F {head[15:]}"]))
+    assert first.height == 0
+    second = unwrapper.feed(frame([f"{ts} stdout F {tail}"], 3))
+    assert second.select("line_no", "stream", "line").rows() == [(1, "stdout", "hello world")]
+    assert (unwrapper.joined, unwrapper.flush().height) == (2, 0)
+
+
 def test_a_partial_at_eof_comes_out_at_flush() -> None:
     unwrapper = Unwrapper()
     out = unwrapper.feed(frame(["2024-06-28T06:41:21Z stdout F a", "2024-06-28T06:41:22Z stdout P no newline at EOF"]))
