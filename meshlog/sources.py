@@ -15,16 +15,17 @@ import glob
 import gzip
 import io
 import os
+import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import polars as pl
 
-from meshlog.batching import MAX_WAIT, Gatherer
+from meshlog.batching import MAX_WAIT, READ_BYTES, Gatherer
 from meshlog.errors import InputError
 from meshlog.kubernetes import path_metadata  # kubelet's node paths (sources.path_metadata still works)
 
@@ -73,17 +74,64 @@ def _open(path: str, stdin: BinaryIO | None = None) -> BinaryIO:
         raise InputError(path, "is a directory") from None
     except PermissionError:
         raise InputError(path, "permission denied") from None
+    if not raw.seekable():  # a named pipe, <(kubectl logs …): sniffed as it is read (``LineReader``)
+        return raw
     magic = raw.read(4)
     raw.seek(0)
-    if magic[:2] == b"\x1f\x8b":
+    return _decompressing(path, magic, raw)
+
+
+GZIP, ZSTD = b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd"  # gzip: magic + deflate, its only method
+
+
+def _decompressing(path: str, magic: bytes, raw: BinaryIO) -> BinaryIO:
+    """``raw`` itself, or its decompressed bytes when it starts like gzip or zstd."""
+    if magic[:3] == GZIP:
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    if magic == b"\x28\xb5\x2f\xfd":
+    if magic[:4] == ZSTD:
         try:
             import zstandard
         except ImportError:
             raise InputError(path, "zstd-compressed, and the zstandard package is not installed") from None
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True, read_across_frames=True)  # type: ignore[return-value]
     return raw
+
+
+class _Rewound(io.RawIOBase):
+    """A stream that cannot seek, with the bytes read to sniff it put back in front."""
+
+    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
+        self._head = head
+        self._read = read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            data, self._head = (self._head, b"") if size < 0 or size >= len(self._head) else (
+                self._head[:size], self._head[size:])  # fmt: skip
+            return data
+        return self._read(size if size > 0 else READ_BYTES)
+
+
+def _sniffed(path: str, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """For a pipe (stdin, a FIFO): look at its first bytes, and read it decompressed if they say gzip or
+    zstd (``gzip -c f | meshlog summarize``); either way nothing read is lost."""
+    head = b""
+    while len(head) < 4:
+        more = read(READ_BYTES)
+        if not more:
+            break
+        head += more
+    stream = _Rewound(head, read)
+    inner = _decompressing(path, head, stream)  # type: ignore[arg-type]
+    return stream.read if inner is stream else (lambda size: _read_some(inner, size))
 
 
 def _reader(stream: BinaryIO) -> Callable[[int], bytes]:
@@ -106,10 +154,25 @@ def _read_some(stream: BinaryIO, size: int) -> bytes:
     return read1(size) if read1 is not None else stream.read(size)
 
 
+# What polars' line reader takes for compressed input (and would decompress or fail on): gzip, zlib,
+# zstd. A block of text may start so (``x^ …`` is a zlib header): such first lines are split off.
+_LOOKS_COMPRESSED = re.compile(rb"\A(?:\x1f\x8b|x[\x01\x5e\x9c\xda]|\x28\xb5\x2f\xfd)")
+
+
 def _split_lines(block: bytes) -> pl.Series:
     """Bytes holding whole lines → one string per line (``\\r\\n`` too). polars' reader is the fast
-    way; it is marked unstable, so this is the one place that calls it."""
-    return pl.scan_lines(block).collect().to_series()
+    way; it is marked unstable, so this is the one place that calls it. It sniffs compression from
+    the first bytes, so lines that start like a compressed stream are split off in Python first."""
+    heads: list[str] = []
+    while _LOOKS_COMPRESSED.match(block):
+        cut = block.find(b"\n")
+        line, block = (block, b"") if cut < 0 else (block[:cut], block[cut + 1 :])
+        try:
+            heads.append(line.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError:
+            raise pl.exceptions.ComputeError("invalid utf-8 sequence") from None
+    rest = pl.scan_lines(block).collect().to_series() if block else pl.Series("line", [], dtype=pl.String)
+    return pl.concat([pl.Series("line", heads, dtype=pl.String), rest]) if heads else rest
 
 
 def _lines(block: bytes, source: str, first_line_no: int, stats: SourceStats, meta: dict[str, str]) -> pl.DataFrame:
@@ -183,7 +246,14 @@ class LineReader:
         path, stats, name = self.path, self.stats, self.name
         meta = path_metadata(path) if path != "-" else {}
         stream = _open(path, self._stdin)
-        gatherer = self._gatherer = Gatherer(_reader(stream), max_bytes=self._chunk, max_wait=self._max_wait)
+        read = _reader(stream)
+        if not stream.seekable():  # a pipe: compressed or not, it says in its first bytes
+            try:
+                read = _sniffed(path, read)
+            except _READ_ERRORS as exc:
+                stats.errors.append(f"{name}: read failed before line 1: {exc}")
+                return
+        gatherer = self._gatherer = Gatherer(read, max_bytes=self._chunk, max_wait=self._max_wait)
         pending = bytearray()
         skipping = False  # inside a line already cut at MAX_LINE_BYTES: drop bytes up to its newline
         line_no = 1

@@ -392,3 +392,46 @@ def test_gzip_and_stdin_give_the_files_answer(tmp_path: Path) -> None:
     assert json.loads(by_path)["requests"] == 5000
     assert by_gz == by_path
     assert by_stdin.replace("<stdin>", "SOURCE") == by_path
+
+
+# -- from a user's run-through: pipes that are not stdin, compressed pipes, lines that look compressed ------
+
+
+def test_a_named_pipe_is_read_like_stdin(tmp_path: Path) -> None:
+    """``meshlog trace ID <(kubectl logs a) <(kubectl logs b)``: process substitution is a FIFO."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes((ISTIO / "access.log").read_bytes()))
+    writer.start()
+    result = meshlog("summarize", "-o", "json", str(fifo))
+    writer.join(10)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["requests"] == len(sent(ISTIO))
+
+
+@pytest.mark.parametrize("packer", ["gzip", "zstd"])
+def test_compressed_bytes_on_stdin_are_decompressed(packer: str) -> None:
+    raw = (ISTIO / "access.log").read_bytes()
+    if packer == "gzip":
+        packed = gzip.compress(raw[: len(raw) // 2]) + gzip.compress(raw[len(raw) // 2 :])  # two members, as rotation makes
+    else:
+        import zstandard
+
+        packed = zstandard.ZstdCompressor().compress(raw)
+    result = meshlog("summarize", "-o", "json", "-", stdin=packed)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["lines"] == {"total": len(sent(ISTIO)), "access": len(sent(ISTIO)), "unparsed": 0, "other": 0}
+
+
+def test_lines_that_start_like_a_compressed_stream_are_lines(tmp_path: Path) -> None:
+    """polars' reader sniffs compression from a block's first bytes: ``x^`` is a zlib header."""
+    log = tmp_path / "a.log"
+    odd = ["x^ app started", "x\x9c?", "\x1f\x8bnot gzip"]
+    log.write_bytes(("\n".join(odd) + "\n").encode() + (ISTIO / "access.log").read_bytes())
+    for args in ([str(log)], ["-"]):
+        result = meshlog("summarize", "-o", "json", *args, stdin=log.read_bytes() if args == ["-"] else None)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["lines"]["total"] == len(odd) + len(sent(ISTIO))
+        assert out["requests"] == len(sent(ISTIO))
