@@ -119,6 +119,7 @@ class StreamParser:
         self.problems: dict[str, str] = {}  # source → why no format fits it
         self.tally = Tally()
         self._held: dict[str, _Held] = {}
+        self._reasons: dict[str, str] = {}  # source → the reason its lines are unparsed
         self._lock = threading.Lock()
         self._told = 0
 
@@ -167,7 +168,7 @@ class StreamParser:
         if fmt is not None:
             return [Job(lines, fmt)] if lines.height else []
         if source in self.problems:
-            return [Job(lines, None, self.problems[source])] if lines.height else []
+            return [Job(lines, None, self._reasons[source])] if lines.height else []
         held = self._held.setdefault(source, _Held())
         if lines.height:
             held.frames.append(lines)
@@ -180,7 +181,7 @@ class StreamParser:
                 fmt = detect(candidates) if candidates else None
             except DetectionError as exc:
                 if final or len(candidates) >= SAMPLE_LINES:
-                    return self._give_up(source, f"{source}: {exc}")
+                    return self._give_up(source, str(exc))
                 fmt = None
             if fmt is not None:
                 del self._held[source]
@@ -195,9 +196,11 @@ class StreamParser:
         return []
 
     def _give_up(self, source: str, reason: str) -> list[Job]:
+        """No preset fits ``source``: named in ``problems``; its lines are unparsed with the reason."""
         held = self._held.pop(source)
-        self.problems[source] = reason
-        return [Job(pl.concat(held.frames, how="diagonal_relaxed"), None, reason)]
+        self.problems[source] = f"{source}: {reason}"
+        self._reasons[source] = f"no format for this input: {reason}"
+        return [Job(pl.concat(held.frames, how="diagonal_relaxed"), None, self._reasons[source])]
 
     # -- parse and count ------------------------------------------------------------------------
 

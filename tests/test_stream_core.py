@@ -435,3 +435,17 @@ def test_lines_that_start_like_a_compressed_stream_are_lines(tmp_path: Path) -> 
         out = json.loads(result.stdout)
         assert out["lines"]["total"] == len(odd) + len(sent(ISTIO))
         assert out["requests"] == len(sent(ISTIO))
+
+
+def test_a_json_key_that_names_an_operator_is_typed_by_it(tmp_path: Path) -> None:
+    """istio-json plus ``upstream_request_attempt_count`` (a user's accessLogFormat adds it): an integer."""
+    log = tmp_path / "json.log"
+    lines = (ISTIO_JSON / "access.log").read_text().splitlines()
+    attempts = [1 + i % 3 for i in range(len(lines))]
+    log.write_text("".join(f'{{"upstream_request_attempt_count":{n},{line[1:]}\n' for n, line in zip(attempts, lines, strict=True)))
+    result = meshlog("summarize", "-o", "json", str(log))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert {a["attempts"]: a["count"] for a in out["retries"]["attempt_counts"]} == dict(Counter(attempts))
+    rows = [json.loads(r) for r in meshlog("parse", str(log)).stdout.splitlines()]
+    assert [r["upstream_request_attempt_count"] for r in rows] == attempts

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from meshlog.errors import ConfigError
 from meshlog.formats import grammar
 from meshlog.formats.compiler import CompiledFormat, compile_format, compile_json_format, compile_text_format
-from meshlog.formats.operators import ALIASES, ISTIO_NAMES, canonical_arg
+from meshlog.formats.operators import ALIASES, ISTIO_NAMES, Args, canonical_arg, lookup
 
 _ISTIO_HEAD = (
     '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% '
@@ -169,9 +169,11 @@ JSON_PRESETS: dict[str, dict[str, str]] = {"istio-json": ISTIO_JSON, "envoy-gate
 
 
 def compile_json_preset(name: str, extra_keys: Iterable[str] = ()) -> CompiledFormat:
-    """A JSON preset, plus keys the input has that the preset lacks (text columns named by their key)."""
+    """A JSON preset, plus keys the input has that the preset lacks: each named by its key, typed by the
+    operator the key names when it names one (``upstream_request_attempt_count`` →
+    ``%UPSTREAM_REQUEST_ATTEMPT_COUNT%``, an integer), else text."""
     mapping = JSON_PRESETS[name]
-    full = {**mapping, **{k: "" for k in extra_keys if k not in mapping}}
+    full = {**mapping, **{k: _operator_named(k) for k in extra_keys if k not in mapping}}
     fmt = compile_json_format(full, name=name)
     taken = set(fmt.json_keys)  # a key of the input keeps its name: no rename may collide with it
     fields = []
@@ -182,6 +184,13 @@ def compile_json_preset(name: str, extra_keys: Iterable[str] = ()) -> CompiledFo
             f = dataclasses.replace(f, column=column)
         fields.append(f)
     return dataclasses.replace(fmt, fields=tuple(fields))
+
+
+def _operator_named(key: str) -> str:
+    """``%KEY%`` when an operator without required arguments has the key's name (meshlog's column rule
+    read backwards), else "" (a text column)."""
+    op = lookup(key.upper())
+    return f"%{op.name}%" if op.known and op.args not in (Args.REQUIRED, Args.REQUIRED_LEN) else ""
 
 
 def _istio_column(value: str) -> str | None:

@@ -110,10 +110,10 @@ def shrink(requests: pl.DataFrame, *, whole: Collection[str] = ()) -> pl.DataFra
 def _narrow(requests: pl.DataFrame, column: str, dtype: type[pl.DataType] | None) -> pl.Expr:
     """The column in ``dtype`` when every value of this chunk fits it, else as it is: a 3,000,000,000 ms
     TCP stream is a valid duration (chunks of both widths concatenate to the wider one)."""
-    if dtype is None:
+    values = requests[column]
+    if dtype is None or not values.dtype.is_integer():  # a text column of that name (a JSON key) stays text
         return pl.col(column)
     lo, hi = _BOUNDS[dtype]
-    values = requests[column]
     if values.null_count() < values.len():
         vmin, vmax = values.min(), values.max()
         if vmin < lo or vmax > hi:  # type: ignore[operator]

@@ -25,7 +25,8 @@ def retries_report(requests: pl.DataFrame, *, top: int = 10) -> dict[str, Any]:
     """Attempt distribution, retried requests and how they ended, clusters by retries and by URX."""
     columns = set(requests.columns)
     lf = requests.lazy()
-    attempts = attempts_column(columns)
+    # an attempt count logged as text (a header of another name, a JSON string) counts once it reads as a number
+    attempts = attempts_column({c for c in columns if c not in ATTEMPT_COLUMNS or requests.schema[c].is_integer()})
     urx = _URX if "response_flags" in columns else pl.lit(False)
     out: dict[str, Any] = {
         "attempt_counts": None,
