@@ -100,8 +100,12 @@ class RowWriter:
                 self.write(pl.DataFrame(schema=dict.fromkeys(self.columns, pl.String)))
             return
         frames = [f for f in self._held if f.height] or self._held[:1]
-        table = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-        write_rows(table.select(self.columns or table.columns) if frames else table, self.fmt, self.out)
+        if frames:
+            table = pl.concat(frames, how="diagonal_relaxed")
+            table = table.select(self.columns or table.columns)
+        else:  # no row at all: still one valid document with the table's columns
+            table = pl.DataFrame(schema=dict.fromkeys(self.columns or [], pl.String))
+        write_rows(table, self.fmt, self.out)
         self._held = []
 
     def _conform(self, frame: pl.DataFrame) -> pl.DataFrame:

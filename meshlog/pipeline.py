@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, overload
 
+import polars as pl
+
 from meshlog import envelopes
 from meshlog.errors import ConfigError, InputError
 from meshlog.formats.compiler import CompiledFormat
@@ -64,6 +66,16 @@ def row_columns(formats: Iterable[CompiledFormat]) -> list[str]:
     for fmt in formats:
         columns += [c for c in parse_lines(empty, fmt).requests.columns if c not in columns]
     return columns
+
+
+def row_schema(formats: Iterable[CompiledFormat]) -> dict[str, pl.DataType]:
+    """``row_columns`` with their types: what ``--where`` is checked against before any input is read."""
+    schema: dict[str, pl.DataType] = {"source": pl.String(), "line_no": pl.Int64(), **envelopes.META}
+    empty = lines_frame([])
+    for fmt in formats:
+        for name, dtype in parse_lines(empty, fmt).requests.schema.items():
+            schema.setdefault(name, dtype)
+    return schema
 
 
 def peek_formats(run: Run, paths: list[str], *, max_bytes: int = 1 << 20) -> None:
@@ -165,7 +177,7 @@ def parse_paths(
     run.inputs = expand(paths)
     with ThreadPoolExecutor(PARSE_AHEAD, thread_name_prefix="meshlog-parse") as pool:
         for path in run.inputs:
-            stats = SourceStats(path)
+            stats = SourceStats("<stdin>" if path == "-" else path)
             run.sources.append(stats)
             reader = LineReader(path, stats, stdin=run.stdin)
             try:

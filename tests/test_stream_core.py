@@ -449,3 +449,71 @@ def test_a_json_key_that_names_an_operator_is_typed_by_it(tmp_path: Path) -> Non
     assert {a["attempts"]: a["count"] for a in out["retries"]["attempt_counts"]} == dict(Counter(attempts))
     rows = [json.loads(r) for r in meshlog("parse", str(log)).stdout.splitlines()]
     assert [r["upstream_request_attempt_count"] for r in rows] == attempts
+
+
+def test_an_input_of_start_up_lines_still_gets_its_report_and_tables(tmp_path: Path) -> None:
+    startup = tmp_path / "startup.log"
+    startup.write_text("\n".join(STARTUP) + "\n")
+    report = json.loads(meshlog("summarize", "-o", "json", str(startup)).stdout)
+    assert report["lines"] == {"total": 4, "access": 0, "unparsed": 0, "other": 4}
+    assert report["format"] == {"name": None, "string": None} and report["requests"] == 0
+    assert json.loads(meshlog("parse", "-o", "json", str(startup)).stdout) == []
+    assert meshlog("parse", "-o", "csv", str(startup)).stdout.decode().splitlines() == [
+        "source,line_no,captured_at,pod,namespace,container,stream"
+    ]
+    out = tmp_path / "rows.parquet"
+    assert meshlog("parse", "-o", "parquet", "--out", str(out), str(startup)).returncode == 0
+    assert pl.read_parquet(out).height == 0
+
+
+def test_json_records_read_with_a_text_format_are_unparsed_with_the_reason() -> None:
+    result = meshlog("summarize", "-o", "json", "-f", "istio", str(ISTIO_JSON / "access.log"))
+    out = json.loads(result.stdout)
+    assert out["lines"] == {"total": 19, "access": 0, "unparsed": 19, "other": 0}
+    assert out["unparsed_lines"][0]["reason"].startswith("a JSON access record, but the format is text")
+
+
+def test_several_formats_are_each_named_in_the_report() -> None:
+    inputs = [str(ISTIO / "access.log"), str(ISTIO_JSON / "access.log")]
+    out = json.loads(meshlog("summarize", "-o", "json", *inputs).stdout)
+    assert [(f["name"], f["sources"]) for f in out["formats"]] == [("istio", inputs[0]), ("istio-json", inputs[1])]
+    assert "· formats istio, istio-json" in meshlog("summarize", *inputs).stdout.decode().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["summarize", "-f", "istio", "--where", "nosuchcol=1"], "--where error at column 1: no column 'nosuchcol'"),
+        (["summarize", "-f", "istio", "--where", "response_code>abc"], "response_code holds numbers"),
+        (["summarize", "-f", "envoy", "--by", "cluster"], "--by cluster: this log has no upstream_cluster column"),
+        (["parse", "-f", "istio", "--where", "nosuchcol=1"], "no column 'nosuchcol'"),
+        (["parse", "--out", "/nonexistent-dir/x.csv", "-o", "csv"], "--out /nonexistent-dir/x.csv: cannot write"),
+    ],
+)
+def test_options_the_given_format_rules_out_stop_before_reading(args: list[str], message: str) -> None:
+    proc = subprocess.Popen(
+        [*MESHLOG, *args, "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+        env=_env(),
+    )  # fmt: skip
+    try:
+        code = proc.wait(timeout=20)  # stdin stays open and silent
+    finally:
+        proc.kill()
+    assert code == 2
+    assert proc.stderr is not None and message in proc.stderr.read().decode()
+
+
+def test_ctrl_c_on_a_live_stream_reports_what_came() -> None:
+    proc = subprocess.Popen(
+        [*MESHLOG, "summarize", "-o", "json", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, cwd=ROOT, env=_env(),
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(istio_lines(19))
+    proc.stdin.flush()
+    time.sleep(3)  # read and parsed; the pipe stays open as `kubectl logs -f` keeps it
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert json.loads(out)["requests"] == 19
+    assert "interrupted: the report covers the lines read before Ctrl-C" in err.decode()

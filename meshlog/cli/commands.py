@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from collections.abc import Callable
-from typing import Annotated, NoReturn
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -20,7 +20,15 @@ from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import PRESETS, resolve
 from meshlog.figures import count
 from meshlog.parse import AccessLog, LineCounts
-from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths, peek_formats, row_columns
+from meshlog.pipeline import (
+    FormatOptions,
+    Run,
+    compile_options,
+    parse_paths,
+    peek_formats,
+    row_columns,
+    row_schema,
+)
 from meshlog.sources import expand
 
 
@@ -103,9 +111,10 @@ def _finish(run: Run, strict: bool) -> None:
         if stats.invalid_utf8:
             say(f"{stats.name}: {count(stats.invalid_utf8, 'line')} with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
         if stats.too_long:
+            n = len(stats.too_long)
             say(
-                f"{stats.name}: {count(len(stats.too_long), 'line')} longer than 1 MiB cut to their start "
-                f"(first at line {stats.too_long[0]})"
+                f"{stats.name}: {count(n, 'line')} longer than 1 MiB cut to {'its' if n == 1 else 'their'} "
+                f"first MiB (first at line {stats.too_long[0]})"
             )
     for problem in run.stream.problems.values():  # the other inputs were reported; these lines are unparsed
         say(f"warning: {problem}")
@@ -123,22 +132,42 @@ def _finish(run: Run, strict: bool) -> None:
         raise typer.Exit(ExitCode.INPUT)
 
 
-def _nothing_parsed(run: Run) -> NoReturn:
-    """No access line came in: say why — each unreadable input (exit 3), no format fits (exit 2), an
-    empty input or one with only start-up lines so far (exit 0)."""
+def _when_no_format(run: Run) -> None:
+    """No access line came in: stop for an unreadable input (exit 3) or an input no format fits
+    (exit 2); else (empty, or start-up lines only) say so, and the command still writes its output."""
     for error in run.errors:
         say(f"error: {error}")
     if run.errors:
         raise typer.Exit(ExitCode.INPUT)
     if run.stream.problems:
         raise DetectionError("; ".join(run.stream.problems.values()))
-    c = run.tally.counts
-    if c.total == 0:
-        say("no input lines: the input is empty")
-    else:
-        say(run.stream.no_access_yet() or f"no access lines ({c.total} lines)")
-        say(accounting(c))
-    raise typer.Exit(ExitCode.OK)
+    if note := run.stream.no_access_yet():
+        say(note)
+
+
+def _reading(paths: list[str]) -> list[str]:
+    """The inputs; none means stdin, which must then be piped (a terminal would just wait)."""
+    if not paths and sys.stdin.isatty():
+        raise UsageError("nothing to read: give log files, or pipe logs in (kubectl logs … | meshlog …)")
+    return paths
+
+
+def _check_early(run: Run, where: str | None) -> None:
+    """With the format given, a ``--where`` that names no column of it (or compares a column with the
+    wrong kind of value) stops before any input is read."""
+    if where and run.format is not None:
+        from meshlog.filters import compile_where
+
+        compile_where(where, row_schema([run.format]))
+
+
+def _sink(out: str | None) -> BinaryIO:
+    if not out:
+        return sys.stdout.buffer
+    try:
+        return open(out, "wb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write: {exc.strerror}") from None
 
 
 def _start(fmt_opts: FormatOptions, input: Input = Input.auto) -> Run:
@@ -173,12 +202,17 @@ def parse(
     relative = is_relative(since) or is_relative(until)  # resolved against the last request: at the end
     in_time = None if relative else time_filter(since, until)
     run = _start(FormatOptions(format, format_file, mesh_config), input)
+    paths = _reading(paths or [])
+    _check_early(run, where)
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
         raise UsageError("parquet is binary; redirect stdout or use --out FILE")
-    run.stream.on_format = _announcer(paths or [])
+    if relative and (not paths or "-" in paths):
+        say(f"note: {since or until} counts back from the last request, so rows come out when the input ends; "
+            "an ISO time streams them")  # fmt: skip
+    run.stream.on_format = _announcer(paths)
     if output is not RowOutput.ndjson:  # a table: every input's columns known before its first row
-        peek_formats(run, paths or [])
-    sink = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
+        peek_formats(run, paths)
+    sink = _sink(out)
 
     def dropped(columns: list[str]) -> None:
         say(f"warning: {', '.join(columns)}: not in the table's columns (fixed at its first row); use -o ndjson")
@@ -186,7 +220,7 @@ def parse(
     writer: RowWriter | None = None
     held: list[AccessLog] = []
     try:
-        for log in parse_paths(paths or [], run):
+        for log in parse_paths(paths, run):
             if writer is None:
                 writer = RowWriter(output.value, sink, row_columns(run.stream.formats.values() or [log.format]),
                                    on_dropped=dropped)  # fmt: skip
@@ -198,13 +232,13 @@ def parse(
         if writer is not None and held:
             whole = AccessLog.concat(held, held[0].format)
             writer.write(narrow(whole, where=where, since=since, until=until).requests)
-        if writer is not None:
-            writer.close()
+        if run.format is None:
+            _when_no_format(run)
+        # no row at all: still a header, `[]` or a valid Parquet file with the columns
+        (writer or RowWriter(output.value, sink, row_columns(run.stream.formats.values()))).close()
     finally:
         if out:
             sink.close()
-    if run.format is None:
-        _nothing_parsed(run)
     _finish(run, strict)
 
 
@@ -272,26 +306,34 @@ def summarize(
         if text:
             check_time(text, option=option)
     run = _start(FormatOptions(format, format_file, mesh_config), input)
-    run.stream.on_format = _announcer(paths or [])
+    paths = _reading(paths or [])
+    _check_early(run, where)
+    if by is not None and run.format is not None and BY_COLUMN[by] not in row_columns([run.format]):
+        _check_by(by, row_columns([run.format]))  # the format has no such column: say so before reading
+    run.stream.on_format = _announcer(paths)
     folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
     metrics_failed: MeshlogError | None = None
-    single = len(expand(paths or [])) == 1
+    single = len(expand(paths)) == 1
 
     whole = {BY_COLUMN[by]} - {"response_code"} if by is not None else set()  # kept on every request
 
     def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
         return compact(log, keep, whole=whole)
 
-    with progress(paths or [], run) as tick:
+    interrupted = False
+    with progress(paths, run) as tick:
         # only the text columns the reports and --where read are built
         columns = REPORT_COLUMNS | whole | (columns_named(where) if where else set())
-        for n, piece in enumerate(parse_paths(paths or [], run, columns=columns, then=shrunk)):
-            if n == 0 and by is not None and single:  # one input: its first rows show its columns
-                _check_by(by, piece.requests.columns)
-            folded.add(piece)
-            tick()
+        try:
+            for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=shrunk)):
+                if n == 0 and by is not None and single:  # one input: its first rows show its columns
+                    _check_by(by, piece.requests.columns)
+                folded.add(piece)
+                tick()
+        except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far
+            interrupted = True
     if run.format is None:
-        _nothing_parsed(run)
+        _when_no_format(run)
     compacted = folded.log(run.format, run.tally.examples)
     start, end = window(compacted.requests, since, until)
     log = narrow(compacted, since=since, until=until)
@@ -307,6 +349,8 @@ def summarize(
             log, top=top, by=dimension, lines=run.tally.counts, other_kinds=dict(run.tally.other_kinds),
             slowest=folded.slowest,
         )  # fmt: skip
+        if len(formats := _formats_used(run)) > 1:  # several inputs, several formats: name each
+            summary["formats"] = formats
         summary["filter"] = where or None  # what chose the requests: the report states it
         summary["window"] = (
             {"since": since, "until": until, "start": iso_z(start), "end": iso_z(end)} if since or until else None
@@ -334,9 +378,20 @@ def summarize(
             render_summary(summary)
     if metrics_failed is not None:
         say(f"error: {metrics_failed} (the report above is the log's alone)")
+    if interrupted:
+        say("interrupted: the report covers the lines read before Ctrl-C")
     _finish(run, strict)
     if metrics_failed is not None:
         raise typer.Exit(exit_code_for(metrics_failed))
+    if interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _formats_used(run: Run) -> list[dict[str, str | None]]:
+    """Each input's format (JSON key ``formats``, when there are several)."""
+    seen = {id(f): f for f in run.stream.formats.values()}
+    by_format = {key: [s for s, f in run.stream.formats.items() if id(f) == key] for key in seen}
+    return [{"name": seen[k].name, "string": seen[k].source, "sources": ", ".join(v)} for k, v in by_format.items()]
 
 
 def _check_by(by: By, columns: list[str]) -> None:
@@ -368,10 +423,13 @@ def trace(
     from meshlog.reports.trace import trace as trace_hops
 
     run = _start(FormatOptions(format, format_file, mesh_config), input)
-    run.stream.on_format = _announcer(paths or [])
-    logs = list(parse_paths(paths or [], run))
+    paths = _reading(paths or [])
+    run.stream.on_format = _announcer(paths)
+    logs = list(parse_paths(paths, run))
     if run.format is None:
-        _nothing_parsed(run)
+        _when_no_format(run)
+        say(f"no line carries request id {request_id}")
+        raise typer.Exit(ExitCode.NOT_FOUND)
     log = AccessLog.concat(logs, run.format)
     if id_column(log.requests.columns) is None:
         raise UsageError("this format logs no request id (%REQ(X-REQUEST-ID)% or %STREAM_ID%)")

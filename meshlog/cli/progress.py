@@ -48,19 +48,24 @@ def progress(paths: list[str], run: Run) -> Iterator[Callable[[], None]]:
 @contextmanager
 def _counter(run: Run) -> Iterator[Callable[[], None]]:
     """stdin: lines and bytes so far, and the rate."""
+    import time
+
     from rich.console import Console
-    from rich.progress import Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     counter = Progress(
-        TextColumn("reading stdin: {task.fields[lines]:,} lines, {task.fields[size]}"), TransferSpeedColumn(),
+        TextColumn("reading stdin: {task.fields[lines]:,} lines, {task.fields[size]} ({task.fields[rate]})"),
         TimeElapsedColumn(), console=Console(stderr=True), transient=True,
     )  # fmt: skip
-    task = counter.add_task("stdin", total=None, lines=0, size="0 B")
+    task = counter.add_task("stdin", total=None, lines=0, size="0 B", rate="waiting")
+    started = time.monotonic()
 
     def tick() -> None:
         read = sum(s.bytes_read for s in run.sources)
         lines = sum(s.lines for s in run.sources)
-        counter.update(task, completed=read, lines=lines, size=_size(read))
+        took = max(time.monotonic() - started, 1e-3)
+        rate = f"{lines / took:,.0f} lines/s, {_size(int(read / took))}/s"
+        counter.update(task, completed=read, lines=lines, size=_size(read), rate=rate)
 
     with counter:
         yield tick

@@ -72,6 +72,16 @@ def hint_place(hint: dict[str, Any], *, most: int = 2) -> str:
     return ", ".join(f"{safe(short(str(w['value'])))} ({w['count']:,})" for w in where[:most])
 
 
+def format_names(summary: dict[str, Any]) -> str:
+    """``format istio``, ``formats istio, istio-json`` (several inputs), or that none is known yet."""
+    several = summary.get("formats") or []
+    if several:
+        return "formats " + ", ".join(f["name"] or "custom" for f in several)
+    if summary["format"]["string"] is None:
+        return "no format yet (no access line)"
+    return f"format {summary['format']['name'] or 'custom'}"
+
+
 def chosen_by(summary: dict[str, Any]) -> str | None:
     """``7 of 19 requests match `response_code>=500`, since 15m (from 21:09:24Z)``: what chose them."""
     where, win = summary.get("filter"), summary.get("window")
@@ -95,7 +105,7 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         Text.assemble(
             (count(summary["requests"], "request"), "bold"),
             f" from {count(lines['total'], 'line')} ({lines['unparsed']:,} unparsed, {lines['other']:,} other)"
-            f" · format {safe(summary['format']['name'] or 'custom')}",
+            f" · {safe(format_names(summary))}",
         )
     )
     if chosen := chosen_by(summary):
@@ -254,7 +264,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         (
             f"{count(summary['requests'], 'request')} from {count(lines['total'], 'line')} ({lines['unparsed']:,} "
             f"unparsed, {lines['other']:,} other); errors (5xx, 0 with a flag): {over['errors']:,} "
-            f"({percent(over['error_ratio'])}); "
+            f"({percent(over['error_ratio'])}); {format_names(summary)}; "
             f"{summary['time_range']['start']} → {summary['time_range']['end']}"
         ),
         "",

@@ -41,7 +41,7 @@ class AccessLog:
     requests: pl.DataFrame
     unparsed: pl.DataFrame
     other: pl.DataFrame
-    format: CompiledFormat
+    format: CompiledFormat | None  # None: no input's format is known (no access line came)
 
     @property
     def counts(self) -> LineCounts:
@@ -102,7 +102,8 @@ def parse_lines(
     leftovers = lines.join(pl.DataFrame({ROW: not_records}, schema={ROW: pl.UInt32}), on=ROW, how="semi")
     leftovers = leftovers.with_columns(other_kind().alias("kind"))
     looks_like = _looks_like_access(fmt)
-    broken = leftovers.filter(pl.col("kind").is_null() & looks_like)
+    json_record = _json_access_record() if fmt.encoding == "text" else pl.lit(False)
+    broken = leftovers.filter(pl.col("kind").is_null() & looks_like & ~json_record)
     if broken.height:
         reasons = (
             text.failure_reasons(broken, fmt)
@@ -110,6 +111,10 @@ def parse_lines(
             else pl.Series("reason", ["a JSON object with none of the format's keys"] * broken.height)
         )
         bad = pl.concat([bad, broken.select(ROW).with_columns(reasons.alias("reason"))])
+    misread = leftovers.filter((pl.col("kind").is_null() | (pl.col("kind") == "json-log")) & json_record)
+    if misread.height:  # JSON access records read with a text format: the wrong format, not other lines
+        bad = pl.concat([bad, misread.select(ROW, pl.lit(_JSON_UNDER_TEXT).alias("reason"))])
+    leftovers = leftovers.filter(~json_record | pl.col("kind").is_not_null() & (pl.col("kind") != "json-log"))
     other = leftovers.filter(pl.col("kind").is_not_null() | ~looks_like).with_columns(
         pl.col("kind").fill_null("unrecognised")
     )
@@ -128,6 +133,17 @@ def parse_lines(
         unparsed.cast(UNPARSED_SCHEMA),  # type: ignore[arg-type]
         other.sort(ROW).select(*OTHER_SCHEMA).cast(OTHER_SCHEMA),  # type: ignore[arg-type]
         fmt,
+    )
+
+
+_JSON_UNDER_TEXT = "a JSON access record, but the format is text: pass -f istio-json (or the proxy's JSON format)"
+
+
+def _json_access_record() -> pl.Expr:
+    """A JSON object with keys every Envoy JSON access format has (Istio's, Envoy Gateway's)."""
+    line = pl.col("line")
+    return line.str.contains(r"^\s*\{") & line.str.contains('"response_code"', literal=True) & (
+        line.str.contains('"start_time"', literal=True) | line.str.contains('"duration"', literal=True)
     )
 
 

@@ -85,7 +85,7 @@ class SummaryInput:
             )
             self.slowest = _slowest(both)
 
-    def log(self, fmt: CompiledFormat, unparsed: pl.DataFrame | None = None) -> AccessLog:
+    def log(self, fmt: CompiledFormat | None, unparsed: pl.DataFrame | None = None) -> AccessLog:
         """The compact log the reports run on; ``unparsed``: example rows (``Tally.examples``); other
         lines: none (their counts are in the tally)."""
         # rechunk=False: the pieces become the chunks of one frame, not a second copy of every row

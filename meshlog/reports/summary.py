@@ -56,7 +56,7 @@ def summary_dict(
     )
     out: dict[str, Any] = {
         "lines": {"total": counts.total, "access": counts.access, "unparsed": counts.unparsed, "other": counts.other},
-        "format": {"name": log.format.name, "string": log.format.source},
+        "format": {"name": log.format.name, "string": log.format.source} if log.format else {"name": None, "string": None},
         "time_range": {"start": _iso(start), "end": _iso(end)},
         "requests": req.height,
         "overview": {

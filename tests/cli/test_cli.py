@@ -146,9 +146,12 @@ def test_a_lone_missing_input_is_named_and_an_empty_one_is_no_error(tmp_path: Pa
         assert missing.stderr.splitlines() == [f"meshlog: error: {tmp_path / 'nope.log'}: no such file"]
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
-    result = runner.invoke(app, ["summarize", str(empty)])
-    assert result.exit_code == 0 and result.stdout == ""
-    assert result.stderr.splitlines() == ["meshlog: no input lines: the input is empty"]
+    result = runner.invoke(app, ["summarize", str(empty)])  # a report of nothing, so `| jq` still gets one
+    assert result.exit_code == 0 and result.stdout.startswith("0 requests from 0 lines")
+    assert "meshlog: no input lines: the input is empty" in result.stderr.splitlines()
+    as_json = json.loads(runner.invoke(app, ["summarize", str(empty), "-o", "json"]).stdout)
+    assert as_json["lines"] == {"total": 0, "access": 0, "unparsed": 0, "other": 0}
+    assert as_json["format"] == {"name": None, "string": None}
 
 
 def test_summarize_options_are_checked() -> None:
