@@ -7,8 +7,8 @@ problems are handed back to the caller.
 
 from __future__ import annotations
 
-from collections import deque
 import os
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,13 +58,14 @@ def compile_options(options: FormatOptions) -> CompiledFormat | None:
     return None
 
 
-def row_columns(formats: Iterable[CompiledFormat]) -> list[str]:
+def row_columns(formats: Iterable[CompiledFormat | None]) -> list[str]:
     """The columns rows are written with for these formats: ``source, line_no``, every column a
     wrapper can give (null where none did), then each format's fields and derived columns."""
     columns = ["source", "line_no", *envelopes.META]
     empty = lines_frame([])
     for fmt in formats:
-        columns += [c for c in parse_lines(empty, fmt).requests.columns if c not in columns]
+        if fmt is not None:
+            columns += [c for c in parse_lines(empty, fmt).requests.columns if c not in columns]
     return columns
 
 

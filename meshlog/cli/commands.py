@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from collections.abc import Callable
+from enum import Enum
 from typing import Annotated, BinaryIO
 
 import typer
@@ -15,10 +15,10 @@ from meshlog.cli.exit_codes import ExitCode, exit_code_for
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
 from meshlog.errors import DetectionError, MeshlogError, UnparsedLinesError, UsageError
 from meshlog.export import RowWriter, write_rows
+from meshlog.figures import count
 from meshlog.flags import FLAGS, lookup, near_misses
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import PRESETS, resolve
-from meshlog.figures import count
 from meshlog.parse import AccessLog, LineCounts
 from meshlog.pipeline import (
     FormatOptions,
@@ -29,6 +29,7 @@ from meshlog.pipeline import (
     row_columns,
     row_schema,
 )
+from meshlog.reports.contract import InputFormat
 from meshlog.sources import expand
 
 
@@ -296,9 +297,8 @@ def summarize(
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.cli.progress import progress
     from meshlog.filters import check_time, columns_named, narrow, where_filter, window
-    from meshlog.reports.summary import iso_z
     from meshlog.reports.compact import REPORT_COLUMNS, Compact, SummaryInput, compact
-    from meshlog.reports.summary import by_table, summary_dict
+    from meshlog.reports.summary import by_table, iso_z, summary_dict
 
     # options first: a mistake stops here, before any input is read
     keep = where_filter(where) if where else None
@@ -387,7 +387,7 @@ def summarize(
         raise typer.Exit(ExitCode.INTERRUPTED)
 
 
-def _formats_used(run: Run) -> list[dict[str, str | None]]:
+def _formats_used(run: Run) -> list[InputFormat]:
     """Each input's format (JSON key ``formats``, when there are several)."""
     seen = {id(f): f for f in run.stream.formats.values()}
     by_format = {key: [s for s, f in run.stream.formats.items() if id(f) == key] for key in seen}

@@ -16,6 +16,7 @@ from rich.text import Text
 from meshlog.escape import safe
 from meshlog.figures import count, percent, span, timeline_lines
 from meshlog.names import short
+from meshlog.reports.contract import Hint, Summary, by_tables, percentile_rows
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -66,13 +67,13 @@ def _name(value: Any) -> str:
     return "-" if value is None else safe(short(str(value)))
 
 
-def hint_place(hint: dict[str, Any], *, most: int = 2) -> str:
+def hint_place(hint: Hint, *, most: int = 2) -> str:
     """Where a hint happens: its top clusters (else routes) with their counts; the same in every output."""
     where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
     return ", ".join(f"{safe(short(str(w['value'])))} ({w['count']:,})" for w in where[:most])
 
 
-def format_names(summary: dict[str, Any]) -> str:
+def format_names(summary: Summary) -> str:
     """``format istio``, ``formats istio, istio-json`` (several inputs), or that none is known yet."""
     several = summary.get("formats") or []
     if several:
@@ -82,21 +83,21 @@ def format_names(summary: dict[str, Any]) -> str:
     return f"format {summary['format']['name'] or 'custom'}"
 
 
-def chosen_by(summary: dict[str, Any]) -> str | None:
+def chosen_by(summary: Summary) -> str | None:
     """``7 of 19 requests match `response_code>=500`, since 15m (from 21:09:24Z)``: what chose them."""
     where, win = summary.get("filter"), summary.get("window")
     if not where and not win:
         return None
     parts = [f"`{safe(where)}`"] if where else []
     if win:
-        for key, edge in (("since", "start"), ("until", "end")):
-            if win.get(key):
-                parts.append(f"{key} {safe(win[key])}" + (f" ({win[edge]})" if win.get(edge) and win[edge] != win[key] else ""))
+        for key, given, at in (("since", win["since"], win["start"]), ("until", win["until"], win["end"])):
+            if given:
+                parts.append(f"{key} {safe(given)}" + (f" ({at})" if at and at != given else ""))
     access = summary["lines"]["access"]
     return f"{summary['requests']:,} of {count(access, 'request')} match " + ", ".join(parts)
 
 
-def render_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+def render_summary(summary: Summary, console: Console | None = None) -> None:
     """The one-screen report: what fails, where, why, and what to check."""
     console = console or stdout_console()
     lines, tr, over = summary["lines"], summary["time_range"], summary["overview"]
@@ -185,9 +186,8 @@ def render_summary(summary: dict[str, Any], console: Console | None = None) -> N
         if values
     ]  # fmt: skip
     console.print(_table("latency (ms)", ["", "p50", "p90", "p99", "max"], rows, {"p50", "p90", "p99", "max"}))
-    for key, values in lat.items():
-        if key.startswith("by_") and values:
-            dim = key[3:]
+    for dim, values in by_tables(lat):
+        if values:
             rows = [[_name(r[dim]), str(r["requests"]), *(_num(r[k]) for k in ("p50", "p90", "p99"))] for r in values]
             console.print(
                 _table(
@@ -242,7 +242,7 @@ def _render_comparison(m: dict[str, Any], console: Console) -> None:
         console.print("log and metrics agree on requests and errors")
 
 
-def markdown_summary(summary: dict[str, Any]) -> str:
+def markdown_summary(summary: Summary) -> str:
     """The same report as Markdown (for tickets and chat), values escaped for tables."""
 
     def cell(v: Any) -> str:
@@ -303,15 +303,10 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     if lat["duration"]:
         out += ["## Latency (ms)", ""] + table(
             ["", "p50", "p90", "p99", "max"],
-            [
-                [k, *(_num(v[q]) for q in ("p50", "p90", "p99", "max"))]
-                for k, v in lat.items()
-                if k in ("duration", "upstream_service_time", "proxy_and_network") and v
-            ],
+            [[k, *(_num(v[q]) for q in ("p50", "p90", "p99", "max"))] for k, v in percentile_rows(lat)],
         )
-    for key, values in lat.items():
-        if key.startswith("by_") and values:
-            dim = key[3:]
+    for dim, values in by_tables(lat):
+        if values:
             out += [f"## Duration by {dim} (ms, slowest p99 first)", ""] + table(
                 [dim, "requests", "p50", "p90", "p99"],
                 [[r[dim], r["requests"], _num(r["p50"]), _num(r["p90"]), _num(r["p99"])] for r in values],

@@ -49,11 +49,14 @@ class AccessLog:
         return LineCounts(a + u + o, a, u, o)
 
     @staticmethod
-    def concat(parts: Iterable[AccessLog], fmt: CompiledFormat) -> AccessLog:
+    def concat(parts: Iterable[AccessLog], fmt: CompiledFormat | None) -> AccessLog:
         """Join the logs of several chunks or sources (same format)."""
         items = list(parts)
         if not items:
-            return parse_lines(lines_frame([], source="-"), fmt)
+            if fmt is not None:
+                return parse_lines(lines_frame([], source="-"), fmt)
+            empty = pl.DataFrame(schema={"source": pl.String, "line_no": pl.Int64})
+            return AccessLog(empty, pl.DataFrame(schema=UNPARSED_SCHEMA), pl.DataFrame(schema=OTHER_SCHEMA), None)
         return AccessLog(
             pl.concat([p.requests for p in items], how="diagonal_relaxed"),
             pl.concat([p.unparsed for p in items], how="diagonal_relaxed"),  # wrapper columns may come later

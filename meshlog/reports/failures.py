@@ -7,6 +7,7 @@ from typing import Any
 import polars as pl
 
 from meshlog.flags import describe
+from meshlog.reports.contract import FlagReport
 from meshlog.reports.traffic import columns_of, is_error
 
 # upstream_reset_before_response_started{reason|transport failure} → kind, reason
@@ -23,7 +24,7 @@ def flag_rows(requests: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
+def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[FlagReport]:
     """Each flag with its name, meaning, count, share and where it happens (clusters, routes, pods)."""
     if "response_flags" not in requests.columns:
         return []
@@ -31,10 +32,10 @@ def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]
     dims = [c for c in ("upstream_cluster", "route_name", "pod") if c in requests.columns]
     rows = flag_rows(requests.lazy().select("response_flags", *dims)).collect()
     counts = rows.group_by("flag").len().sort(["len", "flag"], descending=[True, False])
-    out = []
+    out: list[FlagReport] = []
     for flag, n in counts.iter_rows():
         info = describe(flag)
-        entry: dict[str, Any] = {
+        entry: FlagReport = {
             "flag": flag,
             "name": info.name,
             "meaning": info.meaning,
@@ -44,7 +45,7 @@ def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]
         of_flag = rows.filter(pl.col("flag") == flag)
         for dim in dims:
             tops = of_flag.group_by(dim).len().drop_nulls(dim).sort(["len", dim], descending=[True, False]).head(top)
-            entry[f"top_{dim}"] = [{"value": v, "count": int(c)} for v, c in tops.iter_rows()]
+            entry[f"top_{dim}"] = [{"value": v, "count": int(c)} for v, c in tops.iter_rows()]  # type: ignore[literal-required]
         out.append(entry)
     return out
 

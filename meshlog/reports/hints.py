@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from meshlog.filters import compile_where, flag_filter, quote
+from meshlog.reports.contract import Hint, Place
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def rule_filter(rule: Rule, columns: Collection[str]) -> str | None:
     return " and ".join(parts) if parts else None
 
 
-def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
+def hints(requests: pl.DataFrame, *, top: int = 3) -> list[Hint]:
     """Every rule that some lines match: severity, title, detail, count, share and where it happens."""
     columns = set(requests.columns)
     total = max(requests.height, 1)
@@ -170,7 +171,7 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
     counts = tagged.select(_lines(_tag(r)) for r, _ in rules).row(0, named=True)
     hit = [r for r, _ in rules if counts[_tag(r)]]
     wheres = _where(tagged, [_tag(r) for r in hit], top)
-    out: list[dict[str, Any]] = []
+    out: list[Hint] = []
     for rule in hit:
         n = counts[_tag(rule)]
         out.append(
@@ -182,7 +183,7 @@ def hints(requests: pl.DataFrame, *, top: int = 3) -> list[dict[str, Any]]:
                 "share": n / total,
                 "rule": rule.key,
                 "look_at": rule.look_at,
-                "where": wheres[_tag(rule)],
+                "where": cast(dict[str, list[Place]], wheres[_tag(rule)]),
                 "filter": filters[rule.key],
             }
         )

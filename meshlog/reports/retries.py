@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from meshlog.filters import has_flag
+from meshlog.reports.contract import Retries
 from meshlog.reports.traffic import is_error
 
 ATTEMPT_COLUMNS = ("upstream_request_attempt_count", "req_x_envoy_attempt_count", "resp_x_envoy_attempt_count")
@@ -21,14 +22,14 @@ def attempts_column(columns: set[str]) -> str | None:
     return next((c for c in ATTEMPT_COLUMNS if c in columns), None)
 
 
-def retries_report(requests: pl.DataFrame, *, top: int = 10) -> dict[str, Any]:
+def retries_report(requests: pl.DataFrame, *, top: int = 10) -> Retries:
     """Attempt distribution, retried requests and how they ended, clusters by retries and by URX."""
     columns = set(requests.columns)
     lf = requests.lazy()
     # an attempt count logged as text (a header of another name, a JSON string) counts once it reads as a number
     attempts = attempts_column({c for c in columns if c not in ATTEMPT_COLUMNS or requests.schema[c].is_integer()})
     urx = _URX if "response_flags" in columns else pl.lit(False)
-    out: dict[str, Any] = {
+    out: Retries = {
         "attempt_counts": None,
         "retried_requests": None,
         "retried_then_succeeded": None,

@@ -7,13 +7,14 @@ hints``); the rest are additions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from meshlog.parse import AccessLog, LineCounts
 from meshlog.reports import failures, latency, retries, timeline, traffic
 from meshlog.reports.compact import SLOWEST_COLUMNS
+from meshlog.reports.contract import Latency, Percentiles, Summary, UnparsedLine
 from meshlog.reports.hints import hints
 
 
@@ -37,8 +38,8 @@ def summary_dict(
     lines: LineCounts | None = None,
     other_kinds: dict[str, int] | None = None,
     slowest: pl.DataFrame | None = None,
-) -> dict[str, Any]:
-    """All reports for one access log.
+) -> Summary:
+    """All reports for one access log (the ``-o json`` document: ``reports.contract``).
 
     ``lines`` is the whole input's accounting when ``log`` was filtered or compacted; ``other_kinds``
     and ``slowest`` stand in for ``log.other`` and the slowest rows when they were folded in chunk
@@ -54,56 +55,20 @@ def summary_dict(
         if "start_time" in cols
         else (None, None)
     )
-    out: dict[str, Any] = {
-        "lines": {"total": counts.total, "access": counts.access, "unparsed": counts.unparsed, "other": counts.other},
-        "format": {"name": log.format.name, "string": log.format.source} if log.format else {"name": None, "string": None},
-        "time_range": {"start": _iso(start), "end": _iso(end)},
-        "requests": req.height,
-        "overview": {
-            k: over[k] for k in ("requests_per_s", "errors", "error_ratio", "status_5xx", "status_0", "errors_without_path")
-        },
-        "other_lines": sorted(
-            (
-                {"kind": k, "count": n}
-                for k, n in (other_kinds or dict(log.other.group_by("kind").len().iter_rows())).items()
-            ),
-            key=lambda o: (-o["count"], o["kind"]),
-        ),
-        "unparsed_lines": _rows(log.unparsed.head(top).select("source", "line_no", "reason")),
-    }
     has_code = "response_code" in cols
-    out["response_codes"] = _rows(traffic.response_codes(lf).collect()) if has_code else []
-    out["status_classes"] = _rows(traffic.status_classes(lf).collect()) if has_code else []
-    out["top_error_paths"] = (
-        _rows(traffic.top_errors(lf, "path", top=top).collect()) if {"path"} <= cols and has_code else []
-    )
-    out["top_error_authorities"] = (
-        _rows(traffic.top_errors(lf, "authority", top=top).collect()) if {"authority"} <= cols and has_code else []
-    )
-    flags = failures.flags_report(req, top=3)
-    out["response_flags"] = flags
-    out["error_details"] = (
-        _rows(failures.error_details(lf, top=top).collect()) if {"response_code_details"} <= cols and has_code else []
-    )
-    out["transport_failures"] = (
-        _rows(failures.transport_failures(lf, top=top).collect())
-        if {"upstream_transport_failure_reason"} <= cols and has_code
-        else []
-    )
     has_duration = "duration" in cols
     has_ust = "upstream_service_time" in cols
-    lat: dict[str, Any] = {
-        "duration": latency.latency(lf, "duration").collect().row(0, named=True) if has_duration else None,
-        "upstream_service_time": latency.latency(lf, "upstream_service_time").collect().row(0, named=True)
-        if has_ust
-        else None,
-        "proxy_and_network": latency.gap(lf).collect().row(0, named=True) if has_duration and has_ust else None,
+    kinds = other_kinds or dict(log.other.group_by("kind").len().iter_rows())
+    lat: Latency = {
+        "duration": _percentiles(latency.latency(lf, "duration")) if has_duration else None,
+        "upstream_service_time": _percentiles(latency.latency(lf, "upstream_service_time")) if has_ust else None,
+        "proxy_and_network": _percentiles(latency.gap(lf)) if has_duration and has_ust else None,
         "by_upstream_cluster": _rows(latency.latency_by(lf, "upstream_cluster", top=top).collect())
         if {"upstream_cluster"} <= cols and has_duration
         else [],
     }
     if by != "upstream_cluster" and by in cols and has_duration:
-        lat[f"by_{by}"] = _rows(latency.latency_by(lf, by, top=top).collect())
+        lat[f"by_{by}"] = _rows(latency.latency_by(lf, by, top=top).collect())  # type: ignore[literal-required]
     if has_duration:
         source = slowest if slowest is not None else req
         shown = [c for c in SLOWEST_COLUMNS if c in source.columns]
@@ -111,17 +76,44 @@ def summary_dict(
             {k: (_iso(v) if k == "start_time" else v) for k, v in r.items()}
             for r in _rows(latency.slowest(source.lazy(), shown, top=min(top, 5)).collect())
         ]
-    out["latency"] = lat
-    out["retries"] = retries.retries_report(req, top=top)
     step, frame = timeline.timeline(req)
-    out["timeline"] = {
-        "bucket_seconds": step,
-        "buckets": [{**r, "start": _iso(r["start_time"])} | {"start_time": None} for r in _rows(frame)],
+    buckets = [{k: v for k, v in r.items() if k != "start_time"} | {"start": _iso(r["start_time"])} for r in _rows(frame)]
+    return {
+        "lines": {"total": counts.total, "access": counts.access, "unparsed": counts.unparsed, "other": counts.other},
+        "format": {"name": log.format.name, "string": log.format.source} if log.format else {"name": None, "string": None},
+        "time_range": {"start": _iso(start), "end": _iso(end)},
+        "requests": req.height,
+        "overview": {
+            "requests_per_s": over["requests_per_s"], "errors": over["errors"], "error_ratio": over["error_ratio"],
+            "status_5xx": over["status_5xx"], "status_0": over["status_0"],
+            "errors_without_path": over["errors_without_path"],
+        },  # fmt: skip
+        "other_lines": sorted(({"kind": k, "count": n} for k, n in kinds.items()), key=lambda o: (-o["count"], o["kind"])),
+        "unparsed_lines": cast(list[UnparsedLine], _rows(log.unparsed.head(top).select("source", "line_no", "reason"))),
+        "response_codes": _rows(traffic.response_codes(lf).collect()) if has_code else [],
+        "status_classes": _rows(traffic.status_classes(lf).collect()) if has_code else [],
+        "top_error_paths": _rows(traffic.top_errors(lf, "path", top=top).collect())
+        if {"path"} <= cols and has_code
+        else [],
+        "top_error_authorities": _rows(traffic.top_errors(lf, "authority", top=top).collect())
+        if {"authority"} <= cols and has_code
+        else [],
+        "response_flags": failures.flags_report(req, top=3),
+        "error_details": _rows(failures.error_details(lf, top=top).collect())
+        if {"response_code_details"} <= cols and has_code
+        else [],
+        "transport_failures": _rows(failures.transport_failures(lf, top=top).collect())
+        if {"upstream_transport_failure_reason"} <= cols and has_code
+        else [],
+        "latency": lat,
+        "retries": retries.retries_report(req, top=top),
+        "timeline": {"bucket_seconds": step, "buckets": buckets},
+        "hints": hints(req),
     }
-    for bucket in out["timeline"]["buckets"]:
-        bucket.pop("start_time")
-    out["hints"] = hints(req)
-    return out
+
+
+def _percentiles(frame: pl.LazyFrame) -> Percentiles:
+    return cast(Percentiles, frame.collect().row(0, named=True))
 
 
 def by_table(requests: pl.DataFrame, by: str, *, top: int = 10) -> pl.DataFrame:

@@ -30,6 +30,7 @@ from meshlog.figures import count
 from meshlog.filters import flag_filter, quote
 from meshlog.metrics.http import Connection
 from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
+from meshlog.reports.contract import Summary
 from meshlog.reports.latency import histogram
 from meshlog.reports.traffic import errors_filter
 from meshlog.tui.detail import DetailScreen
@@ -126,7 +127,7 @@ class MeshlogApp(App[None]):
         self._summarizing = False
         self._summary_version = -1
         self._summary_at = self._summary_took = 0.0  # when the last summary ended, and how long it took
-        self._summary: dict[str, Any] | None = None
+        self._summary: Summary | None = None
         self._metrics_asked = False
         self._errors_of: tuple[str, str] | None = None  # (filter before `e`, filter `e` made)
         self._paused_at = 0  # requests read when the screen was paused
@@ -338,7 +339,7 @@ class MeshlogApp(App[None]):
         if summary is not None:
             self.call_from_thread(self._show_summary, summary, shapes, version)
 
-    def _show_summary(self, summary: dict[str, Any], shapes: dict[str, list[int]], version: int) -> None:
+    def _show_summary(self, summary: Summary, shapes: dict[str, list[int]], version: int) -> None:
         self._summary = summary
         self._summary_version = version
         self.query_one(Dashboard).update(summary, shapes)
@@ -459,8 +460,7 @@ class MeshlogApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Filter: only errors (5xx, 0 with a flag)", "narrows the filter", self.action_only_errors)
         yield SystemCommand("Filter: clear", "show every request", self.action_clear_filter)
-        summary = self._summary or {}
-        for flag in summary.get("response_flags", []):
+        for flag in self._summary["response_flags"] if self._summary else []:
             where = flag_filter(flag["flag"])
             yield SystemCommand(f"Filter: flag {flag['flag']} ({flag['count']})", flag["meaning"],
                                 lambda w=where: self._filter_and_show(w))  # fmt: skip

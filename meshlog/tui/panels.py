@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 
 from meshlog.figures import percent, span, sparkline, timeline_lines
 from meshlog.filters import flag_filter, quote
+from meshlog.reports.contract import Hint, Retries, Summary
 from meshlog.reports.latency import HISTOGRAM_BOUNDS
 from meshlog.tui.text import short_name, width
 
@@ -144,7 +145,7 @@ class Dashboard(VerticalScroll):
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < NARROW, "narrow")
 
-    def update(self, summary: dict[str, Any], shapes: dict[str, list[int]]) -> None:
+    def update(self, summary: Summary, shapes: dict[str, list[int]]) -> None:
         """Refill every panel from a summary (and per-cluster duration histograms)."""
         total = summary["requests"]
         self.query_one("#hints", Panel).fill([(h["filter"], _hint_cells(h)) for h in summary["hints"]])
@@ -197,7 +198,7 @@ class Dashboard(VerticalScroll):
             self._last, self._last_at = (where, event.row_key.value), time.monotonic()
 
 
-def _hint_cells(hint: dict[str, Any]) -> list[Any]:
+def _hint_cells(hint: Hint) -> list[Any]:
     mark, style = _SEVERITY.get(hint["severity"], ("●", ""))
     where = hint["where"].get("upstream_cluster") or hint["where"].get("route_name") or []
     text = Text()
@@ -214,7 +215,7 @@ def _cluster_cells(r: dict[str, Any], shapes: dict[str, list[int]]) -> list[Any]
             Text(shape)]  # fmt: skip
 
 
-def _retries(r: dict[str, Any]) -> Text:
+def _retries(r: Retries) -> Text:
     out = Text()
     out.append("retries ", style="bold")
     out.append(f"URX (retry limit exceeded) {r['retry_limit_exceeded']}")
@@ -229,7 +230,7 @@ def _retries(r: dict[str, Any]) -> Text:
     return out
 
 
-def _over_time(summary: dict[str, Any]) -> Text:
+def _over_time(summary: Summary) -> Text:
     """One character per bucket (every bucket, empty ones blank), the scale beside each line."""
     buckets = summary["timeline"]["buckets"]
     step = summary["timeline"]["bucket_seconds"]

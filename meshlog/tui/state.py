@@ -15,6 +15,7 @@ import polars as pl
 from meshlog.filters import compile_where
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.parse import OTHER_SCHEMA, AccessLog, LineCounts
+from meshlog.reports.contract import Summary
 from meshlog.reports.summary import summary_dict
 from meshlog.stream import Tally
 
@@ -93,7 +94,7 @@ class LogState:
             return None
         return AccessLog(self.requests(), self.tally.examples, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
 
-    def summary(self, top: int = 25) -> dict[str, Any] | None:
+    def summary(self, top: int = 25) -> Summary | None:
         """The same report ``summarize`` prints, for everything read so far."""
         log = self.log()
         if log is None:

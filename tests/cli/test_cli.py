@@ -502,3 +502,13 @@ def test_the_report_fits_80_columns_without_cutting_names() -> None:
     for name in ("outbound|9999||down.default", "outbound|8080||backend.default"):  # whole, on one line
         assert any(name in line for line in lines), name
     assert not any(line.rstrip().endswith(("cluste", "svc.cl")) for line in lines)
+
+
+def test_the_json_document_is_the_typed_contract() -> None:
+    """Every key ``-o json`` writes is in ``reports.contract.Summary``, and every required one is there."""
+    from meshlog.reports.contract import Latency, Summary
+
+    for args in ([str(SAMPLE)], [str(ISTIO / "access.log"), str(FIXTURES / "envoy" / "istio-json" / "access.log")]):
+        out = json.loads(runner.invoke(app, ["summarize", *args, "-o", "json", "--by", "route"]).stdout)
+        assert Summary.__required_keys__ <= set(out) <= Summary.__required_keys__ | Summary.__optional_keys__
+        assert Latency.__required_keys__ <= set(out["latency"]) <= Latency.__required_keys__ | Latency.__optional_keys__
