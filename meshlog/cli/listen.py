@@ -14,8 +14,8 @@ import typer
 
 from meshlog.cli import app, boundary, say
 from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt, accounting
-from meshlog.figures import count
 from meshlog.export import RowWriter
+from meshlog.figures import count
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.forward.protocol import MAX_MESSAGE_BYTES
 from meshlog.forward.server import IDLE_TIMEOUT, ForwardServer

@@ -12,8 +12,8 @@ import typer
 from meshlog.cli import app, boundary, say
 from meshlog.cli.commands import FormatFileOpt, FormatOpt, Input, InputOpt, MeshConfigOpt, Paths
 from meshlog.cli.exit_codes import ExitCode
-from meshlog.errors import UsageError
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
+from meshlog.errors import UsageError
 from meshlog.sources import expand, unreadable_reason
 
 
