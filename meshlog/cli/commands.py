@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from enum import Enum
-from typing import Annotated, BinaryIO
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -29,18 +29,24 @@ from meshlog.pipeline import (
     row_columns,
     row_schema,
 )
-from meshlog.reports.contract import InputFormat
+from meshlog.reports.compact import SummaryInput
+from meshlog.reports.contract import InputFormat, Summary
 from meshlog.sources import expand
 
+if TYPE_CHECKING:
+    import polars as pl
 
-class RowOutput(str, Enum):
+    from meshlog.metrics.http import Connection
+
+
+class RowOutput(StrEnum):
     ndjson = "ndjson"
     csv = "csv"
     json = "json"
     parquet = "parquet"
 
 
-class ReportOutput(str, Enum):
+class ReportOutput(StrEnum):
     text = "text"
     json = "json"
 
@@ -63,7 +69,7 @@ SinceOpt = Annotated[str | None, typer.Option("--since", help="ISO time, or 15m/
 UntilOpt = Annotated[str | None, typer.Option("--until", help="ISO time, or 15m/2h before the last request.")]
 
 
-class Input(str, Enum):
+class Input(StrEnum):
     auto = "auto"
     plain = "plain"
     kubectl = "kubectl"
@@ -110,7 +116,8 @@ def _finish(run: Run, strict: bool) -> None:
         say(f"input: unwrapped {', '.join(sorted(wrapped))}{joined}")
     for stats in run.sources:
         if stats.invalid_utf8:
-            say(f"{stats.name}: {count(stats.invalid_utf8, 'line')} with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
+            bad = count(stats.invalid_utf8, "line")
+            say(f"{stats.name}: {bad} with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
         if stats.too_long:
             n = len(stats.too_long)
             say(
@@ -166,7 +173,7 @@ def _sink(out: str | None) -> BinaryIO:
     if not out:
         return sys.stdout.buffer
     try:
-        return open(out, "wb")  # noqa: SIM115 - closed by the caller
+        return open(out, "wb")
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write: {exc.strerror}") from None
 
@@ -243,14 +250,14 @@ def parse(
     _finish(run, strict)
 
 
-class SummaryOutput(str, Enum):
+class SummaryOutput(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
     csv = "csv"
 
 
-class By(str, Enum):
+class By(StrEnum):
     cluster = "cluster"
     route = "route"
     authority = "authority"
@@ -295,9 +302,7 @@ def summarize(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
-    from meshlog.cli.progress import progress
-    from meshlog.filters import check_time, columns_named, narrow, where_filter, window
-    from meshlog.reports.compact import REPORT_COLUMNS, Compact, SummaryInput, compact
+    from meshlog.filters import check_time, narrow, where_filter, window
     from meshlog.reports.summary import by_table, iso_z, summary_dict
 
     # options first: a mistake stops here, before any input is read
@@ -311,27 +316,7 @@ def summarize(
     if by is not None and run.format is not None and BY_COLUMN[by] not in row_columns([run.format]):
         _check_by(by, row_columns([run.format]))  # the format has no such column: say so before reading
     run.stream.on_format = _announcer(paths)
-    folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
-    metrics_failed: MeshlogError | None = None
-    single = len(expand(paths)) == 1
-
-    whole = {BY_COLUMN[by]} - {"response_code"} if by is not None else set()  # kept on every request
-
-    def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
-        return compact(log, keep, whole=whole)
-
-    interrupted = False
-    with progress(paths, run) as tick:
-        # only the text columns the reports and --where read are built
-        columns = REPORT_COLUMNS | whole | (columns_named(where) if where else set())
-        try:
-            for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=shrunk)):
-                if n == 0 and by is not None and single:  # one input: its first rows show its columns
-                    _check_by(by, piece.requests.columns)
-                folded.add(piece)
-                tick()
-        except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far
-            interrupted = True
+    folded, interrupted = _fold(paths, run, by, keep, where)
     if run.format is None:
         _when_no_format(run)
     compacted = folded.log(run.format, run.tally.examples)
@@ -342,6 +327,7 @@ def summarize(
     dimension = BY_COLUMN[by] if by is not None else _default_by(log.requests.columns)
     if by is None and dimension != "upstream_cluster" and log.requests.height:
         say(f"note: latency by {dimension} (this log has no upstream_cluster; --by chooses)")
+    metrics_failed: MeshlogError | None = None
     if output is SummaryOutput.csv:
         write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
     else:
@@ -356,26 +342,9 @@ def summarize(
             {"since": since, "until": until, "start": iso_z(start), "end": iso_z(end)} if since or until else None
         )
         if prometheus:
-            from meshlog.metrics.compare import metrics_beside_log
-            from meshlog.metrics.prometheus import Prometheus
-
             conn = connection(prometheus, token, user, ca_file, insecure, timeout)
-            try:
-                summary["metrics"] = metrics_beside_log(Prometheus(conn), log.requests)
-            except MeshlogError as exc:  # the log's own report still stands: print it, then say why, exit 5
-                metrics_failed = exc
-                summary["metrics_error"] = str(exc)
-        if output is SummaryOutput.json:
-            json.dump(summary, sys.stdout, indent=2, default=str)
-            sys.stdout.write("\n")
-        elif output is SummaryOutput.markdown:
-            from meshlog.cli.render import markdown_summary  # rich (~30 ms) only when rendering
-
-            print(markdown_summary(summary))
-        else:
-            from meshlog.cli.render import render_summary
-
-            render_summary(summary)
+            metrics_failed = _beside_metrics(summary, log, conn)
+        _write_summary(summary, output)
     if metrics_failed is not None:
         say(f"error: {metrics_failed} (the report above is the log's alone)")
     if interrupted:
@@ -385,6 +354,64 @@ def summarize(
         raise typer.Exit(exit_code_for(metrics_failed))
     if interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _fold(
+    paths: list[str], run: Run, by: By | None, keep: Callable[[pl.DataFrame], pl.DataFrame] | None, where: str | None
+) -> tuple[SummaryInput, bool]:
+    """Read every input into the folded summary input; True when Ctrl-C stopped it (a live stream: the
+    report then covers what came)."""
+    from meshlog.cli.progress import progress
+    from meshlog.filters import columns_named
+    from meshlog.reports.compact import REPORT_COLUMNS, Compact, compact
+
+    folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
+    single = len(expand(paths)) == 1
+    whole = {BY_COLUMN[by]} - {"response_code"} if by is not None else set()  # kept on every request
+
+    def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
+        return compact(log, keep, whole=whole)
+
+    with progress(paths, run) as tick:
+        # only the text columns the reports and --where read are built
+        columns = REPORT_COLUMNS | whole | (columns_named(where) if where else set())
+        try:
+            for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=shrunk)):
+                if n == 0 and by is not None and single:  # one input: its first rows show its columns
+                    _check_by(by, piece.requests.columns)
+                folded.add(piece)
+                tick()
+        except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far
+            return folded, True
+    return folded, False
+
+
+def _beside_metrics(summary: Summary, log: AccessLog, conn: Connection) -> MeshlogError | None:
+    """``--prometheus``: what the sidecars counted for the log's window and services, into ``summary``.
+    A failure is returned, not raised: the log's own report still stands (printed, then exit 5)."""
+    from meshlog.metrics.compare import metrics_beside_log
+    from meshlog.metrics.prometheus import Prometheus
+
+    try:
+        summary["metrics"] = metrics_beside_log(Prometheus(conn), log.requests)
+    except MeshlogError as exc:
+        summary["metrics_error"] = str(exc)
+        return exc
+    return None
+
+
+def _write_summary(summary: Summary, output: SummaryOutput) -> None:
+    if output is SummaryOutput.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    elif output is SummaryOutput.markdown:
+        from meshlog.cli.render import markdown_summary  # rich (~30 ms) only when rendering
+
+        print(markdown_summary(summary))
+    else:
+        from meshlog.cli.render import render_summary
+
+        render_summary(summary)
 
 
 def _formats_used(run: Run) -> list[InputFormat]:

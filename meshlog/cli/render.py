@@ -16,7 +16,7 @@ from rich.text import Text
 from meshlog.escape import safe
 from meshlog.figures import count, percent, span, timeline_lines
 from meshlog.names import short
-from meshlog.reports.contract import Hint, Summary, by_tables, percentile_rows
+from meshlog.reports.contract import Hint, Percentiles, Summary, by_tables, percentile_rows
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -123,12 +123,20 @@ def render_summary(summary: Summary, console: Console | None = None) -> None:
     if not summary["requests"]:
         console.print("no requests to report" + (" (none matches the filter)" if lines["access"] else ""))
         return
+    for section in (_status, _hints, _flags, _error_paths, _error_details, _latency, _retries, _over_time):
+        section(summary, console)
+    if summary.get("metrics"):
+        _render_comparison(summary["metrics"], console)
 
+
+def _status(summary: Summary, console: Console) -> None:
     total = max(summary["requests"], 1)
     codes = "  ".join(f"{r['code']}×{r['count']}" for r in summary["response_codes"])
     classes = "  ".join(f"{r['class']}: {100 * r['count'] / total:.0f}%" for r in summary.get("status_classes", []))
     console.print(Text(f"status  {codes}   ({classes})"))
 
+
+def _hints(summary: Summary, console: Console) -> None:
     if summary["hints"]:
         console.print(Text("what to check", style="bold"))
     for hint in summary["hints"]:
@@ -144,60 +152,62 @@ def render_summary(summary: Summary, console: Console | None = None) -> None:
         )
         console.print(Text(f"  → {hint['look_at']}", style="dim"))
 
-    if summary["response_flags"]:
-        wide = console.width >= 100  # narrow: the code names the flag, the cluster goes under its meaning
-        rows = []
-        for f in summary["response_flags"]:
-            top = f.get("top_upstream_cluster") or []
-            cluster = _name(top[0]["value"]) if top else "-"
-            if wide:
-                rows.append([f["flag"], str(f["count"]), f"{f['name']}: {f['meaning']}", cluster])
-            else:
-                rows.append([f["flag"], str(f["count"]), f["meaning"] + (f"\n→ {cluster}" if top else "")])
-        columns = ["flag", "requests", "meaning", "top cluster"] if wide else ["flag", "requests", "meaning → top cluster"]
-        console.print(_table("response flags (UF,URX counts for both)", columns, rows, {"requests"}))
-    if summary["top_error_paths"]:
-        errors = summary["overview"]["errors"]
-        rows = [[safe(p["path"]), f"{p['errors']:,}", percent(p["share_of_errors"])] for p in summary["top_error_paths"]]
-        share = f"of all {errors:,}"
-        console.print(_table("top error paths", ["path", "errors", share], rows, {"errors", share}))
-        pathless = summary["overview"].get("errors_without_path")
-        if pathless:
-            console.print(Text(f"  {count(pathless, 'error')} without a path (TCP, or the format logs none)", style="dim"))
-    if summary["error_details"]:
-        rows = [
-            [safe(d["kind"]), safe(d["reset_reason"]), safe(d["transport_failure"]), str(d["count"])]
-            for d in summary["error_details"]
-        ]
-        console.print(
-            _table(
-                "why 5xx / 0 (response_code_details)",
-                ["details", "reset reason", "transport failure", "requests"],
-                rows,
-                {"requests"},
-            )
-        )
 
-    lat = summary["latency"]
+def _flags(summary: Summary, console: Console) -> None:
+    if not summary["response_flags"]:
+        return
+    wide = console.width >= 100  # narrow: the code names the flag, the cluster goes under its meaning
+    rows = []
+    for f in summary["response_flags"]:
+        top = f.get("top_upstream_cluster") or []
+        cluster = _name(top[0]["value"]) if top else "-"
+        if wide:
+            rows.append([f["flag"], str(f["count"]), f"{f['name']}: {f['meaning']}", cluster])
+        else:
+            rows.append([f["flag"], str(f["count"]), f["meaning"] + (f"\n→ {cluster}" if top else "")])
+    columns = ["flag", "requests", "meaning", "top cluster"] if wide else ["flag", "requests", "meaning → top cluster"]
+    console.print(_table("response flags (UF,URX counts for both)", columns, rows, {"requests"}))
+
+
+def _error_paths(summary: Summary, console: Console) -> None:
+    if not summary["top_error_paths"]:
+        return
+    errors = summary["overview"]["errors"]
+    rows = [[safe(p["path"]), f"{p['errors']:,}", percent(p["share_of_errors"])] for p in summary["top_error_paths"]]
+    share = f"of all {errors:,}"
+    console.print(_table("top error paths", ["path", "errors", share], rows, {"errors", share}))
+    if pathless := summary["overview"].get("errors_without_path"):
+        console.print(Text(f"  {count(pathless, 'error')} without a path (TCP, or the format logs none)", style="dim"))
+
+
+def _error_details(summary: Summary, console: Console) -> None:
+    if not summary["error_details"]:
+        return
     rows = [
-        [name, *(_num(values[k]) for k in ("p50", "p90", "p99", "max"))]
-        for name, values in (("duration", lat["duration"]), ("upstream_service_time", lat["upstream_service_time"]),
-                             ("proxy + network (gap)", lat.get("proxy_and_network")))
-        if values
-    ]  # fmt: skip
-    console.print(_table("latency (ms)", ["", "p50", "p90", "p99", "max"], rows, {"p50", "p90", "p99", "max"}))
-    for dim, values in by_tables(lat):
-        if values:
-            rows = [[_name(r[dim]), str(r["requests"]), *(_num(r[k]) for k in ("p50", "p90", "p99"))] for r in values]
-            console.print(
-                _table(
-                    f"duration by {dim} (ms, slowest p99 first)",
-                    [dim, "requests", "p50", "p90", "p99"],
-                    rows,
-                    {"requests", "p50", "p90", "p99"},
-                )
-            )
+        [safe(d["kind"]), safe(d["reset_reason"]), safe(d["transport_failure"]), str(d["count"])]
+        for d in summary["error_details"]
+    ]
+    columns = ["details", "reset reason", "transport failure", "requests"]
+    console.print(_table("why 5xx / 0 (response_code_details)", columns, rows, {"requests"}))
 
+
+def _latency(summary: Summary, console: Console) -> None:
+    lat = summary["latency"]
+    quantiles = ("p50", "p90", "p99", "max")
+    named = {"proxy_and_network": "proxy + network (gap)"}
+    rows = [[named.get(name, name), *_quantiles(values)] for name, values in percentile_rows(lat)]
+    console.print(_table("latency (ms)", ["", *quantiles], rows, set(quantiles)))
+    for dim, values in by_tables(lat):
+        rows = [[_name(r[dim]), str(r["requests"]), *(_num(r[k]) for k in ("p50", "p90", "p99"))] for r in values]
+        title = f"duration by {dim} (ms, slowest p99 first)"
+        console.print(_table(title, [dim, "requests", "p50", "p90", "p99"], rows, {"requests", "p50", "p90", "p99"}))
+
+
+def _quantiles(values: Percentiles) -> list[str]:
+    return [_num(values["p50"]), _num(values["p90"]), _num(values["p99"]), _num(values["max"])]
+
+
+def _retries(summary: Summary, console: Console) -> None:
     retries = summary["retries"]
     parts = [f"retry limit exceeded (URX): {retries['retry_limit_exceeded']}"]
     if retries["attempt_counts"] is not None:
@@ -208,6 +218,8 @@ def render_summary(summary: Summary, console: Console | None = None) -> None:
         )
     console.print("retries: " + "; ".join(parts))
 
+
+def _over_time(summary: Summary, console: Console) -> None:
     buckets = summary["timeline"]["buckets"]
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]
@@ -215,8 +227,6 @@ def render_summary(summary: Summary, console: Console | None = None) -> None:
             console.print(f"{name:<8} per {span(step)}  {line}  peak {peak:,}")
     if summary["other_lines"]:
         console.print("other lines: " + ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]))
-    if summary.get("metrics"):
-        _render_comparison(summary["metrics"], console)
 
 
 def _render_comparison(m: dict[str, Any], console: Console) -> None:
@@ -286,31 +296,23 @@ def markdown_summary(summary: Summary) -> str:
         )
         if pathless := summary["overview"].get("errors_without_path"):
             out += [f"{count(pathless, 'error')} without a path (TCP, or the format logs none).", ""]
-    out += ["## Status codes", ""] + table(
-        ["code", "requests"], [[r["code"], r["count"]] for r in summary["response_codes"]]
-    )
+    codes = [[r["code"], r["count"]] for r in summary["response_codes"]]
+    out += ["## Status codes", "", *table(["code", "requests"], codes)]
     if summary["response_flags"]:
-        out += ["## Response flags", ""] + table(
-            ["flag", "requests", "name", "meaning"],
-            [[f["flag"], f["count"], f["name"], f["meaning"]] for f in summary["response_flags"]],
-        )
+        flags = [[f["flag"], f["count"], f["name"], f["meaning"]] for f in summary["response_flags"]]
+        out += ["## Response flags", "", *table(["flag", "requests", "name", "meaning"], flags)]
     if summary["error_details"]:
-        out += ["## Why 5xx / 0 (response_code_details)", ""] + table(
-            ["details", "reset reason", "transport failure", "requests"],
-            [[d["kind"], d["reset_reason"], d["transport_failure"], d["count"]] for d in summary["error_details"]],
-        )
+        details = [[d["kind"], d["reset_reason"], d["transport_failure"], d["count"]] for d in summary["error_details"]]
+        columns = ["details", "reset reason", "transport failure", "requests"]
+        out += ["## Why 5xx / 0 (response_code_details)", "", *table(columns, details)]
     lat = summary["latency"]
     if lat["duration"]:
-        out += ["## Latency (ms)", ""] + table(
-            ["", "p50", "p90", "p99", "max"],
-            [[k, *(_num(v[q]) for q in ("p50", "p90", "p99", "max"))] for k, v in percentile_rows(lat)],
-        )
+        rows = [[k, *_quantiles(v)] for k, v in percentile_rows(lat)]
+        out += ["## Latency (ms)", "", *table(["", "p50", "p90", "p99", "max"], rows)]
     for dim, values in by_tables(lat):
-        if values:
-            out += [f"## Duration by {dim} (ms, slowest p99 first)", ""] + table(
-                [dim, "requests", "p50", "p90", "p99"],
-                [[r[dim], r["requests"], _num(r["p50"]), _num(r["p90"]), _num(r["p99"])] for r in values],
-            )
+        rows = [[r[dim], r["requests"], _num(r["p50"]), _num(r["p90"]), _num(r["p99"])] for r in values]
+        heading = f"## Duration by {dim} (ms, slowest p99 first)"
+        out += [heading, "", *table([dim, "requests", "p50", "p90", "p99"], rows)]
     retries = summary["retries"]
     out += ["## Retries", "", f"- retry limit exceeded (URX): {retries['retry_limit_exceeded']}"]
     if retries["attempt_counts"] is not None:

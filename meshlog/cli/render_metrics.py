@@ -31,6 +31,16 @@ def _rate(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
+def _non_2xx(by_code: list[dict[str, Any]]) -> str:
+    """The first few codes that are not a plain 2xx, with their flags and rates: ``503 UF 0.2/s``."""
+    bad = [c for c in by_code if not c["response_code"].startswith("2") or c["response_flags"] not in ("-", None)]
+    return ", ".join(
+        f"{c['response_code']} {c['response_flags'] if c['response_flags'] not in ('-', None) else ''}".strip()
+        + f" {_rate(c['requests_per_s'])}/s"
+        for c in bad[:4]
+    )
+
+
 def render_metrics(report: dict[str, Any], url: str, console: Console | None = None) -> None:
     """What the metrics say about the window, in the order an on-call engineer asks."""
     console = console or stdout_console()
@@ -59,16 +69,7 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
             left = name in ("service", "reporter", "non-2xx codes")
             table.add_column(name, justify="left" if left else "right", overflow="fold")
         for s in report["services"]:
-            bad = [
-                c
-                for c in s["by_code"]
-                if not c["response_code"].startswith("2") or c["response_flags"] not in ("-", None)
-            ]
-            codes = ", ".join(
-                f"{c['response_code']} {c['response_flags'] if c['response_flags'] not in ('-', None) else ''}".strip()
-                + f" {_rate(c['requests_per_s'])}/s"
-                for c in bad[:4]
-            )
+            codes = _non_2xx(s["by_code"])
             err = f"{100 * s['error_ratio']:.1f}%"
             if s["grpc_error_ratio"]:
                 err += f" (+gRPC {100 * s['grpc_error_ratio']:.1f}%)"
@@ -100,6 +101,11 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
             console.print(table)
         else:
             console.print("Envoy cluster counters: no retries, timeouts, connect failures, ejections or overflows")
+    _not_visible(report, console)
+
+
+def _not_visible(report: dict[str, Any], console: Console) -> None:
+    """The families the mesh does not expose, and the proxyStatsMatcher that would show them."""
     missing = report["missing"]
     if missing:
         console.print(Text("not visible", style="bold"))
@@ -134,8 +140,8 @@ def metrics_rows(report: dict[str, Any]) -> pl.DataFrame:
         for c in s["by_code"]
     ]
     schema = {
-        "destination_service": pl.String, "reporter": pl.String, "response_code": pl.String, "response_flags": pl.String,
-        "requests": pl.Float64, "requests_per_s": pl.Float64, "service_error_ratio": pl.Float64,
-        "p50_ms": pl.Float64, "p90_ms": pl.Float64, "p99_ms": pl.Float64,
+        "destination_service": pl.String, "reporter": pl.String, "response_code": pl.String,
+        "response_flags": pl.String, "requests": pl.Float64, "requests_per_s": pl.Float64,
+        "service_error_ratio": pl.Float64, "p50_ms": pl.Float64, "p90_ms": pl.Float64, "p99_ms": pl.Float64,
     }  # fmt: skip
     return pl.DataFrame(rows, schema=schema, orient="row")

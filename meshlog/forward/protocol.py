@@ -132,6 +132,18 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
+def _tag_of(msg: Any) -> str:
+    """The tag of a ``[tag, …]`` message, as text; anything else is not a forward message."""
+    if not isinstance(msg, list) or len(msg) < 2:
+        raise ForwardError(f"not a forward message: expected [tag, …], got {_what(msg)}")
+    tag = msg[0]
+    if isinstance(tag, bytes):
+        tag = tag.decode("utf-8", "replace")
+    if not isinstance(tag, str):
+        raise ForwardError(f"not a forward message: the tag is {_what(tag)}, not a string")
+    return _clean(tag)
+
+
 def _what(obj: object) -> str:
     """A short description of a value for error messages (never the whole value)."""
     if isinstance(obj, (list, tuple)):
@@ -237,55 +249,57 @@ class ForwardDecoder:
             return Batch()
         if not self._authenticated:
             return self._handshake(msg)
-        if not isinstance(msg, list) or len(msg) < 2:
-            raise ForwardError(f"not a forward message: expected [tag, …], got {_what(msg)}")
-        tag = msg[0]
-        if isinstance(tag, bytes):
-            tag = tag.decode("utf-8", "replace")
-        if not isinstance(tag, str):
-            raise ForwardError(f"not a forward message: the tag is {_what(tag)}, not a string")
-        tag = _clean(tag)
+        tag = _tag_of(msg)
         entries = msg[1]
         batch = Batch(messages=1)
         if isinstance(entries, list):  # Forward: [tag, [[time, record], …], option?]
-            option = self._option(msg, 2, batch)
-            if option is None:
-                return batch
-            if _signal(option) == _SIGNAL_LOGS:
-                batch.events += self._entries(tag, entries, batch)
-            else:
-                batch.ignored += len(entries)
+            option = self._forward(tag, msg, entries, batch)
         elif isinstance(entries, (str, bytes)):  # PackedForward / CompressedPackedForward
-            option = self._option(msg, 2, batch)
-            if option is None:
-                return batch
-            if _signal(option) == _SIGNAL_LOGS:
-                raw = entries.encode("utf-8", "surrogateescape") if isinstance(entries, str) else entries
-                try:
-                    decoded = self._unpack_stream(self._decompress(raw, option.get("compressed")))
-                except ForwardError as exc:
-                    batch.skipped.append(f"tag {tag}: {exc}")
-                    return batch  # not accepted: no ack, the sender may retry
-                batch.events += self._entries(tag, decoded, batch)
-            else:
-                batch.ignored += int(option.get("size") or 1)
+            option = self._packed(tag, msg, entries, batch)
         else:  # Message: [tag, time, record, option?]
-            if len(msg) < 3:
-                raise ForwardError(f"not a forward message: [tag, time] without a record ({len(msg)} items)")
-            option = self._option(msg, 3, batch)
-            if option is None:
-                return batch
-            if _signal(option) != _SIGNAL_LOGS:
-                batch.ignored += 1
-            else:
-                event = self._event(tag, entries, msg[2], batch)
-                if event is not None:
-                    batch.events.append(event)
-        chunk = option.get("chunk")
+            option = self._single(tag, msg, entries, batch)
+        chunk = option.get("chunk") if option is not None else None  # no option: not accepted, no ack
         if chunk is not None:
             batch.replies.append(_pack({"ack": chunk}))
             batch.acks += 1
         return batch
+
+    def _forward(self, tag: str, msg: list[Any], entries: list[Any], batch: Batch) -> dict[Any, Any] | None:
+        option = self._option(msg, 2, batch)
+        if option is not None:
+            if _signal(option) == _SIGNAL_LOGS:
+                batch.events += self._entries(tag, entries, batch)
+            else:
+                batch.ignored += len(entries)
+        return option
+
+    def _packed(self, tag: str, msg: list[Any], entries: str | bytes, batch: Batch) -> dict[Any, Any] | None:
+        option = self._option(msg, 2, batch)
+        if option is None:
+            return None
+        if _signal(option) != _SIGNAL_LOGS:
+            batch.ignored += int(option.get("size") or 1)
+            return option
+        raw = entries.encode("utf-8", "surrogateescape") if isinstance(entries, str) else entries
+        try:
+            decoded = self._unpack_stream(self._decompress(raw, option.get("compressed")))
+        except ForwardError as exc:
+            batch.skipped.append(f"tag {tag}: {exc}")
+            return None  # not accepted: no ack, the sender may retry
+        batch.events += self._entries(tag, decoded, batch)
+        return option
+
+    def _single(self, tag: str, msg: list[Any], time: Any, batch: Batch) -> dict[Any, Any] | None:
+        if len(msg) < 3:
+            raise ForwardError(f"not a forward message: [tag, time] without a record ({len(msg)} items)")
+        option = self._option(msg, 3, batch)
+        if option is None:
+            return None
+        if _signal(option) != _SIGNAL_LOGS:
+            batch.ignored += 1
+        elif (event := self._event(tag, time, msg[2], batch)) is not None:
+            batch.events.append(event)
+        return option
 
     def _option(self, msg: list[Any], index: int, batch: Batch) -> dict[Any, Any] | None:
         if len(msg) > index + 1:
