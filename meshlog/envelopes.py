@@ -15,11 +15,16 @@ between records, kubectl ``--ignore-errors`` inserts ``error:`` lines, files get
 A layer strips only what it recognises; a line no layer recognises passes unchanged. Only
 stern is decided once per source, from the first lines (its shape is too loose to trust
 line by line), and so is whether a collector's ``log`` values keep the container's ``\\n``
-(then one without it is a chunk to join, as in docker's files). Records split over several lines (CRI ``P`` chunks, docker chunks without
-``\\n``, collector ``P`` records, Fluent Bit < 2.1 records broken by a raw newline) are
-joined; one that may go on in the next chunk is held back until then. All of it is polars
-expressions over whole columns; Python touches only the few lines of the kubectl
-``--timestamps`` >16 KiB defect.
+(then one without it is a chunk to join, as in docker's files). Records split over several
+lines (CRI ``P`` chunks, docker chunks without ``\\n``, collector ``P`` records, Fluent Bit
+< 2.1 records broken by a raw newline) are joined; one that may go on in the next chunk is
+held back until then. All of it is polars expressions over whole columns; Python touches
+only the few lines of the kubectl ``--timestamps`` >16 KiB defect.
+
+Each layer is a function ``DataFrame -> DataFrame`` (``client``, ``cri``, ``kubectl_timestamps``,
+``docker``, ``join_chunks``, ``fluentbit_lines``, ``collector_records``, ``collector_lines``,
+``access_prefix``); the scratch columns they pass on are listed in ``SCRATCH``. ``Unwrapper``
+runs them and keeps what one chunk hands to the next.
 """
 
 from __future__ import annotations
@@ -72,6 +77,59 @@ META: dict[str, pl.DataType] = {
     "stream": pl.String(),
 }
 _W = {name: f"_e_{name}" for name in META}  # the wrappers' values while unwrapping
+
+# The scratch columns of one run (``Unwrapper._run``): ``_e_*``, never given out. This is the
+# protocol between the layer functions (each says in its docstring which of these it reads,
+# sets and adds) and the Unwrapper, which reads ``_e_m`` for ``detected`` and takes
+# ``_e_members`` into the map of joined rows. ``*`` ends a family written as a prefix.
+SCRATCH: dict[str, str] = {
+    # the whole run
+    "_e_sample": "feed: the row is one of the source's first SAMPLE_LINES lines (what `detected` looks at)",
+    "_e_row": "run: the row's place in the frame fed; a joined row keeps its first's (order, hold-back)",
+    "_e_joined": "_join: physical lines merged into this row",
+    "_e_inc": "_join, Fluent Bit lines: unfinished, may go on in the next frame (held back)",
+    "_e_c": "collector_lines: the line came out of a collector record (layer 2 runs on it once more)",
+    **{c: f"every layer: the {name} a wrapper gave (META; the input's own value wins)" for name, c in _W.items()},
+    # between a layer and the Unwrapper
+    "_e_m": "_head and every layer: the rows the layer just run unwrapped; the next layer writes it anew",
+    "_e_x": "_head: the head regex's groups (`_h`: the whole head, cut off by `_rest`)",
+    "_e_members": "_join: the input rows a joined row was made of (null on the others); `_harvest` takes it",
+    # layer 2: kubelet and the runtime (runtime_columns … join_chunks)
+    "_e_done": "layer 2: a runtime wrapper took the row (the next ones leave it alone)",
+    "_e_partial": "layers 2, 3: the line goes on in the next row of its key (`_join`)",
+    "_e_strip": "layers 2, 3: the line still ends in the container's newline, cut after joining",
+    "_e_via": "layer 2: which runtime wrapper took the row (chunks join within one)",
+    "_e_dlog": "docker: the decoded `log`",
+    "_e_dstream": "docker: the decoded `stream`",
+    "_e_dtime": "docker: the decoded `time`",
+    # inside _join and the Fluent Bit line joining
+    "_e_prev": "_join: the row before (of the key) was flagged",
+    "_e_g": "_join: a run of flagged rows and the row that ends it",
+    "_e_cont": "Fluent Bit lines: the row goes on the record a line above began",
+    "_e_closed": "Fluent Bit lines: the row ends in `}]`",
+    "_e_fb": "Fluent Bit lines: a record's first line and its rest",
+    # layer 3: collector records (collector_records … collector_lines; _RECORD_COLUMNS)
+    "_e_kind": "layer 3: the collector wrapper of a record (null: no record, or one not allowed)",
+    "_e_rec": "layer 3: the record's JSON text",
+    "_e_tag": "layer 3: the record's tag (fluentd's TAG column, Fluent Bit's `[N] TAG:`, a `tag` key)",
+    "_e_otime": "layer 3: the time the collector printed before the record",
+    "_e_msg": "layer 3: the record's line (`MESSAGE_KEYS`, first present)",
+    "_e_haslog": "layer 3: the line came as `log` (which may keep the container's newline)",
+    "_e_rstream": "layer 3: the record's `stream`",
+    "_e_rtime": "layer 3: the record's `time`",
+    "_e_rdate": "layer 3: the record's `date` (Fluent Bit json_lines)",
+    "_e_rp": "layer 3: the record's partial flag (`PARTIAL_KEYS`, first present)",
+    "_e_p_key": "layer 3: that flag came as `_p` (Fluent Bit), not `logtag`",
+    "_e_kpod": "layer 3: the pod its `kubernetes` map, else its tag, names",
+    "_e_kns": "layer 3: the namespace its `kubernetes` map, else its tag, names",
+    "_e_kcont": "layer 3: the container its `kubernetes` map, else its tag, names",
+    "_e_kpod_tag": "_from_tag: the pod the tag names",
+    "_e_kns_tag": "_from_tag: the namespace the tag names",
+    "_e_kcont_tag": "_from_tag: the container the tag names",
+    "_e_strong": "layer 3: keys only a collector writes (`kubernetes`, `docker`, `_p`, `logtag`, `date`)",
+    "_e_merged": "layer 3: a record without a message key, less the collector's keys (Merge_Log)",
+    "_e_j*": "_decode_records: each key it decodes (`_PATHS`)",
+}
 
 SAMPLE_LINES = 50  # non-blank lines that decide stern and what ``detected`` reports
 SAMPLE_SCAN = 5000  # rows of a frame looked at for them
@@ -154,6 +212,10 @@ class Unwrapper:
     given, is given in every later frame. ``flush`` returns what was held back at EOF.
     ``joined`` counts physical lines merged into others, so that
     ``physical lines == logical lines + joined``.
+
+    The unwrapping itself is the layer functions below (``DataFrame -> DataFrame``); this class
+    holds only what one chunk hands to the next: the rows held back, the stern and keeps-newline
+    decisions, the sample counted so far, the wrappers seen and the columns given.
     """
 
     def __init__(self, forced: str | None = None) -> None:
@@ -170,8 +232,6 @@ class Unwrapper:
         self._stern_decided = mode != "auto"
         self._keeps_newline: bool | None = None  # do this source's collector `log` values end in \n?
         self._added: list[str] = []  # wrapper columns given so far
-        self._members: dict[int, list[int]] = {}  # in one run: a joined row → the rows it was made of
-        self._final = False  # in one run: at EOF (nothing more will come)
         self._empty: pl.DataFrame = pl.DataFrame(schema={"source": _S, "line_no": pl.Int64(), "line": _S})
 
     @property
@@ -214,37 +274,17 @@ class Unwrapper:
         return frame.with_columns((pl.int_range(pl.len()) < rows).alias("_e_sample"))
 
     def _decide_stern(self, frame: pl.DataFrame) -> None:
-        """stern: the 2nd (or, with ``--all-namespaces``, 3rd) column is one constant container name."""
+        """Decided once, on the first sample lines that are not blank or a collector's own log."""
         line = pl.col("line").str.replace_all(ANSI, "")
         sample = frame.head(SAMPLE_SCAN).filter(pl.col("_e_sample"))
         sample = sample.filter((line.str.strip_chars() != "") & ~line.str.contains(SELF_LOG))
-        if not sample.height:
-            return
-        self._stern_decided = True
-        cols = sample.select(
-            line.str.extract_groups(
-                rf"^(?P<a>{_DNS_NAME}) (?P<b>{_DNS_NAME}) (?:(?P<c>{_DNS_LABEL}) )?"
-            ).struct.unnest()
-        )
-        best: tuple[float, str, str] | None = None
-        for column, pattern in (
-            ("b", rf"^(?P<pod>{_DNS_NAME}) {{c}} "),
-            ("c", rf"^(?P<namespace>{_DNS_LABEL}) (?P<pod>{_DNS_NAME}) {{c}} "),
-        ):
-            values = cols[column].drop_nulls()
-            if not values.len():
-                continue
-            top, count = values.value_counts(sort=True).row(0)
-            share = count / sample.height
-            clear = re.fullmatch(_DNS_LABEL, top) and share >= 0.8 and (count >= 3 or top == "istio-proxy")
-            if clear and (best is None or share > best[0]):
-                best = (share, top, pattern)
-        if best is not None:
-            self._stern = best[2].replace("{c}", f"(?P<container>{re.escape(best[1])})")
+        if sample.height:
+            self._stern_decided = True
+            self._stern = stern_pattern(sample["line"].str.replace_all(ANSI, ""))
 
     def _run(self, frame: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Unwrap ``frame``: the rows to give out now, and the input rows to hold back."""
-        self._members, self._final = {}, final
+        """Unwrap ``frame`` through the layers: the rows to give out now, and the input rows to hold back."""
+        members: dict[int, list[int]] = {}  # a joined row → the rows it was made of
         df = frame.with_row_index("_e_row").with_columns(
             pl.col("_e_row").cast(pl.Int64),
             pl.lit(0, dtype=pl.Int64).alias("_e_joined"),
@@ -252,19 +292,24 @@ class Unwrapper:
             pl.lit(False).alias("_e_c"),
             *(pl.lit(None, dtype=dtype).alias(_W[name]) for name, dtype in META.items()),
         )
-        if self._allowed and (self._stern or _any(df, pl.col("line").str.contains(_ANY_HEAD))):
-            df = self._client(df)
-            df = self._runtime(df, stage=1, scope=None)
-            df = self._collector(df)
-            if df.select(pl.col("_e_c").any()).item():
-                df = self._runtime(df, stage=3, scope=pl.col("_e_c"))
-            df = self._access_prefix(df)
+        allowed = self._allowed
+        if allowed and (self._stern or _any(df, pl.col("line").str.contains(_ANY_HEAD))):
+            if self._stern:
+                df = self._noted(client(df, self._stern, ansi=True), "stern", 0)
+            elif "kubectl-prefix" in allowed and _any(df, pl.col("line").str.starts_with("[pod/")):
+                df = self._noted(client(df, PREFIX), "kubectl-prefix", 0)
+            df = self._runtime(df, members, stage=1, scope=None)
+            df = self._collector(df, members, final=final)
+            if _any(df, pl.col("_e_c")):
+                df = self._runtime(df, members, stage=3, scope=pl.col("_e_c"))
+            if "access-prefix" in allowed:
+                df = self._noted(access_prefix(df), "access-prefix", 4)
         out, rest = df, frame.clear()
         fresh = pl.col("_e_inc") & (pl.col("_e_row") >= frame.height - HOLD_ROWS)  # older: let out as it is
         unfinished = pl.Series(dtype=pl.Int64) if final else df.filter(fresh)["_e_row"]
         if unfinished.len():
             out = df.filter(~pl.col("_e_row").is_in(unfinished.implode()))
-            rest = frame[_members_of(unfinished.to_list(), self._members)]
+            rest = frame[_members_of(unfinished.to_list(), members)]
         self.joined += int(out["_e_joined"].sum() or 0)
         return out, rest
 
@@ -284,156 +329,292 @@ class Unwrapper:
         self._empty = result.clear()
         return result
 
-    # --- the layers ---
+    # --- which layers run, and what they tell ---
 
     def _note(self, df: pl.DataFrame, name: str, stage: int, matched: pl.Expr) -> None:
-        if name not in self._seen and df.select((matched & pl.col("_e_sample")).any()).item():
+        """Remember a wrapper that carried one of the sample lines (``detected``), with the stage it was found at."""
+        if name not in self._seen and _any(df, matched & pl.col("_e_sample")):
             self._seen[name] = stage
 
-    def _client(self, df: pl.DataFrame) -> pl.DataFrame:
-        """kubectl ``--prefix`` or stern: pod and container, then the line."""
-        if self._stern:
-            df = df.with_columns(pl.col("line").str.replace_all(ANSI, ""))
-            pattern, name = self._stern, "stern"
-        elif "kubectl-prefix" in self._allowed and df.select(pl.col("line").str.starts_with("[pod/").any()).item():
-            pattern, name = PREFIX, "kubectl-prefix"
-        else:
-            return df
-        groups = re.compile(pattern).groupindex
-        df = _head(df, pattern, pl.lit(True))
-        self._note(df, name, 0, pl.col("_e_m"))
-        x = pl.col("_e_x").struct
-        return df.with_columns(
-            _when(pl.col("line"), _rest()),
-            *(_when(pl.col(_W[g]), x.field(g)) for g in ("pod", "namespace", "container") if g in groups),
-        ).drop("_e_x", "_e_m")
+    def _noted(self, df: pl.DataFrame, name: str, stage: int) -> pl.DataFrame:
+        """A layer's output, its rows unwrapped (``_e_m``) noted; the next layer writes ``_e_m`` anew."""
+        self._note(df, name, stage, pl.col("_e_m"))
+        return df
 
-    def _runtime(self, df: pl.DataFrame, *, stage: int, scope: pl.Expr | None) -> pl.DataFrame:
-        """kubectl ``--timestamps``, CRI, docker json-file: capture time and stream; chunks joined."""
+    def _runtime(
+        self, df: pl.DataFrame, members: dict[int, list[int]], *, stage: int, scope: pl.Expr | None
+    ) -> pl.DataFrame:
+        """Layer 2 (stage 1), or again inside collector records (stage 3): kubelet's and the runtime's wrappers."""
         allowed = self._allowed | (_RUNTIME if stage == 3 and self._allowed & _COLLECTOR else frozenset())
-        line, inside = pl.col("line"), pl.lit(True) if scope is None else scope
-        df = df.with_columns(pl.lit(False).alias("_e_done"), pl.lit(False).alias("_e_partial"))
-        df = df.with_columns(pl.lit(False).alias("_e_strip"), pl.lit(None, dtype=_S).alias("_e_via"))
-        # No gate before a head regex: anchored, it fails at a line's first bytes when it fails.
-        if "cri" in allowed and _any(df := _head(df, CRI, inside), pl.col("_e_m")):
-            self._note(df, "cri", stage, pl.col("_e_m"))
-            x = pl.col("_e_x").struct
-            df = df.with_columns(
-                _when(line, _rest()),
-                _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
-                _when(pl.col("_e_stream"), x.field("stream")),
-                (pl.col("_e_m") & is_partial(x.field("tag"))).alias("_e_partial"),
-                pl.col("_e_m").alias("_e_done"),
-                pl.when(pl.col("_e_m")).then(pl.lit("cri")).alias("_e_via"),
-            )
-        df = df.drop("_e_x", "_e_m", strict=False)
-        todo = inside & ~pl.col("_e_done")
-        if "kubectl-timestamps" in allowed and _any(df := _head(df, TIMESTAMPS, todo), pl.col("_e_m")):
-            self._note(df, "kubectl-timestamps", stage, pl.col("_e_m"))
-            x = pl.col("_e_x").struct
-            df = df.with_columns(
-                _when(line, _rest()),
-                _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
-                (pl.col("_e_done") | pl.col("_e_m")).alias("_e_done"),
-            )
-            df = _patch(df, pl.col("_e_m") & (line.str.len_bytes() > CRI_CHUNK), _cut_split_timestamps)
-        df = df.drop("_e_x", "_e_m", strict=False)
-        todo = inside & ~pl.col("_e_done")
-        # moby writes `{"log":…,"stream":…[,"attrs":{…}],"time":…}`, compact; a collector's record ends
-        # in its metadata instead (`…}}`) or lacks the stream.
-        shaped = line.str.starts_with('{"log":"') & line.str.ends_with('"}')
-        shaped = (
-            shaped & line.str.contains('","stream":"', literal=True) & line.str.contains('","time":"', literal=True)
-        )
-        if "docker" in allowed and _any(df, todo & shaped):
-            df = _patch(df, todo & shaped, _docker)
-            self._note(df, "docker", stage, pl.col("_e_strip"))
-        df = _join(df, "_e_partial", "", [*_key(df), "_e_via"], self._members)  # a P goes on in the same wrapper
-        return _strip_newline(df).drop("_e_done", "_e_partial", "_e_via")
+        inside = pl.lit(True) if scope is None else scope
+        df = runtime_columns(df)
+        if "cri" in allowed:
+            df = self._noted(cri(df, inside), "cri", stage)
+        if "kubectl-timestamps" in allowed:
+            df = self._noted(kubectl_timestamps(df, inside), "kubectl-timestamps", stage)
+        if "docker" in allowed:
+            df = self._noted(docker(df, inside), "docker", stage)
+        return _harvest(join_chunks(df), members)
 
-    def _collector(self, df: pl.DataFrame) -> pl.DataFrame:
-        """fluentd / Fluent Bit output and JSON records: the record's line, pod, namespace, container."""
+    def _collector(self, df: pl.DataFrame, members: dict[int, list[int]], *, final: bool) -> pl.DataFrame:
+        """Layer 3: collector records; decides once whether this source's ``log`` values keep their ``\\n``."""
         line, allowed = pl.col("line"), self._allowed
         maybe = line.str.contains(r"^(?:\[\d+\] |\d{4}-\d\d-\d\d \d\d:|\{)") | line.str.contains("\t{", literal=True)
         if not allowed & _COLLECTOR or not _any(df, maybe):
             return df
         if "fluentbit-msgpack" in allowed and _any(df, line.str.contains(FLUENTBIT_START)):
-            df = _join_fluentbit_lines(df, _key(df), self._members, self._final)
-        fields = {"_e_kind": _S, "_e_rec": _S, "_e_tag": _S, "_e_otime": _S, **_FIELDS}
-        df = df.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in fields.items())
-        free = pl.col("_e_kind").is_null()
-
-        if "fluentd-stdout" in allowed and _any(df, line.str.contains(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.\d]* [+-]")):
-            df = _take_record(_head(df, FLUENTD_STDOUT, pl.lit(True)), "fluentd-stdout")
-        if "fluentd-out_file" in allowed and _any(df, free & line.str.contains("\t{", literal=True)):
-            df = _head(df, FLUENTD_OUT_FILE, free)
-            x = pl.col("_e_x").struct
-            tag_ok = ~x.field("tag").str.contains(_LEVELS) & (
-                x.field("time").is_not_null() | x.field("tag").str.contains(".", literal=True)
-            )
-            df = _take_record(df.with_columns(pl.col("_e_m") & tag_ok.fill_null(False)), "fluentd-out_file")
-        if "fluentbit-msgpack" in allowed and _any(df, free & line.str.contains(FLUENTBIT_START)):
-            closed = line.str.contains(FLUENTBIT_START) & line.str.ends_with("}]")  # an open one is held back
-            df = _patch(df, free & closed, _fluentbit_msgpack)
-        if allowed & {"fluentbit-json", "collector-json"}:
-            bare = free & line.str.starts_with("{") & line.str.ends_with("}") & line.str.contains(_RECORD_HINT)
-            df = df.with_columns(_when(pl.col("_e_rec"), line, bare), _when(pl.col("_e_kind"), pl.lit("json"), bare))
-        df = _patch(df, pl.col("_e_rec").is_not_null(), _decode_records)
-
-        kind = pl.col("_e_kind")
-        has_msg = pl.col("_e_msg").is_not_null()
-        fluentd = kind.is_in(["fluentd-stdout", "fluentd-out_file"])  # a record, whatever its keys
-        strong = pl.col("_e_strong").fill_null(False)
-        is_record = fluentd | (has_msg & (strong | pl.col("_e_rstream").is_not_null())) | (~has_msg & strong)
-        is_record = kind.is_not_null() & is_record
-        fluentbit = pl.col("_e_rdate").is_not_null() | (pl.col("_e_rp").is_not_null() & pl.col("_e_p_key"))
-        named = pl.when(kind != "json").then(kind).when(fluentbit).then(pl.lit("fluentbit-json"))
-        df = df.with_columns(
-            pl.when(is_record.fill_null(False)).then(named.otherwise(pl.lit("collector-json"))).alias("_e_kind")
-        )
-        df = df.with_columns(pl.when(kind.is_in(list(allowed))).then(kind).alias("_e_kind"))
+            df = _harvest(fluentbit_lines(df, final=final), members)
+        df = collector_records(df, allowed)
         for name in ("fluentd-stdout", "fluentd-out_file", "fluentbit-msgpack", "fluentbit-json", "collector-json"):
-            self._note(df, name, 2, kind == name)
-        taken = kind.is_not_null()
-        if not _any(df, taken):
-            return df.drop(*fields)
+            self._note(df, name, 2, pl.col("_e_kind") == name)
+        if not _any(df, pl.col("_e_kind").is_not_null()):
+            return df.drop(*_RECORD_COLUMNS)
+        if self._keeps_newline is None:
+            self._keeps_newline = keeps_newline(df)
+        return _harvest(collector_lines(df, keeps_newline=bool(self._keeps_newline)), members)
 
-        df = _patch(df, taken & ~has_msg & pl.col("_e_rec").is_not_null(), _merged_record)
-        df = _patch(df, taken & pl.col("_e_tag").is_not_null(), _from_tag)
-        if self._keeps_newline is None and _any(df, taken & pl.col("_e_haslog") & pl.col("_e_rp").is_null()):
-            ends = df.filter(taken & pl.col("_e_haslog") & pl.col("_e_rp").is_null())["_e_msg"].str.ends_with("\n")
-            self._keeps_newline = bool(ends.mean() >= 0.5)  # type: ignore[operator]
-        by_newline = pl.lit(bool(self._keeps_newline)) & pl.col("_e_haslog") & pl.col("_e_rp").is_null()
-        partial = is_partial(pl.col("_e_rp")) | (by_newline & ~pl.col("_e_msg").str.ends_with("\n"))
-        when = pl.when(taken)
-        df = df.with_columns(
-            when.then(pl.coalesce("_e_msg", "_e_merged", "line")).otherwise(line).alias("line"),
-            when.then(
-                pl.coalesce(_any_time(pl.col("_e_rtime")), _any_time(pl.col("_e_rdate")), _any_time(pl.col("_e_otime")))
-            )
-            .otherwise(None)
-            .fill_null(pl.col("_e_captured_at"))
-            .alias("_e_captured_at"),
-            *(
-                when.then(pl.col(src)).otherwise(None).fill_null(pl.col(_W[dst])).alias(_W[dst])
-                for src, dst in (("_e_rstream", "stream"), ("_e_kpod", "pod"), ("_e_kns", "namespace"))
-            ),
-            when.then(pl.col("_e_kcont")).otherwise(None).fill_null(pl.col("_e_container")).alias("_e_container"),
-            (taken & partial.fill_null(False)).alias("_e_partial"),
-            (taken & has_msg).alias("_e_strip"),
-            (pl.col("_e_c") | taken).alias("_e_c"),
+
+# --- the layers: DataFrame -> DataFrame ----------------------------------------------------------
+# Each reads ``line`` and the scratch columns its docstring names (``SCRATCH``), and leaves
+# ``_e_m`` (the rows it unwrapped, for ``detected``) or ``_e_members`` (rows it joined) for the
+# Unwrapper to take.
+
+
+def stern_pattern(sample: pl.Series) -> str | None:
+    """The stern head regex for these lines (ANSI colours off), or None: they are not stern's.
+
+    stern's 2nd (or, with ``--all-namespaces``, 3rd) column is one constant container name,
+    in at least 80% of the lines; its shape is too loose to trust line by line.
+    """
+    cols = sample.to_frame("line").select(
+        pl.col("line")
+        .str.extract_groups(rf"^(?P<a>{_DNS_NAME}) (?P<b>{_DNS_NAME}) (?:(?P<c>{_DNS_LABEL}) )?")
+        .struct.unnest()
+    )
+    best: tuple[float, str, str] | None = None
+    for column, pattern in (
+        ("b", rf"^(?P<pod>{_DNS_NAME}) {{c}} "),
+        ("c", rf"^(?P<namespace>{_DNS_LABEL}) (?P<pod>{_DNS_NAME}) {{c}} "),
+    ):
+        values = cols[column].drop_nulls()
+        if not values.len():
+            continue
+        top, count = values.value_counts(sort=True).row(0)
+        share = count / sample.len()
+        clear = re.fullmatch(_DNS_LABEL, top) and share >= 0.8 and (count >= 3 or top == "istio-proxy")
+        if clear and (best is None or share > best[0]):
+            best = (share, top, pattern)
+    return None if best is None else best[2].replace("{c}", f"(?P<container>{re.escape(best[1])})")
+
+
+def client(df: pl.DataFrame, pattern: str, *, ansi: bool = False) -> pl.DataFrame:
+    """Layer 1, kubectl ``--prefix`` (``PREFIX``) or stern (``stern_pattern``): who, then the line.
+
+    Reads ``line`` (ANSI colours taken out first when ``ansi``). Sets ``line`` and, from the
+    pattern's groups, ``_e_pod``, ``_e_namespace``, ``_e_container``. Adds ``_e_m``.
+    """
+    if ansi:
+        df = df.with_columns(pl.col("line").str.replace_all(ANSI, ""))
+    groups = re.compile(pattern).groupindex
+    df = _head(df, pattern, pl.lit(True))
+    x = pl.col("_e_x").struct
+    return (
+        df.lazy()
+        .with_columns(
+            _when(pl.col("line"), _rest()),
+            *(_when(pl.col(_W[g]), x.field(g)) for g in ("pod", "namespace", "container") if g in groups),
         )
-        keep = [c for c in fields if c != "_e_kind"]
-        df = _join(df.drop(*keep), "_e_partial", "", [*_key(df), "_e_kind"], self._members)
-        return _strip_newline(df).drop("_e_partial", "_e_kind")
+        .drop("_e_x")
+        .collect()
+    )
 
-    def _access_prefix(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Ambassador / Emissary print ``ACCESS `` before Envoy's line."""
-        starts = pl.col("line").str.starts_with("ACCESS [")
-        if "access-prefix" not in self._allowed or not _any(df, starts):
-            return df
-        self._note(df, "access-prefix", 4, starts)
-        return df.with_columns(_when(pl.col("line"), pl.col("line").str.slice(len("ACCESS ")), starts))
+
+def runtime_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """Layer 2's own columns, fresh: ``_e_done``, ``_e_partial``, ``_e_strip`` (False), ``_e_via`` (null)."""
+    return df.with_columns(
+        pl.lit(False).alias("_e_done"),
+        pl.lit(False).alias("_e_partial"),
+        pl.lit(False).alias("_e_strip"),
+        pl.lit(None, dtype=_S).alias("_e_via"),
+    )
+
+
+def cri(df: pl.DataFrame, scope: pl.Expr) -> pl.DataFrame:
+    """CRI file lines (containerd, CRI-O) among the rows ``scope`` selects: time, stream, the ``P`` flag.
+
+    Reads ``line``. Sets ``line``, ``_e_captured_at``, ``_e_stream``, ``_e_partial``, ``_e_done``,
+    ``_e_via`` (``cri``). Adds ``_e_m``.
+    """
+    # No gate before a head regex: anchored, it fails at a line's first bytes when it fails.
+    df = _head(df, CRI, scope)
+    if not _any(df, pl.col("_e_m")):
+        return df.drop("_e_x")
+    x = pl.col("_e_x").struct
+    return (
+        df.lazy()
+        .with_columns(
+            _when(pl.col("line"), _rest()),
+            _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
+            _when(pl.col("_e_stream"), x.field("stream")),
+            (pl.col("_e_m") & is_partial(x.field("tag"))).alias("_e_partial"),
+            pl.col("_e_m").alias("_e_done"),
+            pl.when(pl.col("_e_m")).then(pl.lit("cri")).alias("_e_via"),
+        )
+        .drop("_e_x")
+        .collect()
+    )
+
+
+def kubectl_timestamps(df: pl.DataFrame, scope: pl.Expr) -> pl.DataFrame:
+    """kubectl ``--timestamps`` among the rows ``scope`` selects and no other runtime wrapper took.
+
+    Reads ``line``, ``_e_done``. Sets ``line`` (kubernetes#77603's stray timestamps cut out),
+    ``_e_captured_at``, ``_e_done``. Adds ``_e_m``.
+    """
+    line = pl.col("line")
+    df = _head(df, TIMESTAMPS, scope & ~pl.col("_e_done"))
+    if not _any(df, pl.col("_e_m")):
+        return df.drop("_e_x")
+    x = pl.col("_e_x").struct
+    df = df.with_columns(
+        _when(line, _rest()),
+        _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
+        (pl.col("_e_done") | pl.col("_e_m")).alias("_e_done"),
+    )
+    return _patch(df, pl.col("_e_m") & (line.str.len_bytes() > CRI_CHUNK), _cut_split_timestamps).drop("_e_x")
+
+
+def docker(df: pl.DataFrame, scope: pl.Expr) -> pl.DataFrame:
+    """docker json-file lines among the rows ``scope`` selects and no other runtime wrapper took.
+
+    Reads ``line``, ``_e_done``. Sets ``line`` (``log``, its ``\\n`` still on), ``_e_captured_at``,
+    ``_e_stream``, ``_e_partial`` (no ``\\n``: goes on), ``_e_strip``, ``_e_via`` (``docker``). Adds ``_e_m``.
+    """
+    # moby writes `{"log":…,"stream":…[,"attrs":{…}],"time":…}`, compact; a collector's record ends
+    # in its metadata instead (`…}}`) or lacks the stream.
+    line = pl.col("line")
+    shaped = line.str.starts_with('{"log":"') & line.str.ends_with('"}')
+    shaped = shaped & line.str.contains('","stream":"', literal=True) & line.str.contains('","time":"', literal=True)
+    df = df.with_columns((scope & ~pl.col("_e_done") & shaped).fill_null(False).alias("_e_m"))
+    return _patch(df, pl.col("_e_m"), _docker)  # sets `_e_m` to the rows it could decode
+
+
+def join_chunks(df: pl.DataFrame) -> pl.DataFrame:
+    """Layer 2's chunks joined: a ``P`` row with the next row of its key and wrapper, then ``\\n`` stripped.
+
+    Reads ``_e_partial``, ``_e_via``, ``_e_strip`` and the key (``_key``). Drops layer 2's columns.
+    Adds ``_e_members`` where it joined.
+    """
+    df = _join(df, "_e_partial", "", [*_key(df), "_e_via"])  # a P goes on in the same wrapper
+    return _strip_newline(df, "_e_done", "_e_partial", "_e_via", "_e_m")
+
+
+def fluentbit_lines(df: pl.DataFrame, *, final: bool) -> pl.DataFrame:
+    """Fluent Bit msgpack prints broken over lines by a raw ``\\n`` in a string, joined back (with ``\\n``).
+
+    A record still open at the end of the chunk may close in the next one, unless ``final``.
+    Reads ``line``; adds ``_e_members`` where it joined, ``_e_inc`` where a record is still open.
+    """
+    return _join_fluentbit_lines(df, _key(df), final)
+
+
+def collector_records(df: pl.DataFrame, allowed: frozenset[str]) -> pl.DataFrame:
+    """Layer 3: which rows are collector records, of which kind, and what each record says.
+
+    Reads ``line``. Adds ``_e_kind`` (a wrapper in ``allowed``; null for a row that is no
+    record) and the record's fields (``_RECORD_COLUMNS``): ``_e_msg`` the line it carries,
+    ``_e_kpod``/``_e_kns``/``_e_kcont`` from its ``kubernetes`` map or else its tag, …
+    """
+    line = pl.col("line")
+    df = df.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in _RECORD_COLUMNS.items())
+    free = pl.col("_e_kind").is_null()
+
+    if "fluentd-stdout" in allowed and _any(df, line.str.contains(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.\d]* [+-]")):
+        df = _take_record(_head(df, FLUENTD_STDOUT, pl.lit(True)), "fluentd-stdout")
+    if "fluentd-out_file" in allowed and _any(df, free & line.str.contains("\t{", literal=True)):
+        df = _head(df, FLUENTD_OUT_FILE, free)
+        x = pl.col("_e_x").struct
+        tag_ok = ~x.field("tag").str.contains(_LEVELS) & (
+            x.field("time").is_not_null() | x.field("tag").str.contains(".", literal=True)
+        )
+        df = _take_record(df.with_columns(pl.col("_e_m") & tag_ok.fill_null(False)), "fluentd-out_file")
+    if "fluentbit-msgpack" in allowed and _any(df, free & line.str.contains(FLUENTBIT_START)):
+        closed = line.str.contains(FLUENTBIT_START) & line.str.ends_with("}]")  # an open one is held back
+        df = _patch(df, free & closed, _fluentbit_msgpack)
+    if allowed & {"fluentbit-json", "collector-json"}:
+        bare = free & line.str.starts_with("{") & line.str.ends_with("}") & line.str.contains(_RECORD_HINT)
+        df = df.with_columns(_when(pl.col("_e_rec"), line, bare), _when(pl.col("_e_kind"), pl.lit("json"), bare))
+    df = _patch(df, pl.col("_e_rec").is_not_null(), _decode_records)
+
+    kind = pl.col("_e_kind")
+    has_msg = pl.col("_e_msg").is_not_null()
+    fluentd = kind.is_in(["fluentd-stdout", "fluentd-out_file"])  # a record, whatever its keys
+    strong = pl.col("_e_strong").fill_null(False)
+    is_record = fluentd | (has_msg & (strong | pl.col("_e_rstream").is_not_null())) | (~has_msg & strong)
+    is_record = kind.is_not_null() & is_record
+    fluentbit = pl.col("_e_rdate").is_not_null() | (pl.col("_e_rp").is_not_null() & pl.col("_e_p_key"))
+    named = pl.when(kind != "json").then(kind).when(fluentbit).then(pl.lit("fluentbit-json"))
+    df = df.with_columns(
+        pl.when(is_record.fill_null(False)).then(named.otherwise(pl.lit("collector-json"))).alias("_e_kind")
+    )
+    df = df.with_columns(pl.when(kind.is_in(list(allowed))).then(kind).alias("_e_kind"))
+    taken = kind.is_not_null()
+    df = _patch(df, taken & ~has_msg & pl.col("_e_rec").is_not_null(), _merged_record)
+    return _patch(df, taken & pl.col("_e_tag").is_not_null(), _from_tag)
+
+
+def keeps_newline(df: pl.DataFrame) -> bool | None:
+    """Do this source's collector ``log`` values end in the container's ``\\n`` (most of them)? None: no sign yet.
+
+    Then a ``log`` without one is a chunk that goes on, as in docker's files. Reads
+    ``_e_kind``, ``_e_haslog``, ``_e_rp``, ``_e_msg``.
+    """
+    plain = pl.col("_e_kind").is_not_null() & pl.col("_e_haslog") & pl.col("_e_rp").is_null()
+    if not _any(df, plain):
+        return None
+    return bool(df.filter(plain)["_e_msg"].str.ends_with("\n").mean() >= 0.5)  # type: ignore[operator]
+
+
+def collector_lines(df: pl.DataFrame, *, keeps_newline: bool) -> pl.DataFrame:
+    """Layer 3's records become their lines: time, stream, pod, namespace, container; partial records joined.
+
+    Reads ``_e_kind`` and the record's fields (``collector_records``). Sets ``line``,
+    ``_e_captured_at``, ``_e_stream``, ``_e_pod``, ``_e_namespace``, ``_e_container``,
+    ``_e_c`` (a collector's line: layer 2 runs on it once more). Drops the record's columns.
+    Adds ``_e_members`` where it joined.
+    """
+    line, taken = pl.col("line"), pl.col("_e_kind").is_not_null()
+    by_newline = pl.lit(keeps_newline) & pl.col("_e_haslog") & pl.col("_e_rp").is_null()
+    partial = is_partial(pl.col("_e_rp")) | (by_newline & ~pl.col("_e_msg").str.ends_with("\n"))
+    when = pl.when(taken)
+    df = df.with_columns(
+        when.then(pl.coalesce("_e_msg", "_e_merged", "line")).otherwise(line).alias("line"),
+        when.then(
+            pl.coalesce(_any_time(pl.col("_e_rtime")), _any_time(pl.col("_e_rdate")), _any_time(pl.col("_e_otime")))
+        )
+        .otherwise(None)
+        .fill_null(pl.col("_e_captured_at"))
+        .alias("_e_captured_at"),
+        *(
+            when.then(pl.col(src)).otherwise(None).fill_null(pl.col(_W[dst])).alias(_W[dst])
+            for src, dst in (("_e_rstream", "stream"), ("_e_kpod", "pod"), ("_e_kns", "namespace"))
+        ),
+        when.then(pl.col("_e_kcont")).otherwise(None).fill_null(pl.col("_e_container")).alias("_e_container"),
+        (taken & partial.fill_null(False)).alias("_e_partial"),
+        (taken & pl.col("_e_msg").is_not_null()).alias("_e_strip"),
+        (pl.col("_e_c") | taken).alias("_e_c"),
+    )
+    keep = [c for c in _RECORD_COLUMNS if c != "_e_kind"]
+    df = _join(df.drop(*keep), "_e_partial", "", [*_key(df), "_e_kind"])
+    return _strip_newline(df, "_e_partial", "_e_kind")
+
+
+def access_prefix(df: pl.DataFrame) -> pl.DataFrame:
+    """Layer 4: Ambassador / Emissary print ``ACCESS `` before Envoy's line. Sets ``line``; adds ``_e_m``."""
+    df = df.with_columns(pl.col("line").str.starts_with("ACCESS [").alias("_e_m"))
+    if not _any(df, pl.col("_e_m")):
+        return df
+    return df.with_columns(_when(pl.col("line"), pl.col("line").str.slice(len("ACCESS "))))
 
 
 # A line that might carry some wrapper; a frame where none does skips the layers. (Anchored: an
@@ -458,6 +639,9 @@ _FIELDS: dict[str, pl.DataType] = {
     "_e_strong": pl.Boolean(),
     "_e_merged": _S,
 }
+# What layer 3 adds to a row (``collector_records``) and takes off again (``collector_lines``).
+_RECORD_COLUMNS: dict[str, pl.DataType] = {"_e_kind": _S, "_e_rec": _S, "_e_tag": _S, "_e_otime": _S, **_FIELDS}
+_MEMBERS = pl.List(pl.Int64())
 
 
 # --- helpers: whole-column steps -----------------------------------------------------------------
@@ -477,8 +661,8 @@ def _when(target: pl.Expr, value: pl.Expr, mask: str | pl.Expr = "_e_m") -> pl.E
 def _head(df: pl.DataFrame, pattern: str, where: pl.Expr) -> pl.DataFrame:
     """Match a rule's head regex: its groups in ``_e_x``, ``_e_m`` where it matched (and ``where`` holds)."""
     x = pl.col("line").str.extract_groups(f"^(?P<_h>{pattern.removeprefix('^')})")
-    df = df.with_columns(x.alias("_e_x"))
-    return df.with_columns((where & pl.col("_e_x").struct.field("_h").is_not_null()).fill_null(False).alias("_e_m"))
+    matched = (where & pl.col("_e_x").struct.field("_h").is_not_null()).fill_null(False)
+    return df.lazy().with_columns(x.alias("_e_x")).with_columns(matched.alias("_e_m")).collect()
 
 
 def _rest() -> pl.Expr:
@@ -504,11 +688,11 @@ def _key(df: pl.DataFrame) -> list[str]:
     ]
 
 
-def _join(df: pl.DataFrame, flag: str, sep: str, key: list[str], members: dict[int, list[int]]) -> pl.DataFrame:
+def _join(df: pl.DataFrame, flag: str, sep: str, key: list[str]) -> pl.DataFrame:
     """Join each run of rows flagged ``flag`` with the next row of the same key (P…P F → one line).
 
     A run still flagged at its end is unfinished (``_e_inc``): it may go on in the next chunk.
-    ``members`` learns which rows each joined row was made of (few: only joined ones).
+    Adds ``_e_members`` where it joined: the rows each joined row was made of (``_harvest``).
     """
     if not _any(df, pl.col(flag)):
         return df
@@ -523,18 +707,40 @@ def _join(df: pl.DataFrame, flag: str, sep: str, key: list[str], members: dict[i
         pl.col("_e_row").alias("_e_members"),
         *(pl.col(c).first() for c in df.columns if c not in special),
     )
-    for row, rows in zip(joined["_e_row"].to_list(), joined["_e_members"].to_list(), strict=True):
-        members.setdefault(row, []).extend(rows)  # a row joined before keeps what it was made of
-    df = df.filter(~involved).drop("_e_prev")
+    df = (
+        df.lazy()
+        .filter(~involved)
+        .drop("_e_prev")
+        .with_columns(pl.lit(None, dtype=_MEMBERS).alias("_e_members"))
+        .collect()
+    )
     return pl.concat([df, joined.select(df.columns).cast(df.schema)]).sort("_e_row")  # type: ignore[arg-type]
 
 
-def _strip_newline(df: pl.DataFrame) -> pl.DataFrame:
-    """A docker / collector line keeps the container's ``\\n`` (or ``\\r\\n``) until it is joined; drop it."""
+def _harvest(df: pl.DataFrame, members: dict[int, list[int]]) -> pl.DataFrame:
+    """Take the ``_e_members`` a join left into ``members`` (a joined row → the rows it was made of)."""
+    if "_e_members" not in df.columns:
+        return df
+    joined = df.filter(pl.col("_e_members").is_not_null())
+    for row, rows in zip(joined["_e_row"].to_list(), joined["_e_members"].to_list(), strict=True):
+        members.setdefault(row, []).extend(rows)  # a row joined before keeps what it was made of
+    return df.drop("_e_members")
+
+
+def _strip_newline(df: pl.DataFrame, *done: str) -> pl.DataFrame:
+    """A docker / collector line keeps the container's ``\\n`` (or ``\\r\\n``) until it is joined; drop it.
+
+    Drops ``_e_strip`` and the columns ``done`` names (a layer's own, in the same step).
+    """
     if not _any(df, pl.col("_e_strip")):
-        return df.drop("_e_strip")
+        return df.drop("_e_strip", *done, strict=False)
     stripped = pl.col("line").str.strip_suffix("\n").str.strip_suffix("\r")
-    return df.with_columns(_when(pl.col("line"), stripped, "_e_strip")).drop("_e_strip")
+    return (
+        df.lazy()
+        .with_columns(_when(pl.col("line"), stripped, "_e_strip"))
+        .drop("_e_strip", *done, strict=False)
+        .collect()
+    )
 
 
 def _members_of(rows: list[int], members: dict[int, list[int]]) -> list[int]:
@@ -598,11 +804,12 @@ def _docker(df: pl.DataFrame) -> pl.DataFrame:
         _when(pl.col("_e_stream"), pl.col("_e_dstream"), ok),
         (ok & ~pl.col("_e_dlog").str.ends_with("\n")).alias("_e_partial"),
         ok.alias("_e_strip"),
+        ok.alias("_e_m"),
         pl.when(ok).then(pl.lit("docker")).otherwise(pl.col("_e_via")).alias("_e_via"),
     )
 
 
-def _join_fluentbit_lines(df: pl.DataFrame, key: list[str], members: dict[int, list[int]], final: bool) -> pl.DataFrame:
+def _join_fluentbit_lines(df: pl.DataFrame, key: list[str], final: bool) -> pl.DataFrame:
     """Fluent Bit prints strings raw: a record whose ``log`` holds ``\\n`` spans lines; join them back.
 
     After a record's first line (``[N] TAG: [``) that does not close it (``…}]``), the lines
@@ -622,7 +829,7 @@ def _join_fluentbit_lines(df: pl.DataFrame, key: list[str], members: dict[int, l
     still_open = (start | pl.col("_e_cont")) & ~closed & (closes | (last & (not final)))
     next_cont = pl.col("_e_cont").shift(-1).over(key).fill_null(not final)
     df = df.with_columns((still_open & next_cont).alias("_e_partial")).drop("_e_cont", "_e_closed", "_e_fb")
-    return _join(df, "_e_partial", "\n", key, members).drop("_e_partial")
+    return _join(df, "_e_partial", "\n", key).drop("_e_partial")
 
 
 def _take_record(df: pl.DataFrame, kind: str) -> pl.DataFrame:
@@ -712,8 +919,14 @@ def _from_tag(df: pl.DataFrame) -> pl.DataFrame:
     """
     tags = df.select(pl.col("_e_tag").unique()).filter(pl.col("_e_tag").is_not_null())
     named = tag_metadata(pl.col("_e_tag"))
-    tags = tags.with_columns(named[k].alias(f"{c}_tag") for k, c in _KUBE.items())
-    df = df.join(tags, on="_e_tag", how="left", maintain_order="left")
-    return df.with_columns(pl.coalesce(c, f"{c}_tag").alias(c) for c in _KUBE.values()).drop(
-        *(f"{c}_tag" for c in _KUBE.values())
+    tags = tags.with_columns(
+        named["pod"].alias("_e_kpod_tag"),
+        named["namespace"].alias("_e_kns_tag"),
+        named["container"].alias("_e_kcont_tag"),
     )
+    df = df.join(tags, on="_e_tag", how="left", maintain_order="left")
+    return df.with_columns(
+        pl.coalesce("_e_kpod", "_e_kpod_tag").alias("_e_kpod"),
+        pl.coalesce("_e_kns", "_e_kns_tag").alias("_e_kns"),
+        pl.coalesce("_e_kcont", "_e_kcont_tag").alias("_e_kcont"),
+    ).drop("_e_kpod_tag", "_e_kns_tag", "_e_kcont_tag")

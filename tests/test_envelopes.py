@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -408,3 +410,22 @@ def test_a_partial_goes_on_only_in_the_same_wrapper() -> None:
     out, unwrapper = run(["2024-06-28T06:41:12Z stdout P cut short", docker])
     assert out.select("line_no", "line").rows() == [(2, "next"), (1, "cut short")]  # the P waited for EOF
     assert unwrapper.joined == 0
+
+
+def test_every_scratch_column_is_written_down() -> None:
+    """The layers' ``_e_*`` columns are a protocol: each one used is in ``SCRATCH``, each there is used."""
+    source = Path(envelopes.__file__).read_text()
+    table = source[source.index("SCRATCH: dict") : source.index("\n}\n", source.index("SCRATCH: dict"))]
+    code = source.replace(table, "")
+    families = [k.removesuffix("*") for k in envelopes.SCRATCH if k.endswith("*")]
+    used = set(re.findall(r"_e_[a-z_]*[a-z]", code))
+    prefixes = set(re.findall(r"(_e_[a-z_]*)\{", code))  # f"_e_d{k}": a family
+    undocumented = {
+        name
+        for name in used - prefixes
+        if name not in envelopes.SCRATCH and not any(name.startswith(f) for f in families)
+    }
+    assert not undocumented
+    assert all(any(k.startswith(p) for k in envelopes.SCRATCH) for p in prefixes)
+    unused = [k for k in envelopes.SCRATCH if not k.endswith("*") and k not in used and k not in envelopes._W.values()]
+    assert not unused
