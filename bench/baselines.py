@@ -31,7 +31,7 @@ def re_loop(path: str) -> dict[str, int]:
             if m is None:
                 unmatched += 1
                 continue
-            for append, value in zip(appends, m.groups()):
+            for append, value in zip(appends, m.groups(), strict=True):  # a list per group
                 append(value)
     return {"lines": lines, "access": len(columns[0]), "unparsed": unmatched}
 

@@ -16,6 +16,7 @@ that the wrapper builds itself: wall time covers both processes, peak RSS is mes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -37,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from synth import write_lines  # bench/ is on sys.path as the script's folder
+from synth import write_lines  # noqa: E402 - bench/ is on sys.path as the script's folder; kept with the path set-up
 
 # ---------------------------------------------------------------- stage profile of `meshlog parse` (child)
 
@@ -118,10 +119,8 @@ def child_profile(path: str, out: str) -> dict[str, Any]:
     text.failure_reasons = timers.wrap(REASONS, text.failure_reasons)
     export.write_rows = timers.wrap(WRITE, export.write_rows)
     t = time.perf_counter()
-    try:
+    with contextlib.suppress(SystemExit):
         cli.app(["parse", path, "-o", "parquet", "--out", out], standalone_mode=False)
-    except SystemExit:
-        pass
     total = time.perf_counter() - t
     sec = timers.seconds
     sec[REST] = sec.get(PARSE, 0.0) - sum(sec.get(n, 0.0) for n, level in STAGES if level == 1)
@@ -217,7 +216,10 @@ def measure(cmd: list[str], stdout: Path | None) -> tuple[float, float, int, str
 
 def _meshlog_counts(stderr: str) -> dict[str, int]:
     m = re.search(r"lines: ([\d,]+) total, ([\d,]+) access, ([\d,]+) unparsed, ([\d,]+) other", stderr)
-    return dict(zip(("lines", "access", "unparsed", "other"), (int(g.replace(",", "")) for g in m.groups()))) if m else {}
+    if m is None:
+        return {}
+    numbers = (int(g.replace(",", "")) for g in m.groups())
+    return dict(zip(("lines", "access", "unparsed", "other"), numbers, strict=True))
 
 
 # GoAccess has no Envoy preset: Istio's default text format in its --log-format language (DPE and
@@ -293,7 +295,7 @@ def run_all(cases: list[Case], n: int, work: Path, repeat: int) -> list[Result]:
             print(f"  warning: {case.name} saw {best.counts.get('lines')} lines, expected {n}", file=sys.stderr)
         results.append(best)
     by = {r.name: r for r in results}
-    for case, r in zip(cases, results):
+    for case, r in zip(cases, results, strict=True):  # one result per case
         if case.input == "path":
             r.vs_path = 1.0
         elif case.base in by:

@@ -68,7 +68,7 @@ class Gatherer:
                 if not block:
                     break
                 self._put(block)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+        except BaseException as exc:  # any exception: handed to the consumer, raised there
             self._put(_End(exc))
             return
         self._put(_End())

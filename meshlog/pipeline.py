@@ -182,7 +182,8 @@ def parse_paths(
             run.sources.append(stats)
             reader = LineReader(path, stats, stdin=run.stdin)
             try:
-                for tally, result in _parse_ahead(_jobs(reader, run), step, pool, lambda: reader.paused):
+                # The lambda is only called while this loop runs, so it always sees this iteration's reader.
+                for tally, result in _parse_ahead(_jobs(reader, run), step, pool, lambda: reader.paused):  # noqa: B023
                     stream.count(tally)
                     if result is not None:
                         yield result

@@ -27,7 +27,7 @@ def failed(sent: dict[str, Any]) -> bool:
     return sent["response_code"] >= 500 or (sent["response_code"] == 0 and bool(sent["response_flags"]))
 
 
-def row(log: AccessLog, i: int = 0) -> dict[str, object]:
+def row(log: AccessLog, i: int = 0) -> dict[str, Any]:
     return log.requests.row(i, named=True)
 
 

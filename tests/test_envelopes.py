@@ -276,7 +276,8 @@ def test_merge_log_record_becomes_the_access_json() -> None:
     record = (
         '{"date":1719556871.052232,"time":"2024-06-28T06:41:11.05223183Z","stream":"stdout","_p":"F",'
         + access[1:-1]
-        + ',"kubernetes":{"pod_name":"sleep-1","labels":{"app":"sleep","a.b/c":"{"},"annotations":{"x":"{\\"k\\":[1]}"}}}'
+        + ',"kubernetes":{"pod_name":"sleep-1","labels":{"app":"sleep","a.b/c":"{"},'
+        '"annotations":{"x":"{\\"k\\":[1]}"}}}'
     )
     out, unwrapper = run([record])
     assert out["line"].to_list() == [access]

@@ -78,7 +78,7 @@ def test_values_are_what_was_sent(name: str) -> None:
 
 def test_ipv6_clients_keep_their_brackets() -> None:
     log, expected = load("istio")
-    ipv6 = [r for r, w in zip(log.requests.to_dicts(), expected) if w["ipv6_client"]]
+    ipv6 = [r for r, w in zip(log.requests.to_dicts(), expected, strict=True) if w["ipv6_client"]]
     assert ipv6 and all(r["downstream_local_address"].startswith("[::1]:") for r in ipv6)
 
 

@@ -24,7 +24,8 @@ LAB = True  # every test here runs a real Envoy (the `lab` marker, tests/conftes
 # An argument Envoy accepts for each operator that needs one.
 ARGS = {
     "REQ": "X-MESHLOG", "REQUEST_HEADER": "X-MESHLOG", "STREAM_INFO_REQ": "X-MESHLOG",
-    "RESP": "CONTENT-TYPE", "RESPONSE_HEADER": "CONTENT-TYPE", "TRAILER": "GRPC-STATUS", "RESPONSE_TRAILER": "GRPC-STATUS",
+    "RESP": "CONTENT-TYPE", "RESPONSE_HEADER": "CONTENT-TYPE",
+    "TRAILER": "GRPC-STATUS", "RESPONSE_TRAILER": "GRPC-STATUS",
     "ENVIRONMENT": "MESHLOG_NOT_SET", "QUERY_PARAM": "q", "CEL": "request.path", "TYPED_CEL": "response.code",
     "COALESCE": '{"operators":["REQUESTED_SERVER_NAME",{"command":"REQ","param":":authority"}]}',
     "DYNAMIC_METADATA": "envoy.lb", "METADATA": "ROUTE:meshlog", "FILTER_STATE": "meshlog",

@@ -27,11 +27,18 @@ UF = (
     '[2026-11-25T20:31:24.777Z] "GET /down HTTP/1.1" 503 URX,UF '
     "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused} - "
     '"delayed_connect_error:_Connection_refused" 0 121 13 - "1.2.3.4, 5.6.7.8" "curl/8.1" "id-2" "down:9999" '
-    '"[2a02:cf40::7]:3000" outbound|9999||down.default.svc.cluster.local; - 10.96.0.2:9999 [2a02:cf40::9]:40000 - default'
+    '"[2a02:cf40::7]:3000" outbound|9999||down.default.svc.cluster.local; '
+    "- 10.96.0.2:9999 [2a02:cf40::9]:40000 - default"
 )
 QUOTED_UA = OK.replace('"curl/8.1"', '"meshlog-case/quote-ua "quoted" back\\slash"')
-TCP = '[2026-11-25T20:31:40.364Z] "- - -" 0 - - - "-" 50 143 2 - "-" "-" "-" "-" "127.0.0.1:18080" outbound|8080||backend.default.svc.cluster.local 127.0.0.1:47728 127.0.0.1:10001 127.0.0.1:40170 - -'
-DPE = '[2026-11-25T20:31:38.760Z] "- - HTTP/1.1" 400 DPE http1.codec_error - "-" 0 11 0 - "-" "-" "-" "-" "-" - - 127.0.0.1:10000 127.0.0.1:51402 - -'
+TCP = (
+    '[2026-11-25T20:31:40.364Z] "- - -" 0 - - - "-" 50 143 2 - "-" "-" "-" "-" "127.0.0.1:18080" '
+    "outbound|8080||backend.default.svc.cluster.local 127.0.0.1:47728 127.0.0.1:10001 127.0.0.1:40170 - -"
+)
+DPE = (
+    '[2026-11-25T20:31:38.760Z] "- - HTTP/1.1" 400 DPE http1.codec_error - "-" 0 11 0 - "-" "-" "-" "-" "-" '
+    "- - 127.0.0.1:10000 127.0.0.1:51402 - -"
+)
 
 
 def test_istio_line_values() -> None:
@@ -115,7 +122,8 @@ def test_line_accounting_and_reasons() -> None:
 
 def test_custom_format_with_attempts_trace_and_epoch_time() -> None:
     fmt = compile_format(
-        '%START_TIME(%s.%3f)% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %REQ(X-B3-TRACEID)% %RESPONSE_CODE% "%REQ(USER-AGENT):10%"'
+        "%START_TIME(%s.%3f)% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %REQ(X-B3-TRACEID)% "
+        '%RESPONSE_CODE% "%REQ(USER-AGENT):10%"'
     )
     log = parse_text(['1795638578.707 3 80f198ee56343ba8 503 "Mozilla/5."'], fmt)
     r = row(log)
@@ -175,7 +183,8 @@ def test_json_nested_values_are_kept_as_json_text() -> None:
         ("istio", OK),
         (
             "envoy",
-            '[2019-04-08T16:16:55.931Z] "GET /service/1 HTTP/1.1" 200 - 0 89 5 4 "-" "curl/7.54.0" "c219" "localhost:8000" "172.27.0.3:80"',
+            '[2019-04-08T16:16:55.931Z] "GET /service/1 HTTP/1.1" 200 - 0 89 5 4 "-" "curl/7.54.0" "c219" '
+            '"localhost:8000" "172.27.0.3:80"',
         ),
         ("istio-json", json.dumps({k: None for k in ISTIO_JSON})),
     ],

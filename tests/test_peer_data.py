@@ -86,7 +86,7 @@ def test_istio_values_match_elastic(name: str) -> None:
     rows = parse_file(ISTIO / name).requests.to_dicts()
     assert len(rows) == len(expected)
     checked = 0
-    for ours, theirs in zip(rows, expected):
+    for ours, theirs in zip(rows, expected, strict=True):
         stamp = dt.datetime.fromisoformat(theirs["@timestamp"])
         assert ours["start_time"] == stamp
         for path, column in ISTIO_FIELDS.items():
@@ -118,4 +118,4 @@ def test_kubectl_timestamps_kept_as_captured_at() -> None:
     assert first["captured_at"] == dt.datetime(2020, 11, 22, 20, 4, 54, 223002, tzinfo=dt.UTC)
     assert (first["response_code"], first["duration"], first["upstream_service_time"]) == (500, 11939, 11933)
     assert first["dynamic_metadata_istio_mixer_status"] is None
-    assert log.format.name == "istio-1.5"
+    assert log.format is not None and log.format.name == "istio-1.5"

@@ -171,7 +171,7 @@ def test_envoy_writes_what_meshlog_reads(
 ) -> None:
     text = text_format(items, seps)
     columns = column_names(items)
-    json_map = {name: item.command for name, item in zip(columns, items)}
+    json_map = {name: item.command for name, item in zip(columns, items, strict=True)}
     logs = run_formats({"text": text}, {"json": json_map}, [spec(s) for s in sent])
     tmp = tmp_path_factory.mktemp("prop")
     text_fmt = compile_format(text)

@@ -17,9 +17,9 @@ ACCESS = (FIXTURES / "envoy" / "istio" / "access.log").read_bytes()
 N = ACCESS.count(b"\n")
 
 
-def read_all(path: Path | str, **kw: int) -> tuple[pl.DataFrame, SourceStats]:
+def read_all(path: Path | str, chunk_bytes: int | None = None) -> tuple[pl.DataFrame, SourceStats]:
     stats = SourceStats(str(path))
-    frames = list(read_lines(str(path), stats, **kw))
+    frames = list(read_lines(str(path), stats, chunk_bytes=chunk_bytes))
     return pl.concat(frames) if frames else pl.DataFrame(), stats
 
 
@@ -47,7 +47,7 @@ def test_truncated_gzip_keeps_what_was_read_and_says_so(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(ACCESS * 50)[:-200])
     frame, stats = read_all(path)
     assert 0 < frame.height < 50 * N
-    assert frame["line"].to_list() == (ACCESS * 50).decode().splitlines()[: frame.height - 1] + [frame["line"][-1]]
+    assert frame["line"].to_list() == [*(ACCESS * 50).decode().splitlines()[: frame.height - 1], frame["line"][-1]]
     assert len(stats.errors) == 1
     assert stats.errors[0].startswith(f"{path}: read failed after line ")
     assert "end-of-stream marker" in stats.errors[0]

@@ -175,7 +175,8 @@ def test_start_up_lines_are_held_until_the_first_access_line_tells_the_format() 
 
 
 def test_forward_feed_counts_a_tag_no_preset_fits_and_says_so() -> None:
-    state, problems = LogState(), []
+    state = LogState()
+    problems: list[str] = []
     feed = ForwardFeed(state, None, on_problem=problems.append)
     n = 250  # past the detection sample: the feed gives up on this tag and says so
     odd = pl.DataFrame({"source": ["forward:odd"] * n, "line_no": range(1, n + 1), "line": NOT_ENVOY * 8 + ["x"] * 10})
@@ -194,7 +195,8 @@ def test_parse_csv_of_inputs_with_different_wrapper_columns_keeps_one_header(tmp
     node = tmp_path / "var/log/pods/default_reviews-v1-abc_0f1e2d3c-1111-2222-3333-444455556666/istio-proxy/0.log"
     node.parent.mkdir(parents=True)
     node.write_text(
-        "".join(f"2026-11-25T21:24:2{i % 10}.000000000Z stdout F {line}\n" for i, line in enumerate(plain.read_text().splitlines()))
+        "".join(f"2026-11-25T21:24:2{i % 10}.000000000Z stdout F {line}\n"
+                for i, line in enumerate(plain.read_text().splitlines()))
     )  # fmt: skip
     result = meshlog("parse", "-o", "csv", "-f", "istio", str(plain), str(node))
     assert result.returncode == 0, result.stderr
@@ -413,7 +415,8 @@ def test_a_named_pipe_is_read_like_stdin(tmp_path: Path) -> None:
 def test_compressed_bytes_on_stdin_are_decompressed(packer: str) -> None:
     raw = (ISTIO / "access.log").read_bytes()
     if packer == "gzip":
-        packed = gzip.compress(raw[: len(raw) // 2]) + gzip.compress(raw[len(raw) // 2 :])  # two members, as rotation makes
+        # two members, as rotation makes
+        packed = gzip.compress(raw[: len(raw) // 2]) + gzip.compress(raw[len(raw) // 2 :])
     else:
         import zstandard
 
@@ -442,7 +445,9 @@ def test_a_json_key_that_names_an_operator_is_typed_by_it(tmp_path: Path) -> Non
     log = tmp_path / "json.log"
     lines = (ISTIO_JSON / "access.log").read_text().splitlines()
     attempts = [1 + i % 3 for i in range(len(lines))]
-    log.write_text("".join(f'{{"upstream_request_attempt_count":{n},{line[1:]}\n' for n, line in zip(attempts, lines, strict=True)))
+    log.write_text(
+        "".join(f'{{"upstream_request_attempt_count":{n},{line[1:]}\n' for n, line in zip(attempts, lines, strict=True))
+    )
     result = meshlog("summarize", "-o", "json", str(log))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)

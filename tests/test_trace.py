@@ -35,9 +35,8 @@ def test_hops_are_the_client_line_then_each_server_attempt(request_id: str) -> N
     client, server = hops[0], hops[1:]
     assert client["source"].endswith("client.log")
     assert all(h["source"].endswith("server.log") for h in server)
-    assert (client["response_code"], sorted((client["response_flags"] or "").split(",") if client["response_flags"] else [])) == (
-        want["client"]["response_code"], want["client"]["response_flags"],
-    )  # fmt: skip
+    flags = sorted((client["response_flags"] or "").split(",") if client["response_flags"] else [])
+    assert (client["response_code"], flags) == (want["client"]["response_code"], want["client"]["response_flags"])
     for got, exp in zip(server, want["server"], strict=True):
         flags = sorted(got["response_flags"].split(",")) if got["response_flags"] else []
         assert (got["response_code"], flags) == (exp["response_code"], exp["response_flags"])

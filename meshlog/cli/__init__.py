@@ -59,7 +59,9 @@ def boundary(func: F) -> F:
             return result
         except MeshlogError as exc:
             say(f"error: {exc}")
-            if (isinstance(exc, FormatError) and exc.format) or (isinstance(exc, FilterError) and exc.option == "--where"):
+            if (isinstance(exc, FormatError) and exc.format) or (
+                isinstance(exc, FilterError) and exc.option == "--where"
+            ):
                 print(exc.caret(), file=sys.stderr)
             raise typer.Exit(exit_code_for(exc)) from None
         except BrokenPipeError:
@@ -101,4 +103,5 @@ def _reader_gone() -> NoReturn:
     raise typer.Exit(ExitCode.OK)
 
 
-from meshlog.cli import commands, listen, metrics, tui  # noqa: F401  (registers the commands)
+# Last: the command modules import `app` and `boundary` from here.
+from meshlog.cli import commands, listen, metrics, tui  # noqa: E402, F401  (registers the commands)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from enum import Enum
+from enum import StrEnum
 from types import FrameType
 from typing import Annotated, BinaryIO
 
@@ -24,7 +24,7 @@ from meshlog.pipeline import FormatOptions, compile_options, row_columns
 from meshlog.stream import Job, StreamParser
 
 
-class StreamOutput(str, Enum):
+class StreamOutput(StrEnum):
     ndjson = "ndjson"
     csv = "csv"
 
@@ -171,7 +171,8 @@ def _account(server: ForwardServer, rows: _Rows) -> None:
     if assembler.invalid_utf8:
         say(f"forward: {count(assembler.invalid_utf8, 'line')} with invalid UTF-8 (kept, bad bytes shown as U+FFFD)")
     if assembler.cut_partials:
-        say(f"forward: {count(assembler.cut_partials, 'partial (P) line')} cut at {assembler.max_partial_bytes:,} bytes")
+        cut = count(assembler.cut_partials, "partial (P) line")
+        say(f"forward: {cut} cut at {assembler.max_partial_bytes:,} bytes")
     say(
         f"forward: {count(stats.connections, 'connection')}, {count(stats.messages, 'message')}, "
         f"{count(stats.events, 'event')}, {count(stats.acks, 'ack')}, {count(stats.problems, 'problem')}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from meshlog.metrics.http import Connection
 
 
-class MetricsOutput(str, Enum):
+class MetricsOutput(StrEnum):
     text = "text"
     json = "json"
     csv = "csv"
 
 
-class Reporter(str, Enum):
+class Reporter(StrEnum):
     source = "source"
     destination = "destination"
     waypoint = "waypoint"

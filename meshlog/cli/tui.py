@@ -26,7 +26,9 @@ def _piped_stdin() -> BinaryIO | None:
     try:
         tty = os.open("/dev/tty", os.O_RDONLY)
     except OSError:
-        raise UsageError("the TUI needs a terminal for its keys (no /dev/tty); use `meshlog summarize` in pipelines") from None
+        raise UsageError(
+            "the TUI needs a terminal for its keys (no /dev/tty); use `meshlog summarize` in pipelines"
+        ) from None
     os.dup2(tty, 0)
     os.close(tty)
     return data
@@ -59,7 +61,9 @@ def tui(
     from meshlog.tui import create_app
 
     if not sys.stdout.isatty():
-        raise UsageError("the TUI draws on a terminal and stdout is not one; use `meshlog summarize` or `meshlog parse`")
+        raise UsageError(
+            "the TUI draws on a terminal and stdout is not one; use `meshlog summarize` or `meshlog parse`"
+        )
     unreadable = [problem for path in expand(paths or []) if (problem := unreadable_reason(path))]
     for problem in unreadable:  # before the screen opens: an empty dashboard would hide it
         say(f"error: {problem}")
@@ -72,6 +76,7 @@ def tui(
     if reads_stdin and stdin is None:
         raise UsageError("nothing to read: give log files, or pipe logs in (kubectl logs -f … | meshlog tui)")
     create_app(
-        paths or ([] if address else ["-"]), forward=address, shared_key=shared_key, format=format, format_file=format_file, mesh_config=mesh_config, input=input.value,
+        paths or ([] if address else ["-"]), forward=address, shared_key=shared_key,
+        format=format, format_file=format_file, mesh_config=mesh_config, input=input.value,
         stdin=stdin, prometheus=conn, export_dir=export_dir,
     ).run()  # fmt: skip

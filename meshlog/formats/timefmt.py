@@ -98,5 +98,5 @@ def compile_time_format(
             regex.append(r"\S+?")
             part = None
         if chrono is not None:
-            chrono = None if part is None else chrono + [part]
+            chrono = None if part is None else [*chrono, part]
     return TimeFormat(envoy, "".join(regex), "".join(chrono) if chrono is not None else None, has_zone)

@@ -94,8 +94,9 @@ class LineAssembler:
     """Events → lines frames, with state across batches: line numbers per source, open `P` chains.
 
     ``source`` is ``forward:<tag>``; ``line_no`` counts from 1 per source. Records tagged
-    partial (``_p``/``logtag`` == ``P``, ``kubernetes.record_partial``) are held per (tag, stream) and joined with the chunks
-    that follow until the one that is not partial. ``flush()`` hands over chains still open.
+    partial (``_p``/``logtag`` == ``P``, ``kubernetes.record_partial``) are held per (tag, stream) and
+    joined with the chunks that follow until the one that is not partial. ``flush()`` hands over chains
+    still open.
     """
 
     def __init__(self, *, max_partial_bytes: int = MAX_PARTIAL_BYTES) -> None:

@@ -114,7 +114,7 @@ class ForwardServer:
         def target() -> None:
             try:
                 self.run(on_ready=lambda _: ready.set())
-            except Exception as exc:  # noqa: BLE001 - handed to start() or stop()
+            except Exception as exc:  # any exception: handed to start() or stop()
                 errors.append(exc)
                 self._failure = exc
                 ready.set()
@@ -133,10 +133,8 @@ class ForwardServer:
         self._stop_requested.set()
         loop, stopping = self._loop, self._stopping
         if loop is not None and stopping is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
                 loop.call_soon_threadsafe(stopping.set)
-            except RuntimeError:  # the loop closed in between
-                pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
             if self._failure is not None and not isinstance(self._failure, ListenError):
@@ -265,7 +263,7 @@ class ForwardServer:
         assert self._loop is not None and self._executor is not None
         try:
             await self._loop.run_in_executor(self._executor, self._on_lines, frame)
-        except Exception as exc:  # noqa: BLE001 - the caller's (stdout closed, …): stop, raise it from run()
+        except Exception as exc:  # the caller's (stdout closed, …): stop, raise it from run()
             if self._failure is None:
                 self._failure = exc
             assert self._stopping is not None

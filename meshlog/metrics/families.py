@@ -112,4 +112,7 @@ def absence(count: int, source: str) -> str:
     knows it holds no series for the window, which a default sidecar explains."""
     if source == "scrape":
         return f"{count} Envoy counter families are not exposed by the sidecar"
-    return f"{count} Envoy counter families have no series in Prometheus for the window (a default sidecar does not expose them)"
+    return (
+        f"{count} Envoy counter families have no series in Prometheus for the window"
+        " (a default sidecar does not expose them)"
+    )

@@ -124,7 +124,8 @@ def fetch_window(
     requests = requests.with_columns(pl.col("grpc_response_status").replace("", None)).select(list(REQUESTS_SCHEMA))
     buckets = _frame(
         prom.query(
-            f"sum by (destination_service, reporter, le) (increase(istio_request_duration_milliseconds_bucket{sel}{window}))",
+            "sum by (destination_service, reporter, le)"
+            f" (increase(istio_request_duration_milliseconds_bucket{sel}{window}))",
             end,
         ),
         ["destination_service", "reporter", "le"],

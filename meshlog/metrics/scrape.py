@@ -95,7 +95,10 @@ def frames_from_delta(delta: pl.DataFrame, start: dt.datetime, end: dt.datetime)
     notes = []
     resets = int(delta["reset"].sum())
     if resets:
-        notes.append(f"{resets} counter{'s' if resets != 1 else ''} went down between the scrapes: the proxy restarted; counted from 0")
+        notes.append(
+            f"{resets} counter{'s' if resets != 1 else ''} went down between the scrapes:"
+            " the proxy restarted; counted from 0"
+        )
     present = set(picked["family"].unique().to_list())
     return MetricsFrames("scrape", start, end, requests, latency, envoy, present, notes)
 

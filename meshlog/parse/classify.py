@@ -23,7 +23,8 @@ OTHER_LINES: tuple[tuple[str, str], ...] = (
     ("fluentbit-log", r"^Fluent Bit v\d|^\* (?:Copyright|Fluent Bit is|https://fluentbit)|^[ _|/\\()`',.<>V-]{12,}$"),
     (
         "iptables",
-        r"^(?:-[AIN] [A-Z]|:[A-Z][-A-Z_]* [A-Z-]+ \[\d+:\d+\]$|\*(?:nat|filter|mangle|raw)$|COMMIT$|# (?:Generated|Completed) )",
+        r"^(?:-[AIN] [A-Z]|:[A-Z][-A-Z_]* [A-Z-]+ \[\d+:\d+\]$|\*(?:nat|filter|mangle|raw)$|COMMIT$"
+        r"|# (?:Generated|Completed) )",
     ),
     ("json-log", r'^\s*\{.*"level"\s*:.*"msg"\s*:|^\s*\{.*"msg"\s*:.*"level"\s*:'),
 )

@@ -51,7 +51,7 @@ def extract(
 
     def decode(batch: pl.DataFrame) -> pl.LazyFrame:
         decoded = batch.lazy().with_columns(pl.col("line").str.json_decode(dtype).alias("_j"))
-        return decoded.select(ROW, *(value(k).alias(n) for k, n in zip(keys, names)))
+        return decoded.select(ROW, *(value(k).alias(n) for k, n in zip(keys, names, strict=True)))
 
     batches = [lines.slice(start, _BATCH) for start in range(0, lines.height, _BATCH)]
     try:  # the common case: every record decodes; batches run on all cores
@@ -72,12 +72,13 @@ def extract(
                 step = -(-batch.height // 8)
                 pending[:0] = [batch.slice(i, step) for i in range(0, batch.height, step)]
                 continue
-            rows, records, reasons = _decode_slowly(batch)
-            bad_rows += [r for r, reason in zip(batch[ROW], reasons) if reason is not None]
+            rows, records, reasons = _decode_slowly(batch)  # reasons: one per line of the batch
+            bad_rows += [r for r, reason in zip(batch[ROW], reasons, strict=True) if reason is not None]
             bad_reasons += [r for r in reasons if r is not None]
+            columns = {n: [_as_text(rec.get(k)) for rec in records] for k, n in zip(keys, names, strict=True)}
             good.append(
                 pl.DataFrame(
-                    {ROW: rows, **{n: [_as_text(rec.get(k)) for rec in records] for k, n in zip(keys, names)}},
+                    {ROW: rows, **columns},
                     schema={ROW: pl.UInt32, **{n: pl.String for n in names}},
                 )
             )

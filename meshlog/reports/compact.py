@@ -100,7 +100,8 @@ def shrink(requests: pl.DataFrame, *, whole: Collection[str] = ()) -> pl.DataFra
     ``whole`` asks for it on every request)."""
     cols = set(requests.columns)
     keep: list[pl.Expr] = [_narrow(requests, c, t) for c, t in NUMERIC.items() if c in cols]
-    keep += [pl.col(c).cast(pl.Categorical) for c in dict.fromkeys((*CATEGORICAL, *whole)) if c in cols and c not in NUMERIC]
+    categorical = dict.fromkeys((*CATEGORICAL, *whole))  # in order, once each
+    keep += [pl.col(c).cast(pl.Categorical) for c in categorical if c in cols and c not in NUMERIC]
     if "path" in cols and "path" not in whole:
         failed = is_error(cols)
         keep.append(pl.when(failed).then(pl.col("path")).cast(pl.Categorical).alias("path"))

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
 
 from meshlog.filters import has_flag

@@ -14,7 +14,7 @@ import polars as pl
 from meshlog.parse import AccessLog, LineCounts
 from meshlog.reports import failures, latency, retries, timeline, traffic
 from meshlog.reports.compact import SLOWEST_COLUMNS
-from meshlog.reports.contract import Latency, Percentiles, Summary, UnparsedLine
+from meshlog.reports.contract import Latency, Overview, Percentiles, Summary, UnparsedLine
 from meshlog.reports.hints import hints
 
 
@@ -77,18 +77,25 @@ def summary_dict(
             for r in _rows(latency.slowest(source.lazy(), shown, top=min(top, 5)).collect())
         ]
     step, frame = timeline.timeline(req)
-    buckets = [{k: v for k, v in r.items() if k != "start_time"} | {"start": _iso(r["start_time"])} for r in _rows(frame)]
+    buckets = [
+        {k: v for k, v in r.items() if k != "start_time"} | {"start": _iso(r["start_time"])} for r in _rows(frame)
+    ]
+    overview: Overview = {
+        "requests_per_s": over["requests_per_s"], "errors": over["errors"], "error_ratio": over["error_ratio"],
+        "status_5xx": over["status_5xx"], "status_0": over["status_0"],
+        "errors_without_path": over["errors_without_path"],
+    }  # fmt: skip
     return {
         "lines": {"total": counts.total, "access": counts.access, "unparsed": counts.unparsed, "other": counts.other},
-        "format": {"name": log.format.name, "string": log.format.source} if log.format else {"name": None, "string": None},
+        "format": (
+            {"name": log.format.name, "string": log.format.source} if log.format else {"name": None, "string": None}
+        ),
         "time_range": {"start": _iso(start), "end": _iso(end)},
         "requests": req.height,
-        "overview": {
-            "requests_per_s": over["requests_per_s"], "errors": over["errors"], "error_ratio": over["error_ratio"],
-            "status_5xx": over["status_5xx"], "status_0": over["status_0"],
-            "errors_without_path": over["errors_without_path"],
-        },  # fmt: skip
-        "other_lines": sorted(({"kind": k, "count": n} for k, n in kinds.items()), key=lambda o: (-o["count"], o["kind"])),
+        "overview": overview,
+        "other_lines": sorted(
+            ({"kind": k, "count": n} for k, n in kinds.items()), key=lambda o: (-o["count"], o["kind"])
+        ),
         "unparsed_lines": cast(list[UnparsedLine], _rows(log.unparsed.head(top).select("source", "line_no", "reason"))),
         "response_codes": _rows(traffic.response_codes(lf).collect()) if has_code else [],
         "status_classes": _rows(traffic.status_classes(lf).collect()) if has_code else [],

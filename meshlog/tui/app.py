@@ -184,7 +184,7 @@ class MeshlogApp(App[None]):
         def on_lines(lines: pl.DataFrame) -> None:
             try:
                 feed(lines)
-            except Exception as exc:  # noqa: BLE001 - shown on screen; the receiver goes on
+            except Exception as exc:  # any exception: shown on screen; the receiver goes on
                 self._worker_failed("forward", exc)
 
         try:
@@ -232,7 +232,7 @@ class MeshlogApp(App[None]):
                 self.problem = note
         except MeshlogError as exc:
             self.problem = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug: on screen, never a silent dead reader
+        except Exception as exc:  # a bug: on screen, never a silent dead reader
             self._worker_failed("reader", exc)
         finally:
             self.reading = False

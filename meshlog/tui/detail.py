@@ -59,8 +59,7 @@ def request_details(row: dict[str, Any], requests: pl.DataFrame, *, width: int |
     one = pl.DataFrame([row], schema=requests.schema) if requests.width else pl.DataFrame([row])
     matched = hints(one)
     parts.append(Text("\nwhat to check", style="bold underline"))
-    for hint in matched:
-        parts.append(Text.assemble((hint["title"], "bold"), f" — {hint['detail']}"))
+    parts.extend(Text.assemble((hint["title"], "bold"), f" — {hint['detail']}") for hint in matched)
     if not matched:
         parts.append(Text("no triage rule matches this request", style="green"))
 

@@ -46,7 +46,9 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "back")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen VerticalScroll { width: 100%; max-width: 100; height: 90%; border: thick $primary; background: $surface; }
+    HelpScreen VerticalScroll {
+        width: 100%; max-width: 100; height: 90%; border: thick $primary; background: $surface;
+    }
     """
 
     def compose(self) -> ComposeResult:

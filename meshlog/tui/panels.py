@@ -130,7 +130,8 @@ class Dashboard(VerticalScroll):
             yield Panel("response flags — Enter filters", ["flag", "requests", "share", "meaning"], id="flags", wrap=3)
             yield Panel(
                 "latency by upstream cluster (ms)",
-                ["cluster", "reqs", "p50", "p90", "p99", f"≤{HISTOGRAM_BOUNDS[0]}ms … >{HISTOGRAM_BOUNDS[-1] // 1000}s"],
+                ["cluster", "reqs", "p50", "p90", "p99",
+                 f"≤{HISTOGRAM_BOUNDS[0]}ms … >{HISTOGRAM_BOUNDS[-1] // 1000}s"],
                 id="clusters",
                 wrap=0,
             )  # fmt: skip

@@ -172,7 +172,8 @@ def test_bad_format_exits_2_with_a_caret() -> None:
     result = runner.invoke(app, ["formats", "--show", '[%START_TIME%] "%REQ(:METHOD)% 100% done"'])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "meshlog: error: format error at column 35: '%' does not start a valid command; write %% for a literal percent sign",
+        "meshlog: error: format error at column 35: '%' does not start a valid command;"
+        " write %% for a literal percent sign",
         '  [%START_TIME%] "%REQ(:METHOD)% 100% done"',
         " " * 36 + "^",
     ]

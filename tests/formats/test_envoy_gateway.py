@@ -81,7 +81,7 @@ def test_the_fixtures_hold_envoy_gateways_exact_strings() -> None:
 def test_the_text_default_is_the_json_map_written_as_text() -> None:
     """Envoy Gateway's text default has the JSON map's keys and operators, in order, every value quoted."""
     rendered = "{" + ",".join(f'"{k}":"{v}"' for k, v in ENVOY_GATEWAY_JSON.items()) + "}\n"
-    assert ENVOY_GATEWAY == rendered
+    assert rendered == ENVOY_GATEWAY
     assert len(ENVOY_GATEWAY_JSON) == 24
 
 

@@ -35,7 +35,8 @@ def test_two_readings_that_both_fit_make_the_line_unparsed_with_the_reason() -> 
     assert log.requests.select("user_agent", "request_id", "response_code").rows() == [("curl/8.5", "0f3c", 200)]
     assert log.unparsed["line_no"].to_list() == [1]
     assert log.unparsed["reason"].to_list() == [
-        'ambiguous: the line fits the format two ways (user_agent "curl" or "curl|x"); a separator stands inside a value'
+        'ambiguous: the line fits the format two ways (user_agent "curl" or "curl|x");'
+        " a separator stands inside a value"
     ]
 
 

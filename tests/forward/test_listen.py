@@ -79,7 +79,8 @@ class Listener:
         fds = self.proc.stdout.fileno(), self.proc.stderr.fileno()  # communicate() closes the pipes
         self.proc.send_signal(signum)
         rest_out, rest_err = self.proc.communicate(timeout=20)
-        out, err = (bytes(self._unread.get(fd, b"")) + rest for fd, rest in zip(fds, (rest_out, rest_err)))
+        rests = zip(fds, (rest_out, rest_err), strict=True)
+        out, err = (bytes(self._unread.get(fd, b"")) + rest for fd, rest in rests)
         return self.proc.returncode, "".join(self.stderr) + err.decode(), out
 
 

@@ -240,7 +240,7 @@ class _Envoy:
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
-                preexec_fn=_die_with_parent if _PRCTL is not None else None,  # noqa: PLW1509 (see envoy.py)
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,  # only prctl() in the child (see envoy.py)
             )
         _LIVE.add(self.proc)
         deadline = time.monotonic() + self.start_timeout

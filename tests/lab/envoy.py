@@ -61,6 +61,8 @@ FLUSH_MS = 10
 _COUNTER = "__lab_counter__"
 # Only one record per line and nothing else: used to count records for any user format.
 _COUNTER_FORMAT = "%RESPONSE_CODE%\n"
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
 # Istio's default outbound retry policy (networking/core/route/retry/retry.go).
 ISTIO_RETRY_POLICY: dict[str, Any] = {
@@ -277,7 +279,7 @@ def _hcm(access_log: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "@type": _HCM,
             "stat_prefix": "outbound_0.0.0.0_8080",
             # Istio sidecar default: trust XFF for the downstream address (10.1.2.3:0).
             "use_remote_address": False,
@@ -374,7 +376,7 @@ def build_bootstrap(
                             {
                                 "name": "envoy.filters.network.tcp_proxy",
                                 "typed_config": {
-                                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                                    "@type": _TCP_PROXY,
                                     "stat_prefix": svc.cluster,
                                     "cluster": svc.cluster,
                                     "access_log": access_log,
@@ -557,7 +559,7 @@ class EnvoyLab(Managed):
             stderr=self._stderr,
             # Only a prctl() call in the child, resolved before fork, so the usual
             # preexec_fn-with-threads hazard (locks held at fork) does not apply.
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
         _LIVE.add(self._proc)
         self._stack.callback(self._stop)

@@ -90,7 +90,8 @@ class Flow:
         if min(self.bucket_counts) < 0 or sum(self.bucket_counts) != self.per_step:
             raise ValueError(f"bucket_counts {self.bucket_counts} must be >= 0 and add up to {self.per_step}")
         lower = sum(n * lo for n, lo in zip(self.bucket_counts, (0.0, *BUCKETS), strict=True))
-        upper = math.inf if self.bucket_counts[-1] else sum(n * hi for n, hi in zip(self.bucket_counts, BUCKETS))
+        finite = zip(self.bucket_counts[:-1], BUCKETS, strict=True)  # the last count is the +Inf bucket's
+        upper = math.inf if self.bucket_counts[-1] else sum(n * hi for n, hi in finite)
         if not lower <= self.sum_ms_per_step <= upper:
             raise ValueError(f"sum_ms_per_step {self.sum_ms_per_step} impossible for these buckets ({lower}..{upper})")
         object.__setattr__(self, "labels", self._labels())

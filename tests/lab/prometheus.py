@@ -147,7 +147,7 @@ class PrometheusLab(Managed):
             stderr=log,
             cwd=self.tmp,
             # Only a prctl() call in the child, resolved before fork (see envoy.py).
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
         _LIVE.add(self._proc)  # envoy.py's atexit hook kills whatever is left in _LIVE
         self._stack.callback(self.stop)

@@ -18,6 +18,7 @@ cases deterministic).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -134,10 +135,8 @@ class _Server(ThreadingHTTPServer):
     def close_all(self) -> None:
         """Close keep-alive connections so no handler thread lingers on a read."""
         for conn in list(self._conns):
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class HttpUpstream:

@@ -196,7 +196,8 @@ def test_default_istio_matcher_names_the_setting_to_change() -> None:
     hints = [m for m in report["missing"] if m.startswith("envoy_cluster_upstream_rq_retry:")]
     assert hints == [
         (
-            'envoy_cluster_upstream_rq_retry: not exposed by the sidecar; add inclusionRegexps: [".*upstream_rq_retry.*"] '
+            "envoy_cluster_upstream_rq_retry: not exposed by the sidecar; "
+            'add inclusionRegexps: [".*upstream_rq_retry.*"] '
             "to meshConfig.defaultConfig.proxyStatsMatcher or the proxy.istio.io/config pod annotation"
         )
     ]

@@ -88,15 +88,16 @@ class Scenario:
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     start, end = anchored_range(3600, STEP)
-    lines, stamps = [], []
+    lines: list[str] = []
+    stamps: list[float] = []
     for k in range(STEPS_LOGGED):  # mid-step, so no line sits on a scrape
         t = end - (STEPS_LOGGED - k) * STEP + STEP / 2
         stamps.append(t)
         ts = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         for entry in LOGGED:
-            for _ in range(entry.per_step):
-                lines.append(LINE.format(ts=ts, code=entry.code, flags=entry.flags, rid=uuid.uuid4(),
-                                         authority=entry.authority, cluster=entry.cluster))  # fmt: skip
+            lines.extend(LINE.format(ts=ts, code=entry.code, flags=entry.flags, rid=uuid.uuid4(),
+                                     authority=entry.authority, cluster=entry.cluster)
+                         for _ in range(entry.per_step))  # fmt: skip
     log = tmp_path_factory.mktemp("summarize-metrics") / "istio-proxy.log"
     log.write_text("\n".join(lines) + "\n")
     with PrometheusLab(openmetrics=openmetrics(FLOWS, start, end, STEP)) as lab:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import polars as pl
 import pytest
@@ -97,7 +98,7 @@ def test_retries_from_attempt_counts() -> None:
         len(retried) - len(still_failed),
         len(still_failed),
     )
-    by_cluster = Counter()
+    by_cluster: Counter[str] = Counter()
     for r in sent:
         by_cluster[r["upstream_cluster"]] += max(r["upstream_request_attempt_count"] - 1, 0)
     assert {c["upstream_cluster"]: c["retries"] for c in report["clusters"]} == {
@@ -111,6 +112,7 @@ def test_latency_percentiles_match_numpy_style_linear_interpolation() -> None:
     )
     log = AccessLog(frame, pl.DataFrame(schema=UNPARSED_SCHEMA), pl.DataFrame(schema=OTHER_SCHEMA), resolve("istio"))
     lat = summary_dict(log)["latency"]["duration"]
+    assert lat is not None
     # linear interpolation between closest ranks, as numpy.percentile: p50 of 1..100 = 50.5, p99 = 99.01
     assert (lat["p50"], lat["p90"], lat["p99"], lat["max"]) == pytest.approx((50.5, 90.1, 99.01, 100.0))
 
@@ -131,11 +133,11 @@ def test_where_and_since_narrow_requests_not_lines() -> None:
 def test_where_errors_say_where() -> None:
     with pytest.raises(FilterError) as info:
         compile_where(
-            "response_code>=500 and respons_flags~UF", {"response_code": pl.Int64, "response_flags": pl.String}
+            "response_code>=500 and respons_flags~UF", {"response_code": pl.Int64(), "response_flags": pl.String()}
         )
     assert str(info.value) == "--where error at column 24: no column 'respons_flags'; did you mean 'response_flags'?"
     with pytest.raises(FilterError) as far:
-        compile_where("colour=red", {"response_code": pl.Int64, "response_flags": pl.String})
+        compile_where("colour=red", {"response_code": pl.Int64(), "response_flags": pl.String()})
     assert str(far.value) == "--where error at column 1: no column 'colour' (columns: response_code, response_flags)"
 
 
@@ -280,7 +282,10 @@ def test_folding_chunks_gives_the_same_summary_as_the_whole_log() -> None:
     assert a == b
 
 
-def _linear_percentile(values: list[float], q: float) -> float:
+QUANTILES: tuple[tuple[Literal["p50", "p90", "p99"], float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+
+
+def _linear_percentile(values: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default), written out independently."""
     ordered = sorted(values)
     pos = q * (len(ordered) - 1)
@@ -296,7 +301,8 @@ def test_latency_from_the_text_log_matches_the_json_twin_envoy_wrote() -> None:
     summary = summary_dict(log, top=100)
     durations = [r["duration"] for r in twin]
     overall = summary["latency"]["duration"]
-    for key, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+    assert overall is not None
+    for key, q in QUANTILES:
         assert overall[key] == pytest.approx(_linear_percentile(durations, q))
     assert overall["max"] == max(durations)
     by_cluster: dict[str, list[float]] = {}
@@ -307,9 +313,11 @@ def test_latency_from_the_text_log_matches_the_json_twin_envoy_wrote() -> None:
     assert set(got) == set(by_cluster)
     for cluster, values in by_cluster.items():
         assert got[cluster]["requests"] == len(values)
-        for key, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        for key, q in QUANTILES:
             assert got[cluster][key] == pytest.approx(_linear_percentile(values, q)), (cluster, key)
     ust = [int(r["upstream_service_time"]) for r in twin if r["upstream_service_time"] is not None]
-    assert summary["latency"]["upstream_service_time"]["p90"] == pytest.approx(_linear_percentile(ust, 0.9))
+    upstream = summary["latency"]["upstream_service_time"]
+    assert upstream is not None
+    assert upstream["p90"] == pytest.approx(_linear_percentile(ust, 0.9))
     codes = Counter(r["response_code"] for r in twin)
     assert {c["code"]: c["count"] for c in summary["response_codes"]} == dict(codes)

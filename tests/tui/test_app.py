@@ -7,10 +7,10 @@ from meshlog's own output.
 from __future__ import annotations
 
 import asyncio
-import re
 import io
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -141,7 +141,9 @@ def test_filter_bar_quick_keys_and_panel_rows_filter_the_table() -> None:
         await pilot.press("2", "home")
         t = table(app)
         t.cursor = next(i for i, r in enumerate(t.frame.iter_rows(named=True)) if r["response_flags"] == "URX,UF")
-        cluster = t.current()["upstream_cluster"]
+        current = t.current()
+        assert current is not None
+        cluster = current["upstream_cluster"]
         await pilot.press("u")
         assert table(app).frame.height == len([r for r in records if r["upstream_cluster"] == cluster])
         await pilot.press("f")
@@ -301,12 +303,15 @@ def test_follow_a_slow_pipe_with_pause_and_new_rows_indicator() -> None:
             if not writer.closed:
                 writer.close()
 
+    def shows(n: int) -> Callable[[], bool]:
+        return lambda: table(app).frame.height == n
+
     async def follow(pilot: Pilot[Any]) -> None:
         assert isinstance(pilot.app, MeshlogApp)
         await pilot.press("2")
         for n in (1, 2, 3):  # each line shows up before the next is even written
             writer.write(lines[n - 1])
-            await until(pilot, lambda n=n: table(app).frame.height == n)
+            await until(pilot, shows(n))
         assert "LIVE" in str(app.query_one("#totals", Static).render())
         await pilot.press("home")  # look at the top: new rows are announced, not scrolled to
         writer.write(lines[3])
