@@ -24,15 +24,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import polars as pl
+import zstandard
+from zstandard import ZstdError
 
 from meshlog.batching import MAX_WAIT, READ_BYTES, Gatherer
 from meshlog.errors import InputError
 from meshlog.kubernetes import path_metadata  # kubelet's node paths (sources.path_metadata still works)
-
-try:
-    from zstandard import ZstdError
-except ImportError:  # optional: .zst files then get a clear error when opened
-    ZstdError = OSError  # type: ignore[assignment,misc]
 
 _READ_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError, ZstdError)
 CHUNK_BYTES = 8 << 20
@@ -89,10 +86,6 @@ def _decompressing(path: str, magic: bytes, raw: BinaryIO) -> BinaryIO:
     if magic[:3] == GZIP:
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if magic[:4] == ZSTD:
-        try:
-            import zstandard
-        except ImportError:
-            raise InputError(path, "zstd-compressed, and the zstandard package is not installed") from None
         return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True, read_across_frames=True)  # type: ignore[return-value]
     return raw
 

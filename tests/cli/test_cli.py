@@ -513,3 +513,12 @@ def test_the_json_document_is_the_typed_contract() -> None:
         out = json.loads(runner.invoke(app, ["summarize", *args, "-o", "json", "--by", "route"]).stdout)
         assert Summary.__required_keys__ <= set(out) <= Summary.__required_keys__ | Summary.__optional_keys__
         assert Latency.__required_keys__ <= set(out["latency"]) <= Latency.__required_keys__ | Latency.__optional_keys__
+
+
+def test_the_package_says_its_version_and_types_once() -> None:
+    import importlib.metadata
+
+    import meshlog
+
+    assert importlib.metadata.version("meshlog") == meshlog.__version__  # one place: meshlog/__init__.py
+    assert (ROOT / "meshlog" / "py.typed").exists()
