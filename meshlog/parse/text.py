@@ -8,6 +8,7 @@ cannot vouch for go through the strict anchored regex. Both give the same raw st
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 
@@ -87,21 +88,23 @@ def extract(
     (``_f0``, ``_f1``…), in row order.
     """
     raw, unmatched, by_regex = _extract(lines, compiled, use_plan=use_plan, fields=fields)
-    raw, ambiguous = _without_ambiguous(raw, lines, compiled, by_regex)
+    raw, ambiguous = _without_ambiguous(raw, compiled, by_regex)
     return raw, unmatched, ambiguous
 
 
 def _extract(
     lines: pl.DataFrame, compiled: CompiledFormat, *, use_plan: bool, fields: list[int] | None
-) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
-    """``extract``'s fields and unmatched rows, and the rows the regex (not the plan) read."""
+) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
+    """``extract``'s fields and unmatched rows, and the regex's readings of the rows it (not the plan)
+    read: ``_row``, ``line``, every ``_fN`` and ``_lenient`` (the tier that read the row)."""
     wanted = list(range(len(compiled.fields))) if fields is None else fields  # every field is still checked
     raw_names = {i: f"_f{i}" for i in wanted}
     keep = [c for c in lines.columns if c != "line"]
     plan = compiled.plan if use_plan else None
     if plan is None:
-        slow, matched = _regex_fields(lines, compiled, keep, raw_names)
-        return slow.filter(matched), lines.filter(~matched)[ROW], lines.filter(matched)[ROW]
+        slow, matched, readings = _regex_fields(lines, compiled, keep, raw_names)
+        by_regex = readings.with_columns(lines[ROW], lines["line"]).filter(matched)
+        return slow.filter(matched), lines.filter(~matched)[ROW], by_regex
     exprs = _PlanExprs(compiled)
     exprs.walk(plan, pl.col("line"), 0)
     lf = lines.lazy()
@@ -115,83 +118,123 @@ def _extract(
     ok = fast["_ok"]
     none = pl.Series(ROW, [], dtype=pl.UInt32)
     if ok.all():
-        return fast.drop("_ok"), none, none
+        return fast.drop("_ok"), none, pl.DataFrame()
     # The few lines the plan refuses go through the regex, and what it finds is written in place:
     # no filter, concat and sort of the whole chunk to put rows back in order.
     refused = ok.not_().arg_true()
-    slow, matched = _regex_fields(lines[refused], compiled, [], raw_names)
+    slow, matched, readings = _regex_fields(lines[refused], compiled, [], raw_names)
     at = refused.filter(matched)
     fast = fast.with_columns(fast[c].clone().scatter(at, slow[c].filter(matched)) for c in raw_names.values())
-    by_regex = lines[ROW].gather(at)
+    by_regex = readings.filter(matched).with_columns(lines[ROW].gather(at), lines["line"].gather(at))
     if matched.all():
         return fast.drop("_ok"), none, by_regex
     keep_rows = ok.clone().scatter(at, True)
     return fast.filter(keep_rows).drop("_ok"), lines[refused.filter(~matched)][ROW], by_regex
 
 
+FEW = 4096  # lines at most that a regex reads in Python's re: polars compiles each pattern per call, re once
+
+
+@functools.lru_cache(maxsize=64)
+def _python_regex(pattern: str) -> re.Pattern[str]:
+    """The pattern for Python's ``re`` (``$`` → ``\\Z``: ``$`` would also match before a final newline)."""
+    return re.compile(pattern.removesuffix("$") + r"\Z" if pattern.endswith("$") else pattern)
+
+
+def _groups(lines: pl.Series, pattern: str, n_fields: int) -> pl.DataFrame:
+    """``_f0`` … one String column per field: the pattern's groups per line, null where it does not
+    match. A few lines (what the plan refused) are read with Python's ``re`` (compiled once per
+    pattern), many with polars (compiled per call, fast per line)."""
+    names = [f"_f{i}" for i in range(n_fields)]
+    if lines.len() <= FEW:
+        rx, nulls = _python_regex(pattern), (None,) * n_fields
+        rows: list[tuple[str | None, ...]] = []
+        for value in lines.to_list():
+            m = rx.match(value) if value is not None else None
+            rows.append(tuple(m.groupdict()[n] for n in names) if m else nulls)
+        return pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String), orient="row")
+    return pl.DataFrame({"line": lines}).select(pl.col("line").str.extract_groups(pattern).alias("_g")).unnest("_g")
+
+
 def _regex_fields(
     lines: pl.DataFrame, compiled: CompiledFormat, keep: list[str], raw_names: dict[int, str]
-) -> tuple[pl.DataFrame, pl.Series]:
-    """The strict regex's fields for each line (null where it does not match), and whether it matched.
+) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame]:
+    """The strict regex's fields for each line (null where it does not match), whether it matched, and
+    every field as read (``_fN``) with ``_lenient`` (for the ambiguity check).
 
-    Shaped fields (addresses, clusters, paths) are read by their shape first; the lines that fails
-    are read again with those fields holding any non-blank text (``lenient``)."""
-    line = pl.col("line")
+    Shaped fields (addresses, clusters, paths) are read by their shape first; only the lines that
+    fails are read again with those fields holding any non-blank text (``lenient``)."""
+    n = len(compiled.fields)
+    names = [f"_f{i}" for i in range(n)]
     strict, lenient = compiled.regex, compiled.regex_for(lenient=True)
-    if lenient == strict:
-        groups = line.str.extract_groups(strict)
-    else:
-        groups = pl.when(line.str.contains(strict)).then(line.str.extract_groups(strict)).otherwise(
-            line.str.extract_groups(lenient)
-        )
-    found = lines.select(*keep, groups.alias("_g"), line.str.contains(lenient if lenient != strict else strict))
-    fields = found.select(*keep, *(pl.col("_g").struct.field(c) for c in raw_names.values()))
-    return fields, found["line"]
+    found = pl.concat([lines.select(keep), _groups(lines["line"], strict, n)], how="horizontal")
+    tier = pl.Series("_lenient", [False] * found.height, dtype=pl.Boolean)
+    missed = found["_f0"].is_null()  # a match sets every group (maybe to ""): null means no match
+    if lenient != strict and missed.any():
+        at = missed.arg_true()
+        again = _groups(lines["line"].gather(at), lenient, n)
+        found = found.with_columns(found[c].scatter(at, again[c]) for c in names)
+        tier = tier.scatter(at, again["_f0"].is_not_null())
+    matched = found["_f0"].is_not_null().alias("line")
+    fields = found.select(*keep, *(pl.col(c) for c in raw_names.values()))
+    return fields, matched, found.select(names).with_columns(tier)
 
 
 AMBIGUOUS_SCHEMA = {ROW: pl.UInt32, "reason": pl.String}
 
 
 def _without_ambiguous(
-    raw: pl.DataFrame, lines: pl.DataFrame, compiled: CompiledFormat, by_regex: pl.Series
+    raw: pl.DataFrame, compiled: CompiledFormat, by_regex: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Read the lines the regex parsed once more with every free-form part taken the other way
-    (``regex_for(greedy=True)``): a line whose fields then differ has two readings, and which one Envoy wrote
-    cannot be known, so it is unparsed with the field it hinges on. The plan's lines are exact (a
-    separator count), so only the regex's few lines are read again."""
+    (``regex_for(greedy=True)``, in the tier that read the line): a line whose fields then differ has
+    two readings, and which one Envoy wrote cannot be known, so it is unparsed with the field it
+    hinges on. The plan's lines are exact (a separator count), so only the regex's few lines are read."""
     empty = pl.DataFrame(schema=AMBIGUOUS_SCHEMA)
-    if not by_regex.len() or compiled.regex_for(greedy=True) == compiled.regex:
+    if not by_regex.height or compiled.regex_for(greedy=True) == compiled.regex:
         return raw, empty
-    candidates = lines.join(pl.DataFrame({ROW: by_regex}), on=ROW, how="semi").select(ROW, "line")
-    line = pl.col("line")
-    strict = line.str.contains(compiled.regex)  # each line is read again in the tier that read it
-
-    def reading(greedy: bool) -> pl.Expr:
-        return (
-            pl.when(strict)
-            .then(line.str.extract_groups(compiled.regex_for(greedy=greedy)))
-            .otherwise(line.str.extract_groups(compiled.regex_for(greedy=greedy, lenient=True)))
+    n = len(compiled.fields)
+    lenient = by_regex["_lenient"]
+    other = _groups(by_regex["line"], compiled.regex_for(greedy=True), n)
+    if lenient.any():
+        at = lenient.arg_true()
+        again = _groups(by_regex["line"].gather(at), compiled.regex_for(greedy=True, lenient=True), n)
+        other = other.with_columns(other[c].scatter(at, again[c]) for c in other.columns)
+    first = [  # per line: the first field the two readings disagree on, else None
+        next((i for i, (x, y) in enumerate(zip(mine, theirs, strict=True)) if y is not None and x != y), None)
+        for mine, theirs in zip(
+            by_regex.select(f"_f{i}" for i in range(n)).iter_rows(), other.iter_rows(), strict=True
         )
-
-    both = candidates.select(ROW, reading(False).alias("a"), reading(True).alias("b"))
-    differs = pl.lit(None, dtype=pl.String)
-    for i in reversed(range(len(compiled.fields))):
-        a, b = pl.col("a").struct.field(f"_f{i}"), pl.col("b").struct.field(f"_f{i}")
-        name = compiled.fields[i].column
-        text = pl.format(
-            'ambiguous: the line fits the format two ways ({} "{}" or "{}"); a separator stands inside a value',
-            pl.lit(name), a.str.slice(0, 40), b.str.slice(0, 40),
-        )  # fmt: skip
-        differs = pl.when(b.is_not_null() & (a != b)).then(text).otherwise(differs)
-    ambiguous = both.select(ROW, differs.alias("reason")).filter(pl.col("reason").is_not_null())
-    if not ambiguous.height:
+    ] if by_regex.height <= FEW else _first_difference(by_regex, other, n)  # fmt: skip
+    hits = [(pos, i) for pos, i in enumerate(first) if i is not None]
+    if not hits:
         return raw, empty
+    row_ids = by_regex[ROW].to_list()
+    reasons: list[tuple[int, str]] = []
+    for pos, i in hits:
+        mine: str = by_regex[f"_f{i}"][pos] or ""
+        theirs: str = other[f"_f{i}"][pos] or ""
+        reasons.append((row_ids[pos], _AMBIGUOUS.format(compiled.fields[i].column, mine[:40], theirs[:40])))
+    ambiguous = pl.DataFrame(reasons, schema=AMBIGUOUS_SCHEMA, orient="row")
     return raw.join(ambiguous.select(ROW), on=ROW, how="anti", maintain_order="left"), ambiguous
+
+
+_AMBIGUOUS = 'ambiguous: the line fits the format two ways ({} "{}" or "{}"); a separator stands inside a value'
+
+
+def _first_difference(mine: pl.DataFrame, theirs: pl.DataFrame, n: int) -> list[int | None]:
+    """``_without_ambiguous``'s comparison over whole columns, for many lines."""
+    expr = pl.lit(None, dtype=pl.Int64)
+    for i in reversed(range(n)):
+        a, b = pl.col(f"_f{i}"), pl.col(f"_b_f{i}")
+        expr = pl.when(b.is_not_null() & (a != b)).then(pl.lit(i, dtype=pl.Int64)).otherwise(expr)
+    both = pl.concat([mine.select(f"_f{i}" for i in range(n)), theirs.rename(lambda c: f"_b{c}")], how="horizontal")
+    return both.select(expr.alias("i"))["i"].to_list()
 
 
 def match_counts(lines: pl.DataFrame, compiled: CompiledFormat) -> tuple[int, int]:
     """(lines the format matches, lines its split plan cuts cleanly): how well a format fits a sample."""
-    regex_hits = lines.select(pl.col("line").str.contains(compiled.regex).sum()).item()
+    regex_hits = int(_groups(lines["line"], compiled.regex, len(compiled.fields))["_f0"].is_not_null().sum())
     plan = compiled.plan
     if plan is None or not regex_hits:
         return regex_hits, 0

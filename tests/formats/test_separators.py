@@ -6,6 +6,8 @@ cluster names hold ``|``; addresses are ``ip:port``, ``[v6]:port``, a path or ``
 
 from __future__ import annotations
 
+import pytest
+
 from meshlog.formats.compiler import compile_format
 from tests.conftest import parse_text
 
@@ -45,3 +47,19 @@ def test_an_address_outside_the_shapes_is_still_read() -> None:
     fmt = compile_format("%START_TIME% %UPSTREAM_HOST% %RESPONSE_CODE%\n")
     log = parse_text(["2026-11-25T21:24:24.000Z reviews:9080 200", "2026-11-25T21:24:24.000Z @abstract 200"], fmt)
     assert log.requests["upstream_host"].to_list() == ["reviews:9080", "@abstract"]
+
+
+def test_few_lines_read_with_python_re_equal_polars_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lines the plan refuses are read with Python's re when few, with polars when many: same fields."""
+    from meshlog.parse import text
+
+    fmt = compile_format(PIPES)
+    lines = [
+        f"2026-11-25T21:24:24.{i:03d}Z|127.0.0.1:{9000 + i}|{CLUSTER}|{200 + i}|/p/{i}|a|[::1]:{i + 1}" for i in range(50)
+    ] + ["2026-11-25T21:24:24.000Z|weird host|x|y|z|w", "curl|x|abc|200"]
+    few = parse_text(lines, fmt)
+    monkeypatch.setattr(text, "FEW", -1)
+    many = parse_text(lines, fmt)
+    assert few.requests.equals(many.requests)
+    assert few.unparsed.equals(many.unparsed)
+    assert few.requests.height == 50 and few.requests["path"][0] == "/p/0|a"
