@@ -55,8 +55,10 @@ def test_few_lines_read_with_python_re_equal_polars_reading(monkeypatch: pytest.
 
     fmt = compile_format(PIPES)
     lines = [
-        f"2026-11-25T21:24:24.{i:03d}Z|127.0.0.1:{9000 + i}|{CLUSTER}|{200 + i}|/p/{i}|a|[::1]:{i + 1}" for i in range(50)
-    ] + ["2026-11-25T21:24:24.000Z|weird host|x|y|z|w", "curl|x|abc|200"]
+        f"2026-11-25T21:24:24.{i:03d}Z|127.0.0.1:{9000 + i}|{CLUSTER}|{200 + i}|/p/{i}|a|[::1]:{i + 1}"
+        for i in range(50)
+    ]
+    lines += ["2026-11-25T21:24:24.000Z|weird host|x|y|z|w", "curl|x|abc|200"]
     few = parse_text(lines, fmt)
     monkeypatch.setattr(text, "FEW", -1)
     many = parse_text(lines, fmt)
