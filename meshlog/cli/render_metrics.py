@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +16,7 @@ from meshlog.metrics.families import (
     hidden,
     inclusion_regexps,
 )
+from meshlog.reports.contract import CodeRate, MetricsReport
 
 _TITLES = {f.name: f.title for f in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES)}
 _QUIET = {"envoy_cluster_upstream_rq_total", "envoy_cluster_membership_healthy"}  # context, not alarms
@@ -31,7 +30,7 @@ def _rate(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def _non_2xx(by_code: list[dict[str, Any]]) -> str:
+def _non_2xx(by_code: list[CodeRate]) -> str:
     """The first few codes that are not a plain 2xx, with their flags and rates: ``503 UF 0.2/s``."""
     bad = [c for c in by_code if not c["response_code"].startswith("2") or c["response_flags"] not in ("-", None)]
     return ", ".join(
@@ -41,7 +40,7 @@ def _non_2xx(by_code: list[dict[str, Any]]) -> str:
     )
 
 
-def render_metrics(report: dict[str, Any], url: str, console: Console | None = None) -> None:
+def render_metrics(report: MetricsReport, url: str, console: Console | None = None) -> None:
     """What the metrics say about the window, in the order an on-call engineer asks."""
     console = console or stdout_console()
     w = report["window"]
@@ -104,7 +103,7 @@ def render_metrics(report: dict[str, Any], url: str, console: Console | None = N
     _not_visible(report, console)
 
 
-def _not_visible(report: dict[str, Any], console: Console) -> None:
+def _not_visible(report: MetricsReport, console: Console) -> None:
     """The families the mesh does not expose, and the proxyStatsMatcher that would show them."""
     missing = report["missing"]
     if missing:
@@ -121,7 +120,7 @@ def _not_visible(report: dict[str, Any], console: Console) -> None:
         console.print(Text(f"    proxyStatsMatcher:\n      {inclusion_regexps(unseen)}", style="cyan"))
 
 
-def metrics_rows(report: dict[str, Any]) -> pl.DataFrame:
+def metrics_rows(report: MetricsReport) -> pl.DataFrame:
     """One CSV row per service, reporter, code and flags, with the service's quantiles repeated."""
     rows = [
         {

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from meshlog.metrics.families import ENVOY_FAMILIES, RATE_LIMIT_FAMILIES
 from meshlog.metrics.frames import MetricsFrames
 from meshlog.metrics.histogram import quantiles
+from meshlog.reports.contract import EnvoyValue, MetricsReport, ServiceMetrics
 
 SERVICE_KEYS = ["destination_service", "reporter"]
 _ERROR = pl.col("response_code").str.contains(r"^(0|5\d\d)$")
@@ -50,18 +51,18 @@ def code_table(frames: MetricsFrames) -> pl.DataFrame:
     )
 
 
-def envoy_table(frames: MetricsFrames) -> dict[str, list[dict[str, Any]]] | None:
+def envoy_table(frames: MetricsFrames) -> dict[str, list[EnvoyValue]] | None:
     """Family → rows by cluster (largest first); ``None`` when the proxy exposes none of them."""
     if not frames.present:
         return None
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[EnvoyValue]] = {}
     for family in (*ENVOY_FAMILIES, *RATE_LIMIT_FAMILIES):
         if family.name not in frames.present:
             continue
         rows = frames.envoy.filter(pl.col("family") == family.name).sort(
             ["value", "cluster_name"], descending=[True, False]
         )
-        out[family.name] = rows.select("cluster_name", "value").to_dicts()
+        out[family.name] = cast(list[EnvoyValue], rows.select("cluster_name", "value").to_dicts())
     return out
 
 
@@ -82,10 +83,10 @@ def _num(value: Any) -> Any:
     return None if value is None else float(f"{float(value):.15g}")
 
 
-def metrics_dict(frames: MetricsFrames) -> dict[str, Any]:
+def metrics_dict(frames: MetricsFrames) -> MetricsReport:
     """The JSON report: window, per-service traffic, Envoy triage families, and what is missing."""
     codes = code_table(frames)
-    services = []
+    services: list[ServiceMetrics] = []
     for row in service_table(frames).iter_rows(named=True):
         mine = codes.filter(
             (pl.col("destination_service") == row["destination_service"]) & (pl.col("reporter") == row["reporter"])
@@ -123,7 +124,7 @@ def metrics_dict(frames: MetricsFrames) -> dict[str, Any]:
     }
 
 
-def merged_report(frames: list[MetricsFrames]) -> dict[str, Any]:
+def merged_report(frames: list[MetricsFrames]) -> MetricsReport:
     """One report for several selections of one window (``compare.fetch_selections``): the services
     of each; Envoy's families and what is missing from the first, the one that fetched them."""
     reports = [metrics_dict(f) for f in frames]

@@ -158,3 +158,47 @@ def percentile_rows(latency: Latency) -> list[tuple[str, Percentiles]]:
     """duration, upstream_service_time and their gap, those the log has."""
     keyed = cast(dict[str, Any], latency)
     return [(k, keyed[k]) for k in ("duration", "upstream_service_time", "proxy_and_network") if keyed.get(k)]
+
+
+# -- ``meshlog metrics -o json`` ----------------------------------------------------------------------
+
+
+class CodeRate(TypedDict):
+    response_code: str
+    response_flags: str | None
+    requests: float
+    requests_per_s: float
+
+
+class ServiceMetrics(TypedDict):
+    destination_service: str
+    reporter: str  # source | destination
+    requests: float
+    requests_per_s: float
+    errors: float
+    error_ratio: float  # 5xx and 0 over all
+    grpc_error_ratio: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    by_code: list[CodeRate]
+
+
+class MetricsWindow(TypedDict):
+    start: str
+    end: str
+    seconds: float
+
+
+class EnvoyValue(TypedDict):
+    cluster_name: str | None
+    value: float
+
+
+class MetricsReport(TypedDict):
+    source: str  # prometheus | scrape
+    window: MetricsWindow
+    services: list[ServiceMetrics]
+    envoy: dict[str, list[EnvoyValue]] | None  # retries, timeouts, … per cluster
+    missing: list[str]  # families the mesh does not expose, with the setting that enables them
+    notes: list[str]

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 
 from meshlog.escape import safe
 from meshlog.metrics.families import MATCHER_WHERE, absence, hidden, inclusion_regexps
+from meshlog.reports.contract import MetricsReport
 from meshlog.tui.text import plain, short_name
 
 
@@ -55,7 +56,7 @@ class MetricsPane(Vertical):
             table.clear()
         self.query_one("#metrics-hidden", Static).update("")
 
-    def show_report(self, report: dict[str, Any], url: str) -> None:
+    def show_report(self, report: MetricsReport, url: str) -> None:
         w = report["window"]
         self.show_status(f"{safe(url)} · {w['start'][:19]} → {w['end'][:19]} UTC")
         services = self.query_one("#metrics-services", DataTable)
