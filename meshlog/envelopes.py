@@ -1,9 +1,12 @@
-"""Unwrap what carries the access lines: kubectl, stern, CRI and docker files, fluentd and Fluent Bit.
+"""Unwrap what carries the access lines: kubectl, stern, compose, Loki, CRI and docker files, fluentd, Fluent Bit.
 
 A line is read through the layers a sidecar's output can pass, outermost first
 (``../shared/reference/input-streams.md`` §1–4, §7):
 
-1. the client: kubectl ``--prefix`` (``[pod/NAME/CONTAINER] ``), stern (``POD CONTAINER ``);
+0. ``jq .``: a JSON record printed over many lines (``{`` … ``}`` at column 0) is one line again;
+1. the client: kubectl ``--prefix`` (``[pod/NAME/CONTAINER] ``), stern (``POD CONTAINER ``),
+   docker compose (``SERVICE-1  | ``), kubetail (``[POD] ``, ``[POD CONTAINER] ``), kail
+   (``NS/POD[CONTAINER]: ``), Grafana Loki's logcli (``TIME {LABELS} ``, ``--output=jsonl``);
 2. kubelet or the runtime: kubectl ``--timestamps``, CRI files, docker json-file;
 3. a collector: fluentd ``out_file`` / ``out_stdout``, Fluent Bit ``stdout`` (msgpack print,
    ``json_lines``), JSON records with ``log``/``message`` and ``kubernetes`` metadata;
@@ -13,18 +16,19 @@ A line is read through the layers a sidecar's output can pass, outermost first
 Every layer is tried on every line, because streams mix: collectors print their own logs
 between records, kubectl ``--ignore-errors`` inserts ``error:`` lines, files get concatenated.
 A layer strips only what it recognises; a line no layer recognises passes unchanged. Only
-stern is decided once per source, from the first lines (its shape is too loose to trust
-line by line), and so is whether a collector's ``log`` values keep the container's ``\\n``
+the prefixing clients (stern, compose, kubetail, kail, logcli) are decided once per source,
+from the first lines (their shapes are too loose to trust line by line: an access line may
+hold `` | ``), and so is whether a collector's ``log`` values keep the container's ``\\n``
 (then one without it is a chunk to join, as in docker's files). Records split over several
-lines (CRI ``P`` chunks, docker chunks without ``\\n``, collector ``P`` records, Fluent Bit
-< 2.1 records broken by a raw newline) are joined; one that may go on in the next chunk is
-held back until then. All of it is polars expressions over whole columns; Python touches
-only the few lines of the kubectl ``--timestamps`` >16 KiB defect.
+lines (pretty-printed JSON, CRI ``P`` chunks, docker chunks without ``\\n``, collector ``P``
+records, Fluent Bit < 2.1 records broken by a raw newline) are joined; one that may go on in
+the next chunk is held back until then. All of it is polars expressions over whole columns;
+Python touches only the few lines of the kubectl ``--timestamps`` >16 KiB defect.
 
-Each layer is a function ``DataFrame -> DataFrame`` (``client``, ``cri``, ``kubectl_timestamps``,
-``docker``, ``join_chunks``, ``fluentbit_lines``, ``collector_records``, ``collector_lines``,
-``access_prefix``); the scratch columns they pass on are listed in ``SCRATCH``. ``Unwrapper``
-runs them and keeps what one chunk hands to the next.
+Each layer is a function ``DataFrame -> DataFrame`` (``pretty_json``, ``client``, ``logcli_jsonl``,
+``cri``, ``kubectl_timestamps``, ``docker``, ``join_chunks``, ``fluentbit_lines``,
+``collector_records``, ``collector_lines``, ``access_prefix``); the scratch columns they pass on
+are listed in ``SCRATCH``. ``Unwrapper`` runs them and keeps what one chunk hands to the next.
 """
 
 from __future__ import annotations
@@ -35,7 +39,15 @@ from collections.abc import Callable
 import polars as pl
 
 from meshlog.errors import ConfigError
-from meshlog.kubernetes import COLLECTOR_KEYS, KUBERNETES_KEYS, MESSAGE_KEYS, PARTIAL_KEYS, is_partial, tag_metadata
+from meshlog.kubernetes import (
+    COLLECTOR_KEYS,
+    KUBERNETES_KEYS,
+    LABEL_KEYS,
+    MESSAGE_KEYS,
+    PARTIAL_KEYS,
+    is_partial,
+    tag_metadata,
+)
 from meshlog.parse.cast import DATETIME
 from meshlog.parse.classify import OTHER_LINES
 
@@ -43,8 +55,14 @@ INPUTS = ("auto", "plain", "kubectl", "cri", "docker", "fluentd", "fluentbit")
 
 # Wrapper names, outermost first: what ``Unwrapper.detected`` reports.
 WRAPPERS = (
+    "pretty-json",
     "kubectl-prefix",
     "stern",
+    "compose",
+    "kubetail",
+    "kail",
+    "logcli",
+    "logcli-jsonl",
     "kubectl-timestamps",
     "cri",
     "docker",
@@ -94,9 +112,13 @@ SCRATCH: dict[str, str] = {
     "_e_m": "_head and every layer: the rows the layer just run unwrapped; the next layer writes it anew",
     "_e_x": "_head: the head regex's groups (`_h`: the whole head, cut off by `_rest`)",
     "_e_members": "_join: the input rows a joined row was made of (null on the others); `_harvest` takes it",
+    # layers 0 and 1: jq's records, the clients (pretty_json, client, logcli_jsonl)
+    "_e_pj": "pretty_json: a line and the indented lines after it (a record's body where the line is `{`)",
+    "_e_pend": "pretty_json: the next line of the key is `}` (null: the frame ends first)",
+    "_e_lj": "logcli_jsonl: an entry's line, timestamp and labels, decoded",
     # layer 2: kubelet and the runtime (runtime_columns … join_chunks)
     "_e_done": "layer 2: a runtime wrapper took the row (the next ones leave it alone)",
-    "_e_partial": "layers 2, 3: the line goes on in the next row of its key (`_join`)",
+    "_e_partial": "layers 0, 2, 3: the line goes on in the next row of its key (`_join`)",
     "_e_strip": "layers 2, 3: the line still ends in the container's newline, cut after joining",
     "_e_via": "layer 2: which runtime wrapper took the row (chunks join within one)",
     "_e_dlog": "docker: the decoded `log`",
@@ -131,7 +153,7 @@ SCRATCH: dict[str, str] = {
     "_e_j*": "_decode_records: each key it decodes (`_PATHS`)",
 }
 
-SAMPLE_LINES = 50  # non-blank lines that decide stern and what ``detected`` reports
+SAMPLE_LINES = 50  # non-blank lines that decide the client (stern, compose, …) and what ``detected`` reports
 SAMPLE_SCAN = 5000  # rows of a frame looked at for them
 CRI_CHUNK = 16384  # containerd's max_container_log_line_size (default), docker's 16 KiB
 HOLD_ROWS = 10_000  # a partial record further back than this is let out as it is, never held forever
@@ -146,10 +168,42 @@ _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 # Each rule matches a line's *head* only (named groups, the whole match is cut off): a regex
 # that captured the rest of the line as well would cost ten times as much on long lines.
 PREFIX = r"^\[pod/(?P<pod>[^/\]\s]+)/(?P<container>[^/\]\s]+)\] "
-ANSI = r"\x1b\[[0-9;]*m"
-TIMESTAMPS = rf"^(?P<ts>{_TS9}) "
+# Colours: SGR sequences (fatih/color in stern, kail, logcli; compose) and `tput sgr0`'s `ESC ( B` (kubetail).
+ANSI = r"\x1b\[[0-9;]*m|\x1b\(B"
+# kubectl --timestamps: kubelet's RFC3339NanoFixed (9 digits), also RFC 3339 with fewer digits or none
+# and an offset (`2021-02-01T21:34:35+00:00`). The stamps #77603 repeats inside a >16 KiB line are
+# kubelet's own, so those are cut only in the 9-digit form.
+TIMESTAMPS = rf"^(?P<ts>{_TS_ANY}) "
 _TS9_SPACE = re.compile(rf"{_TS9} ".encode())
 CRI = rf"^(?P<ts>{_TS_ANY}) (?P<stream>stdout|stderr) (?P<tag>[FP])(?::\S*)?(?: |$)"
+
+# The prefixing clients, decided once per source from the first lines (``client_pattern``), ANSI
+# colours taken out first. docker compose v2 (cmd/formatter/logs.go): `%-{W}s | `, W one more than
+# the longest name so far (`SERVICE-N`, or a container_name); docker-compose v1 (compose/cli/
+# log_printer.py): the name (`SERVICE_N`) padded to the longest service + 3, then ` | `. So two spaces
+# or more before the bar in the first lines; then `--timestamps`' RFC 3339 time.
+_COMPOSE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+COMPOSE = rf"^(?P<container>{_COMPOSE_NAME}) +\|(?: |$)(?:(?P<ts>{_TS_ANY}) )?"
+_COMPOSE_HEAD = rf"^({_COMPOSE_NAME}  +\|)(?: |$)"
+# kubetail (the script): `[POD] ` (one container a pod) or `[POD CONTAINER] `; `N:` before the name
+# with --show-color-index.
+KUBETAIL = rf"^\[(?:\d+:)?(?P<pod>{_DNS_NAME})(?: (?P<container>{_DNS_LABEL}))?\] "
+# The clients' own lines before the prefixed ones (never deciding): kubetail's `Will tail N logs...`
+# and the names, one a line; docker-compose's `Attaching to …`.
+_CLIENT_OWN = rf"^Will tail \d+ logs?\.\.\.$|^(?:\d+:)?{_DNS_NAME}(?: {_DNS_LABEL})?$|^Attaching to "
+# kail (writers/default.go): `NS/POD[CONTAINER]: `.
+KAIL = rf"^(?P<namespace>{_DNS_LABEL})/(?P<pod>{_DNS_NAME})\[(?P<container>{_DNS_LABEL})\]: "
+# logcli query, default output (pkg/logcli/output/default.go): RFC 3339 seconds in --timezone, the
+# stream's labels less those common to all (`{a="x", b="y"}`: sorted, Go-quoted, padded), the line.
+_LABEL_SET = r'\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\}'
+LOGCLI = rf"^(?P<ts>{_TS_ANY}) (?P<labels>{_LABEL_SET})(?: +|$)"
+# logcli --output=jsonl (jsonl.go): a Go map, keys sorted, `{"labels":{…},"line":"…","timestamp":"…"}`
+# (no `labels` with --no-labels); `jq .` of it (joined by ``pretty_json``) keeps that order.
+LOGCLI_JSONL = r'^\{"(?:labels"\s*:\s*\{|line"\s*:\s*")'
+_STERN_SHORT = r"(?:\d\d-\d\d \d\d:\d\d:\d\d )?"  # stern --timestamps=short: no year, taken off only
+CLIENT_SHARE = 0.8  # of the first lines must carry a client's prefix
+CLIENT_LINES = 10  # first lines that, none of the clients' prefixes on most, decide there is none
+PRETTY_LINES = 1000  # a pretty-printed JSON record longer than this is let out as it is
 
 FLUENTD_STDOUT = r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [+-]\d{4}) (?P<tag>[^\[\s]\S*): "
 FLUENTD_OUT_FILE = r"^(?:(?P<time>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[^\t]*)\t)?(?P<tag>[^\t\s\[{]+)\t"
@@ -214,7 +268,7 @@ class Unwrapper:
     ``physical lines == logical lines + joined``.
 
     The unwrapping itself is the layer functions below (``DataFrame -> DataFrame``); this class
-    holds only what one chunk hands to the next: the rows held back, the stern and keeps-newline
+    holds only what one chunk hands to the next: the rows held back, the client and keeps-newline
     decisions, the sample counted so far, the wrappers seen and the columns given.
     """
 
@@ -228,8 +282,9 @@ class Unwrapper:
         self._held: pl.DataFrame | None = None
         self._sampled = 0
         self._seen: dict[str, int] = {}
-        self._stern: str | None = None  # the stern regex, once detected
-        self._stern_decided = mode != "auto"
+        self._client: tuple[str, str] | None = None  # the prefixing client (wrapper, head regex), once detected
+        self._client_decided = mode != "auto"
+        self._first: list[str] = []  # the sample lines the client is decided on, until it is
         self._keeps_newline: bool | None = None  # do this source's collector `log` values end in \n?
         self._added: list[str] = []  # wrapper columns given so far
         self._empty: pl.DataFrame = pl.DataFrame(schema={"source": _S, "line_no": pl.Int64(), "line": _S})
@@ -242,11 +297,11 @@ class Unwrapper:
     def feed(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Unwrap one lines frame; a record that may go on in the next frame is held back."""
         frame = self._mark_sample(frame)
+        if not self._client_decided:
+            self._decide_client(frame)
         if self._held is not None:
             frame = pl.concat([self._held, frame], how="vertical_relaxed")
             self._held = None
-        if not self._stern_decided:
-            self._decide_stern(frame)
         out, rest = self._run(frame, final=False)
         self._held = rest if rest.height else None
         return self._finish(out, frame)
@@ -273,14 +328,20 @@ class Unwrapper:
                 self._sampled = SAMPLE_LINES  # thousands of blank lines: enough looking
         return frame.with_columns((pl.int_range(pl.len()) < rows).alias("_e_sample"))
 
-    def _decide_stern(self, frame: pl.DataFrame) -> None:
-        """Decided once, on the first sample lines that are not blank or a collector's own log."""
-        line = pl.col("line").str.replace_all(ANSI, "")
-        sample = frame.head(SAMPLE_SCAN).filter(pl.col("_e_sample"))
-        sample = sample.filter((line.str.strip_chars() != "") & ~line.str.contains(SELF_LOG))
-        if sample.height:
-            self._stern_decided = True
-            self._stern = stern_pattern(sample["line"].str.replace_all(ANSI, ""))
+    def _decide_client(self, frame: pl.DataFrame) -> None:
+        """Decided once, on the sample lines so far that are not blank, a collector's own log or a client's.
+
+        A client found on them decides; none found decides only on ``CLIENT_LINES`` of them, or when
+        the sample is complete (a first frame of a line or two decides nothing yet).
+        """
+        line = pl.col("line")
+        sample = frame.head(SAMPLE_SCAN).filter(pl.col("_e_sample")).select(line.str.replace_all(ANSI, ""))
+        own = line.str.contains(SELF_LOG) | line.str.contains(_CLIENT_OWN)
+        self._first += sample.filter((line.str.strip_chars() != "") & ~own)["line"].to_list()
+        if self._first:
+            self._client = client_pattern(pl.Series(self._first, dtype=pl.String))
+        if self._client is not None or len(self._first) >= CLIENT_LINES or self._sampled >= SAMPLE_LINES:
+            self._client_decided, self._first = True, []
 
     def _run(self, frame: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Unwrap ``frame`` through the layers: the rows to give out now, and the input rows to hold back."""
@@ -293,11 +354,8 @@ class Unwrapper:
             *(pl.lit(None, dtype=dtype).alias(_W[name]) for name, dtype in META.items()),
         )
         allowed = self._allowed
-        if allowed and (self._stern or _any(df, pl.col("line").str.contains(_ANY_HEAD))):
-            if self._stern:
-                df = self._noted(client(df, self._stern, ansi=True), "stern", 0)
-            elif "kubectl-prefix" in allowed and _any(df, pl.col("line").str.starts_with("[pod/")):
-                df = self._noted(client(df, PREFIX), "kubectl-prefix", 0)
+        if allowed and (self._client or _any(df, pl.col("line").str.contains(_ANY_HEAD))):
+            df = self._clients(df, members, final=final)
             df = self._runtime(df, members, stage=1, scope=None)
             df = self._collector(df, members, final=final)
             if _any(df, pl.col("_e_c")):
@@ -339,6 +397,21 @@ class Unwrapper:
     def _noted(self, df: pl.DataFrame, name: str, stage: int) -> pl.DataFrame:
         """A layer's output, its rows unwrapped (``_e_m``) noted; the next layer writes ``_e_m`` anew."""
         self._note(df, name, stage, pl.col("_e_m"))
+        return df
+
+    def _clients(self, df: pl.DataFrame, members: dict[int, list[int]], *, final: bool) -> pl.DataFrame:
+        """Layers 0 and 1: ``jq .``'s records joined, then the client's prefix (decided) or kubectl's."""
+        line, allowed, found = pl.col("line"), self._allowed, self._client
+        if "pretty-json" in allowed and _any(df, line == "{"):
+            df = _harvest(self._noted(pretty_json(df, final=final), "pretty-json", 0), members)
+            if found is None and "logcli-jsonl" in allowed:  # `logcli … -o jsonl | jq .`
+                df = self._noted(logcli_jsonl(df, pl.col("_e_m")), "logcli-jsonl", 0)
+        if found is not None:
+            name, pattern = found
+            unwrapped = logcli_jsonl(df, pl.lit(True)) if name == "logcli-jsonl" else client(df, pattern, ansi=True)
+            df = self._noted(unwrapped, name, 0)
+        elif "kubectl-prefix" in allowed and _any(df, line.str.starts_with("[pod/")):
+            df = self._noted(client(df, PREFIX), "kubectl-prefix", 0)
         return df
 
     def _runtime(
@@ -393,8 +466,8 @@ def stern_pattern(sample: pl.Series) -> str | None:
     )
     best: tuple[float, str, str] | None = None
     for column, pattern in (
-        ("b", rf"^(?P<pod>{_DNS_NAME}) {{c}} "),
-        ("c", rf"^(?P<namespace>{_DNS_LABEL}) (?P<pod>{_DNS_NAME}) {{c}} "),
+        ("b", rf"^(?P<pod>{_DNS_NAME}) {{c}} {_STERN_SHORT}"),
+        ("c", rf"^(?P<namespace>{_DNS_LABEL}) (?P<pod>{_DNS_NAME}) {{c}} {_STERN_SHORT}"),
     ):
         values = cols[column].drop_nulls()
         if not values.len():
@@ -407,26 +480,86 @@ def stern_pattern(sample: pl.Series) -> str | None:
     return None if best is None else best[2].replace("{c}", f"(?P<container>{re.escape(best[1])})")
 
 
+def client_pattern(sample: pl.Series) -> tuple[str, str] | None:
+    """Which client wrote these first lines (ANSI colours off): (its wrapper name, its head regex), or None.
+
+    Most of them (``CLIENT_SHARE``) must carry its prefix: stern a constant container column
+    (``stern_pattern``); compose a name, two spaces or more and ``| ``, at one width on most
+    (the width grows when a container with a longer name starts later, so not on all); kubetail
+    a pod name with a letter (``[1719556870] `` is a custom access format's time); kail, logcli
+    and logcli's JSON lines (``LOGCLI_JSONL``, what its lines start with) their shapes. An access
+    line holding `` | `` is no compose line: one line never decides.
+    """
+    stern = stern_pattern(sample)
+    if stern is not None:
+        return "stern", stern
+    n = sample.len()
+    bars = sample.str.extract(_COMPOSE_HEAD, 1).drop_nulls()
+    if bars.len() >= CLIENT_SHARE * n and int(bars.str.len_chars().value_counts(sort=True)["count"][0]) >= n / 2:
+        return "compose", COMPOSE
+    pods = sample.str.extract(KUBETAIL, 1)
+    if int(pods.str.contains("[a-z]").sum()) >= CLIENT_SHARE * n:
+        return "kubetail", KUBETAIL
+    for name, pattern in (("kail", KAIL), ("logcli", LOGCLI), ("logcli-jsonl", LOGCLI_JSONL)):
+        if int(sample.str.contains(pattern).sum()) >= CLIENT_SHARE * n:
+            return name, pattern
+    return None
+
+
 def client(df: pl.DataFrame, pattern: str, *, ansi: bool = False) -> pl.DataFrame:
-    """Layer 1, kubectl ``--prefix`` (``PREFIX``) or stern (``stern_pattern``): who, then the line.
+    """Layer 1, a client's prefix: kubectl ``--prefix`` (``PREFIX``) or the one ``client_pattern`` found.
 
     Reads ``line`` (ANSI colours taken out first when ``ansi``). Sets ``line`` and, from the
-    pattern's groups, ``_e_pod``, ``_e_namespace``, ``_e_container``. Adds ``_e_m``.
+    pattern's groups, ``_e_pod``, ``_e_namespace``, ``_e_container`` (or from a ``labels`` group:
+    logcli's label set, ``LABEL_KEYS``) and ``_e_captured_at`` (a ``ts`` group). Adds ``_e_m``.
     """
     if ansi:
         df = df.with_columns(pl.col("line").str.replace_all(ANSI, ""))
     groups = re.compile(pattern).groupindex
     df = _head(df, pattern, pl.lit(True))
     x = pl.col("_e_x").struct
-    return (
-        df.lazy()
-        .with_columns(
-            _when(pl.col("line"), _rest()),
-            *(_when(pl.col(_W[g]), x.field(g)) for g in ("pod", "namespace", "container") if g in groups),
-        )
-        .drop("_e_x")
-        .collect()
+    named = {g: x.field(g) for g in ("pod", "namespace", "container") if g in groups}
+    if "labels" in groups:
+        named = {name: _label(x.field("labels"), keys) for name, keys in LABEL_KEYS.items()}
+    sets = [_when(pl.col(_W[g]), value) for g, value in named.items()]
+    if "ts" in groups:
+        sets.append(_when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))))
+    return df.lazy().with_columns(_when(pl.col("line"), _rest()), *sets).drop("_e_x").collect()
+
+
+def pretty_json(df: pl.DataFrame, *, final: bool) -> pl.DataFrame:
+    """Layer 0, ``jq .``'s records: a line ``{``, indented lines, a line ``}`` become one line, indents off.
+
+    A JSON string holds no raw newline, so every line break is between tokens: the lines join
+    without one. A record of ``PRETTY_LINES`` lines or more, or broken by a line that is not
+    indented before its ``}``, is not joined (its lines come out as they are, nothing after them
+    swallowed); one still open at the end of the frame may close in the next, unless ``final``.
+    Reads ``line``. Sets ``line``. Adds ``_e_m`` (the joined rows), ``_e_members`` where it joined,
+    ``_e_inc`` where a record is still open.
+    """
+    line, key = pl.col("line"), _key(df)
+    inner = line.str.starts_with(" ") | line.str.starts_with("\t")
+    df = df.with_columns(
+        (~inner).cum_sum().over(key).alias("_e_pj"), (line == "}").shift(-1).over(key).alias("_e_pend")
     )
+    body = [*key, "_e_pj"]
+    record = (line.first() == "{").over(body) & (pl.len().over(body) < PRETTY_LINES)
+    closes = pl.col("_e_pend").last().over(body).fill_null(not final)  # null: the frame ended inside it
+    df = df.with_columns((record & closes).fill_null(False).alias("_e_partial"))
+    df = df.with_columns(_when(line, line.str.strip_chars_start(" \t"), pl.col("_e_partial") & inner))
+    df = _join(df.drop("_e_pj", "_e_pend"), "_e_partial", "", key)
+    joined = pl.col("_e_members").is_not_null() if "_e_members" in df.columns else pl.lit(False)
+    return df.with_columns(joined.alias("_e_m")).drop("_e_partial")
+
+
+def logcli_jsonl(df: pl.DataFrame, scope: pl.Expr) -> pl.DataFrame:
+    """Layer 1, ``logcli query --output=jsonl`` among the rows ``scope`` selects: each entry's line, time, labels.
+
+    Reads ``line``. Sets ``line``, ``_e_captured_at`` (the entry's timestamp), ``_e_pod``,
+    ``_e_namespace``, ``_e_container`` (the labels, ``LABEL_KEYS``). Adds ``_e_m``.
+    """
+    df = df.with_columns((scope & pl.col("line").str.contains(LOGCLI_JSONL)).fill_null(False).alias("_e_m"))
+    return _patch(df, pl.col("_e_m"), _logcli_entries)
 
 
 def runtime_columns(df: pl.DataFrame) -> pl.DataFrame:
@@ -476,6 +609,7 @@ def kubectl_timestamps(df: pl.DataFrame, scope: pl.Expr) -> pl.DataFrame:
     if not _any(df, pl.col("_e_m")):
         return df.drop("_e_x")
     x = pl.col("_e_x").struct
+    df = df.with_columns(pl.col("_e_m") & ~line.str.contains(CRI))  # `--input kubectl`: a CRI line stays whole
     df = df.with_columns(
         _when(line, _rest()),
         _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),
@@ -787,6 +921,37 @@ def _uncut(line: str) -> str:
         out += raw[:CRI_CHUNK]
         raw = raw[m.end() :]
     return (bytes(out) + raw).decode("utf-8", errors="replace") if out else line
+
+
+def _label(labels: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
+    """The value of the first of ``keys`` in a label set as logcli prints it (``{a="x", b="y"}``)."""
+    return pl.coalesce(*(labels.str.extract(rf'(?:^\{{|, ){k}="((?:[^"\\]|\\.)*)"', 1) for k in keys))
+
+
+_LOGCLI_LABELS = tuple(k for keys in LABEL_KEYS.values() for k in keys)
+_LOGCLI_ENTRY = pl.Struct({"labels": pl.Struct(dict.fromkeys(_LOGCLI_LABELS, _S)), "line": _S, "timestamp": _S})
+
+
+def _logcli_entries(df: pl.DataFrame) -> pl.DataFrame:
+    """logcli's JSON entries decoded (``_e_lj``): line, time and labels where both line and time are there."""
+    try:
+        entry = pl.col("line").str.json_decode(_LOGCLI_ENTRY).struct
+        labels = entry.field("labels").struct
+        fields = [entry.field("line"), entry.field("timestamp"), *(labels.field(k) for k in _LOGCLI_LABELS)]
+        df = df.with_columns(pl.struct(fields).alias("_e_lj"))
+    except pl.exceptions.PolarsError:  # a broken line: read what can be read
+        paths = {"line": "$.line", "timestamp": "$.timestamp", **{k: f"$.labels.{k}" for k in _LOGCLI_LABELS}}
+        df = df.with_columns(
+            pl.struct(pl.col("line").str.json_path_match(p).alias(k) for k, p in paths.items()).alias("_e_lj")
+        )
+    e = pl.col("_e_lj").struct
+    at = _rfc3339(e.field("timestamp"))
+    df = df.with_columns((e.field("line").is_not_null() & at.is_not_null()).alias("_e_m"))
+    return df.with_columns(
+        _when(pl.col("line"), e.field("line")),
+        _when(pl.col("_e_captured_at"), at),
+        *(_when(pl.col(_W[name]), pl.coalesce(*(e.field(k) for k in keys))) for name, keys in LABEL_KEYS.items()),
+    ).drop("_e_lj")
 
 
 def _docker(df: pl.DataFrame) -> pl.DataFrame:

@@ -4,9 +4,9 @@ One place for what the file reader (``sources``), the unwrapper (``envelopes``) 
 forward receiver (``forward.records``) must read alike (``../shared/reference/input-streams.md``
 §2, §3, §4, §7): which keys of a collector record hold the container's line, which are the
 collector's own, what marks a record as a partial chunk, how kubelet's node paths and a
-collector's tag (the tailed path with ``/`` turned into ``.``) name the pod, namespace and
-container. Three copies of these had drifted apart (a ``/var/log/pods`` tag named a pod for
-one reader and not for the other).
+collector's tag (the tailed path with ``/`` turned into ``.``) and a Loki stream's labels name
+the pod, namespace and container. Three copies of these had drifted apart (a ``/var/log/pods``
+tag named a pod for one reader and not for the other).
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ COLLECTOR_KEYS = ("date", "time", "stream", "_p", "logtag", "kubernetes", "docke
 # Where pod, namespace and container sit in a record's ``kubernetes`` map (fluentd's
 # kubernetes_metadata filter, Fluent Bit's kubernetes filter).
 KUBERNETES_KEYS = {"pod": "pod_name", "namespace": "namespace_name", "container": "container_name"}
+# Where a stream's label set (Grafana Loki, what ``logcli`` prints) names them: the plain label first
+# (promtail's and Alloy's Kubernetes discovery), then the collectors' ``*_name`` form (Fluent Bit's and
+# fluentd's Loki outputs copy the ``kubernetes`` map's keys). First present wins.
+LABEL_KEYS = {name: (name, key) for name, key in KUBERNETES_KEYS.items()}
 
 # The CRI partial flag as collectors keep it: Fluent Bit's ``multiline.parser cri`` writes ``_p``,
 # fluentd's parser-cri and Fluent Bit's old ``Parser cri`` write ``logtag``. First present wins.
