@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ FQDN = {"reviews": "reviews.bookinfo.svc.cluster.local", "ratings": "ratings.boo
 SHORT = {v: k for k, v in FQDN.items()}
 
 
-def _report(prom: BookinfoPrometheus, selection: Selection) -> dict:
+def _report(prom: BookinfoPrometheus, selection: Selection) -> Any:
     end = dt.datetime.fromtimestamp(prom.end, dt.UTC)
     frames = fetch_window(Prometheus(Connection(prom.url)), selection, end - dt.timedelta(seconds=prom.window_s), end)
     return metrics_dict(frames)

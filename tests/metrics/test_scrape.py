@@ -99,10 +99,12 @@ def test_stock_tags_cut_cluster_names_are_put_back_together() -> None:
     samples = parse_exposition((SAMPLES / "envoy-stats-envoy.prom").read_text()).samples
     zero = samples.with_columns(pl.lit(0.0).alias("value"))
     report = metrics_dict(frames_from_delta(snapshot_delta(zero, samples), NOW - dt.timedelta(seconds=10), NOW))
-    retry = {r["cluster_name"]: r["value"] for r in report["envoy"]["envoy_cluster_upstream_rq_retry"]}
+    envoy = report["envoy"]
+    assert envoy is not None
+    retry = {r["cluster_name"]: r["value"] for r in envoy["envoy_cluster_upstream_rq_retry"]}
     assert retry["outbound|18081||app.lab.svc.cluster.local"] == 40
     assert retry["outbound|18089||dead.lab.svc.cluster.local"] == 5
-    limited = report["envoy"]["envoy_http_local_rate_limiter_http_local_rate_limit_rate_limited"]
+    limited = envoy["envoy_http_local_rate_limiter_http_local_rate_limit_rate_limited"]
     assert limited == [{"cluster_name": "", "value": 3.0}]  # LAB: 3 rate limited
 
 
