@@ -46,6 +46,7 @@ from meshlog.kubernetes import (
     MESSAGE_KEYS,
     PARTIAL_KEYS,
     is_partial,
+    join_partials,
     tag_metadata,
 )
 from meshlog.parse.cast import DATETIME
@@ -125,8 +126,6 @@ SCRATCH: dict[str, str] = {
     "_e_dstream": "docker: the decoded `stream`",
     "_e_dtime": "docker: the decoded `time`",
     # inside _join and the Fluent Bit line joining
-    "_e_prev": "_join: the row before (of the key) was flagged",
-    "_e_g": "_join: a run of flagged rows and the row that ends it",
     "_e_cont": "Fluent Bit lines: the row goes on the record a line above began",
     "_e_closed": "Fluent Bit lines: the row ends in `}]`",
     "_e_fb": "Fluent Bit lines: a record's first line and its rest",
@@ -775,7 +774,6 @@ _FIELDS: dict[str, pl.DataType] = {
 }
 # What layer 3 adds to a row (``collector_records``) and takes off again (``collector_lines``).
 _RECORD_COLUMNS: dict[str, pl.DataType] = {"_e_kind": _S, "_e_rec": _S, "_e_tag": _S, "_e_otime": _S, **_FIELDS}
-_MEMBERS = pl.List(pl.Int64())
 
 
 # --- helpers: whole-column steps -----------------------------------------------------------------
@@ -823,32 +821,19 @@ def _key(df: pl.DataFrame) -> list[str]:
 
 
 def _join(df: pl.DataFrame, flag: str, sep: str, key: list[str]) -> pl.DataFrame:
-    """Join each run of rows flagged ``flag`` with the next row of the same key (P…P F → one line).
+    """Join each run of rows flagged ``flag`` with the next row of the same key (``join_partials``).
 
     A run still flagged at its end is unfinished (``_e_inc``): it may go on in the next chunk.
     Adds ``_e_members`` where it joined: the rows each joined row was made of (``_harvest``).
     """
     if not _any(df, pl.col(flag)):
         return df
-    df = df.with_columns(pl.col(flag).shift(1).over(key).fill_null(False).alias("_e_prev"))
-    involved = pl.col(flag) | pl.col("_e_prev")
-    parts = df.filter(involved).with_columns((~pl.col("_e_prev")).cum_sum().over(key).alias("_e_g"))
-    special = {"line", "_e_joined", "_e_inc", "_e_prev", "_e_g", *key}
-    joined = parts.group_by([*key, "_e_g"], maintain_order=True).agg(
-        pl.col("line").str.join(sep),
+    aggs = (
         (pl.col("_e_joined").sum() + pl.len().cast(pl.Int64) - 1).alias("_e_joined"),
         (pl.col("_e_inc").any() | pl.col(flag).last()).alias("_e_inc"),
-        pl.col("_e_row").alias("_e_members"),
-        *(pl.col(c).first() for c in df.columns if c not in special),
     )
-    df = (
-        df.lazy()
-        .filter(~involved)
-        .drop("_e_prev")
-        .with_columns(pl.lit(None, dtype=_MEMBERS).alias("_e_members"))
-        .collect()
-    )
-    return pl.concat([df, joined.select(df.columns).cast(df.schema)]).sort("_e_row")  # type: ignore[arg-type]
+    joined, _ = join_partials(df, flag, key, sep, row="_e_row", members="_e_members", aggs=aggs)
+    return joined
 
 
 def _harvest(df: pl.DataFrame, members: dict[int, list[int]]) -> pl.DataFrame:

@@ -3,16 +3,16 @@
 One place for what the file reader (``sources``), the unwrapper (``envelopes``) and the
 forward receiver (``forward.records``) must read alike (``../shared/reference/input-streams.md``
 §2, §3, §4, §7): which keys of a collector record hold the container's line, which are the
-collector's own, what marks a record as a partial chunk, how kubelet's node paths and a
-collector's tag (the tailed path with ``/`` turned into ``.``) and a Loki stream's labels name
-the pod, namespace and container. Three copies of these had drifted apart (a ``/var/log/pods``
-tag named a pod for one reader and not for the other).
+collector's own, what marks a record as a partial chunk and how the chunks are joined
+(``join_partials``), how kubelet's node paths and a collector's tag (the tailed path with ``/``
+turned into ``.``) and a Loki stream's labels name the pod, namespace and container. Three
+copies of these had drifted apart (a ``/var/log/pods`` tag named a pod for one reader and not for the other).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -51,6 +51,49 @@ def record_partial(record: Mapping[Any, Any]) -> bool:
 def is_partial(flag: pl.Expr) -> pl.Expr:
     """The same rule over a column of flags (``coalesce`` of ``PARTIAL_KEYS``, or a CRI line's tag); null is not."""
     return (flag == PARTIAL).fill_null(False)
+
+
+def join_partials(
+    frame: pl.DataFrame,
+    flag: str,
+    key: Sequence[str],
+    sep: str = "",
+    *,
+    row: str = "row",
+    members: str = "members",
+    aggs: Sequence[pl.Expr] = (),
+) -> tuple[pl.DataFrame, pl.Series]:
+    """Join each run of rows flagged ``flag`` with the next row of the same ``key`` (P…P F → one row).
+
+    The one joining of partial chunks, over whole frames: the unwrapper's (``envelopes``) and the
+    forward receiver's (``forward.records``). ``frame`` holds ``line``, the boolean ``flag``, the
+    ``key`` columns and ``row`` (distinct, ascending). A chain becomes one row at its first row's
+    place: ``line`` joined with ``sep``, ``flag`` that of its last row (still set: the chain is
+    unfinished, it may go on in the next frame), ``members`` the ``row`` values it was made of (null
+    on rows not joined), ``aggs`` (expressions over the chain's rows) for the columns they name, the
+    other columns from its first row. Returns that frame, sorted by ``row``, and the ``row`` values
+    of the unfinished chains.
+    """
+    listed = pl.List(frame.schema[row])
+    if not frame.select(pl.col(flag).any()).item():
+        return frame.with_columns(pl.lit(None, dtype=listed).alias(members)), frame[row].clear()
+    prev = "__prev"
+    df = frame.with_columns(pl.col(flag).shift(1).over(key).fill_null(False).alias(prev))
+    involved = pl.col(flag) | pl.col(prev)
+    parts = df.filter(involved).with_columns((~pl.col(prev)).cum_sum().over(key).alias("__chain"))
+    named = {e.meta.output_name() for e in aggs}
+    special = {"line", flag, row, members, *key, *named}
+    joined = parts.group_by([*key, "__chain"], maintain_order=True).agg(
+        pl.col("line").str.join(sep),
+        pl.col(flag).last(),
+        pl.col(row).first(),
+        pl.col(row).alias(members),
+        *aggs,
+        *(pl.col(c).first() for c in frame.columns if c not in special),
+    )
+    rest = df.lazy().filter(~involved).drop(prev).with_columns(pl.lit(None, dtype=listed).alias(members)).collect()
+    out = pl.concat([rest, joined.select(rest.columns).cast(rest.schema)]).sort(row)  # type: ignore[arg-type]
+    return out, joined.filter(pl.col(flag))[row]
 
 
 # --- kubelet's node paths -----------------------------------------------------------------------

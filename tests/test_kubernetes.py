@@ -16,7 +16,7 @@ import pytest
 from meshlog.envelopes import Unwrapper
 from meshlog.forward.protocol import Event, EventTime
 from meshlog.forward.records import LineAssembler
-from meshlog.kubernetes import is_partial, record_partial, tag_metadata
+from meshlog.kubernetes import is_partial, join_partials, record_partial, tag_metadata
 from meshlog.parse import lines_frame
 
 UID = "0f1e2d3c-1111-2222-3333-444455556666"
@@ -114,3 +114,25 @@ def test_tag_metadata_on_distinct_tags() -> None:
     assert tags.select(named["pod"], named["namespace"].alias("ns"), named["container"].alias("c")).rows() == [
         expected for _, expected in TAGS
     ]
+
+
+def test_join_partials_joins_per_key_and_names_the_unfinished() -> None:
+    frame = pl.DataFrame(
+        {
+            "row": [0, 1, 2, 3, 4, 5],
+            "k": ["a", "b", "a", "a", "b", "a"],
+            "line": ["x1", "y1", "x2", "z", "y2", "w"],
+            "flag": [True, True, True, False, False, True],
+            "n": [10, 11, 12, 13, 14, 15],
+        }
+    )
+    joined, unfinished = join_partials(frame, "flag", ["k"], "|", aggs=[pl.col("n").sum()])
+    assert joined.select("row", "k", "line", "flag", "n", "members").rows() == [
+        (0, "a", "x1|x2|z", False, 35, [0, 2, 3]),
+        (1, "b", "y1|y2", False, 25, [1, 4]),
+        (5, "a", "w", True, 15, [5]),
+    ]
+    assert unfinished.to_list() == [5]
+    whole, none = join_partials(frame.with_columns(pl.lit(False).alias("flag")), "flag", ["k"])
+    assert whole["line"].to_list() == frame["line"].to_list() and whole["members"].null_count() == 6
+    assert none.len() == 0

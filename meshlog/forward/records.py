@@ -3,7 +3,8 @@
 Which key holds the line, how partial CRI chunks are joined and how the tag names the pod
 follow ``../shared/reference/input-streams.md`` §3, §4 and §7, as ``meshlog.kubernetes`` defines
 them for the unwrapper too. Reading each record's keys is per-record Python work (it comes out
-of msgpack one record at a time); everything after that (trailing newline, tag →
+of msgpack one record at a time); everything after that (joining ``P`` chains with
+``kubernetes.join_partials``, the unwrapper's join too; trailing newline, tag →
 pod/namespace/container, times, line numbers) is done by polars on whole columns.
 """
 
@@ -11,13 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from meshlog.forward.protocol import Event
-from meshlog.kubernetes import COLLECTOR_KEYS, KUBERNETES_KEYS, MESSAGE_KEYS, record_partial, tag_metadata
+from meshlog.kubernetes import (
+    COLLECTOR_KEYS,
+    KUBERNETES_KEYS,
+    MESSAGE_KEYS,
+    join_partials,
+    record_partial,
+    tag_metadata,
+)
 
 MAX_PARTIAL_BYTES = 16 << 20  # a `P` chain longer than this is cut into a line (never held forever)
 
@@ -39,7 +46,9 @@ _RAW_SCHEMA: dict[str, pl.DataType] = {
     "k_namespace": pl.String(),
     "k_container": pl.String(),
     "line": pl.String(),
+    "partial": pl.Boolean(),
 }
+_KEY = ("tag", "stream")  # a `P` chain goes on in the next record of the same tag and stream
 
 
 def _text(value: Any) -> tuple[str, bool]:
@@ -83,20 +92,14 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@dataclass
-class _Partial:
-    row: tuple[str, int, str | None, str | None, str | None, str | None]  # the first chunk's tag … container
-    parts: list[str] = field(default_factory=list)
-    size: int = 0
-
-
 class LineAssembler:
     """Events → lines frames, with state across batches: line numbers per source, open `P` chains.
 
     ``source`` is ``forward:<tag>``; ``line_no`` counts from 1 per source. Records tagged
-    partial (``_p``/``logtag`` == ``P``, ``kubernetes.record_partial``) are held per (tag, stream) and
-    joined with the chunks that follow until the one that is not partial. ``flush()`` hands over chains
-    still open.
+    partial (``_p``/``logtag`` == ``P``, ``kubernetes.record_partial``) are joined per (tag, stream) with
+    the chunks that follow until the one that is not partial (``kubernetes.join_partials``, over the
+    batch with the records of the chains still open before it); a chain still open at the end of a
+    batch is held for the next. ``flush()`` hands over chains still open.
     """
 
     def __init__(self, *, max_partial_bytes: int = MAX_PARTIAL_BYTES) -> None:
@@ -104,60 +107,87 @@ class LineAssembler:
         self.invalid_utf8 = 0  # lines that held bytes that are not UTF-8 (kept as U+FFFD)
         self.cut_partials = 0  # `P` chains handed over unfinished because they grew too long
         self._next_line: dict[str, int] = {}
-        self._open: dict[tuple[str, str | None], _Partial] = {}
+        self._held = pl.DataFrame(schema=_RAW_SCHEMA)  # the records of the chains still open
+        self._open = 0
 
     @property
     def open_partials(self) -> int:
-        return len(self._open)
+        return self._open
 
     def lines(self, events: Iterable[Event]) -> pl.DataFrame:
         """The lines frame for these events (records still waiting for their last chunk are held)."""
-        rows: list[tuple[str, int, str | None, str | None, str | None, str | None, str]] = []
+        rows: list[tuple[str, int, str | None, str | None, str | None, str | None, str, bool]] = []
         for event in events:
             record = event.record
             line, invalid = record_message(record)
             self.invalid_utf8 += invalid
             kube = record.get("kubernetes")
             kube = kube if isinstance(kube, dict) else {}
-            stream = _str_or_none(record.get("stream"))
-            row = (
-                event.tag,
-                event.time.micros,
-                stream,
-                _str_or_none(kube.get(KUBERNETES_KEYS["pod"])),
-                _str_or_none(kube.get(KUBERNETES_KEYS["namespace"])),
-                _str_or_none(kube.get(KUBERNETES_KEYS["container"])),
+            rows.append(
+                (
+                    event.tag,
+                    event.time.micros,
+                    _str_or_none(record.get("stream")),
+                    _str_or_none(kube.get(KUBERNETES_KEYS["pod"])),
+                    _str_or_none(kube.get(KUBERNETES_KEYS["namespace"])),
+                    _str_or_none(kube.get(KUBERNETES_KEYS["container"])),
+                    line,
+                    record_partial(record),
+                )
             )
-            key = (event.tag, stream)
-            partial = record_partial(record)
-            held = self._open.get(key)
-            if partial:
-                if held is None:
-                    held = self._open[key] = _Partial(row)
-                held.parts.append(line)
-                held.size += len(line)
-                if held.size > self.max_partial_bytes:
-                    del self._open[key]
-                    self.cut_partials += 1
-                    rows.append((*held.row, "".join(held.parts)))
-                continue
-            if held is not None:
-                del self._open[key]
-                rows.append((*held.row, "".join(held.parts) + line))
-            else:
-                rows.append((*row, line))
-        return self._frame(rows)
+        raw = pl.DataFrame(rows, schema=_RAW_SCHEMA, orient="row")
+        return self._join(pl.concat([self._held, raw]) if self._held.height else raw, final=False)
 
     def flush(self) -> pl.DataFrame:
         """Lines for the `P` chains never finished (the stream stopped): kept, not lost."""
-        rows = [(*held.row, "".join(held.parts)) for held in self._open.values()]
-        self._open.clear()
-        return self._frame(rows)
+        return self._join(self._held, final=True)
 
-    def _frame(self, rows: list[tuple[str, int, str | None, str | None, str | None, str | None, str]]) -> pl.DataFrame:
-        if not rows:
+    def _join(self, raw: pl.DataFrame, *, final: bool) -> pl.DataFrame:
+        """Join the chains of ``raw`` (``kubernetes.join_partials``); hold back the open ones unless ``final``."""
+        raw = self._cut(raw.with_row_index("row"))
+        joined, unfinished = join_partials(raw, "partial", _KEY)
+        self._held, self._open = raw.clear().drop("row"), 0
+        if unfinished.len() and not final:
+            members = joined.filter(pl.col("row").is_in(unfinished.implode()))["members"].explode()
+            self._held = raw.filter(pl.col("row").is_in(members.implode())).drop("row")
+            self._open = unfinished.len()
+            joined = joined.filter(~pl.col("partial"))
+        return self._frame(joined)
+
+    def _cut(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """End a chain at the `P` chunk that takes it past ``max_partial_bytes`` (it is let out as it is).
+
+        Counted in ``cut_partials``; the chunks after it start a chain of their own. Only the rare chains
+        that grow that long are walked record by record.
+        """
+        if not raw["partial"].any():
+            return raw
+        flag = pl.col("partial")
+        chain = (~flag.shift(1).over(_KEY).fill_null(False)).cum_sum().over(_KEY).alias("chain")
+        size = pl.col("line").str.len_chars().cast(pl.Int64)
+        sized = raw.with_columns(chain).with_columns(size.cum_sum().over([*_KEY, "chain"]).alias("size"))
+        long = sized.filter(flag & (pl.col("size") > self.max_partial_bytes)).select(*_KEY, "chain").unique()
+        if not long.height:
+            return raw
+        cuts: list[int] = []
+        walked = sized.join(long, on=[*_KEY, "chain"], nulls_equal=True).sort("row")
+        grown: dict[tuple[object, ...], int] = {}
+        for tag, stream, chain_no, row, length, partial in walked.select(
+            *_KEY, "chain", "row", size, "partial"
+        ).iter_rows():
+            at = (tag, stream, chain_no)
+            if not partial:
+                continue
+            grown[at] = grown.get(at, 0) + length
+            if grown[at] > self.max_partial_bytes:
+                cuts.append(row)
+                grown[at] = 0
+        self.cut_partials += len(cuts)
+        return raw.with_columns(flag & ~pl.col("row").is_in(pl.Series(cuts, dtype=raw.schema["row"]).implode()))
+
+    def _frame(self, raw: pl.DataFrame) -> pl.DataFrame:
+        if not raw.height:
             return pl.DataFrame(schema=LINES_SCHEMA)
-        raw = pl.DataFrame(rows, schema=_RAW_SCHEMA, orient="row")
         from_tag = tag_metadata(pl.col("tag"))
 
         def origin(name: str) -> pl.Expr:

@@ -108,6 +108,26 @@ def test_partials_join_per_tag_and_stream() -> None:
     assert second["line_no"].to_list() == [2]  # after "err whole" on the same source
 
 
+def test_a_p_p_f_chain_split_across_batches_is_one_line() -> None:
+    """P | P F: the held chain is joined with the rest of it in the next batch, around other streams."""
+    assembler = LineAssembler()
+    first = assembler.lines([ev({"log": "a-", "_p": "P"}, nanos=1000)])
+    assert first.height == 0 and assembler.open_partials == 1
+    second = assembler.lines(
+        [
+            ev({"log": "b-", "_p": "P"}, nanos=2000),
+            ev({"log": "whole", "stream": "stderr", "_p": "F"}, nanos=3000),
+            ev({"log": "c\n", "_p": "F"}, nanos=4000),
+            ev({"log": "next\n", "_p": "F"}, nanos=5000),
+        ]
+    )
+    assert sorted(second["line"].to_list()) == ["a-b-c", "next", "whole"] and assembler.open_partials == 0
+    assert second.filter(pl.col("line") == "a-b-c")["captured_at"].to_list() == [
+        datetime(2024, 6, 28, 6, 41, 11, 1, tzinfo=UTC)
+    ]
+    assert sorted(second["line_no"].to_list()) == [1, 2, 3] and assembler.flush().height == 0
+
+
 def test_open_partials_are_flushed_not_lost() -> None:
     assembler = LineAssembler()
     assert assembler.lines([ev({"log": "half", "_p": "P"})]).height == 0
@@ -120,6 +140,12 @@ def test_a_partial_chain_is_cut_at_the_limit() -> None:
     lines = assembler.lines([ev({"log": "123456", "_p": "P"}) for _ in range(3)])
     assert lines["line"].to_list() == ["123456123456"] and assembler.cut_partials == 1
     assert assembler.flush()["line"].to_list() == ["123456"]
+    later = LineAssembler(max_partial_bytes=10)  # a chain cut across batches, then a chain of its own
+    assert later.lines([ev({"log": "123456", "_p": "P"})]).height == 0
+    assert later.lines([ev({"log": "78901", "_p": "P"}), ev({"log": "x", "_p": "P"})])["line"].to_list() == [
+        "12345678901"
+    ]
+    assert later.cut_partials == 1 and later.lines([ev({"log": "y", "_p": "F"})])["line"].to_list() == ["xy"]
 
 
 def test_pod_namespace_container_from_kubernetes_then_tag() -> None:
