@@ -307,7 +307,7 @@ class MeshlogApp(App[None]):
         if self.problem:  # before the figures: one line, and a narrow terminal cuts its end
             text.append(f" · {safe(self.problem)}", style="bold red")
         summary = self._summary
-        narrow = self.size.width < 120  # one line: the figures that matter first, the rest shorter or gone
+        narrow = self.size.width < 140  # one line: the figures that matter first, the rest shorter or gone
         if summary:
             over, tr = summary["overview"], summary["time_range"]
             text.append(" · ")
