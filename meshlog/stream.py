@@ -239,9 +239,9 @@ def _by_format(jobs: list[Job]) -> list[Job]:
     """Jobs of several sources that share a format become one (fewer, larger parses)."""
     if len(jobs) < 2:
         return jobs
-    groups: dict[int, list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(id(job.format) if job.format is not None else -hash(job.reason), []).append(job)
+    groups: dict[tuple[int, str], list[Job]] = {}
+    for job in jobs:  # one format object (or one reason no format fits) is one parse
+        groups.setdefault((id(job.format), job.reason), []).append(job)
     return [
         g[0] if len(g) == 1 else Job(pl.concat([j.lines for j in g], how="diagonal_relaxed"), g[0].format, g[0].reason)
         for g in groups.values()

@@ -51,6 +51,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
 
 
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    """meshlog with stdin, stdout and stderr as pipes: a live stream the test writes and reads."""
+    return subprocess.Popen(
+        [*MESHLOG, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=_env()
+    )
+
+
 def istio_lines(n: int) -> bytes:
     """``n`` real Envoy lines (the fixture's, repeated)."""
     lines = (ISTIO / "access.log").read_bytes().splitlines(keepends=True)
@@ -82,10 +89,7 @@ def _write_all(fd: int, data: bytes, *, piece: int = 4096) -> None:
 
 def test_a_live_pipe_shows_its_first_row_within_the_time_bound() -> None:
     """A writer sends 3 lines, then pauses 3 s: the rows must come out during the pause (start-up included)."""
-    proc = subprocess.Popen(
-        [*MESHLOG, "parse", "-o", "ndjson", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, cwd=ROOT, env=_env(),
-    )  # fmt: skip
+    proc = _spawn("parse", "-o", "ndjson", "-")
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(istio_lines(3))
@@ -254,10 +258,7 @@ def test_summarize_of_envoys_default_format_reports_by_what_the_log_has() -> Non
 )
 def test_bad_options_stop_before_any_input_is_read(args: list[str], message: str) -> None:
     """stdin stays open and silent: the run must not wait for it."""
-    proc = subprocess.Popen(
-        [*MESHLOG, "summarize", *args, "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-        cwd=ROOT, env=_env(),
-    )  # fmt: skip
+    proc = _spawn("summarize", *args, "-")
     try:
         code = proc.wait(timeout=20)
     finally:
@@ -269,10 +270,7 @@ def test_bad_options_stop_before_any_input_is_read(args: list[str], message: str
 
 
 def test_by_pod_on_a_stream_without_pods_stops_at_its_first_rows() -> None:
-    proc = subprocess.Popen(
-        [*MESHLOG, "summarize", "--by", "pod", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE, cwd=ROOT, env=_env(),
-    )  # fmt: skip
+    proc = _spawn("summarize", "--by", "pod", "-")
     assert proc.stdin is not None and proc.stderr is not None
     try:
         proc.stdin.write(istio_lines(40))
@@ -495,10 +493,7 @@ def test_several_formats_are_each_named_in_the_report() -> None:
     ],
 )
 def test_options_the_given_format_rules_out_stop_before_reading(args: list[str], message: str) -> None:
-    proc = subprocess.Popen(
-        [*MESHLOG, *args, "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
-        env=_env(),
-    )  # fmt: skip
+    proc = _spawn(*args, "-")
     try:
         code = proc.wait(timeout=20)  # stdin stays open and silent
     finally:
@@ -508,10 +503,7 @@ def test_options_the_given_format_rules_out_stop_before_reading(args: list[str],
 
 
 def test_ctrl_c_on_a_live_stream_reports_what_came() -> None:
-    proc = subprocess.Popen(
-        [*MESHLOG, "summarize", "-o", "json", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, cwd=ROOT, env=_env(),
-    )  # fmt: skip
+    proc = _spawn("summarize", "-o", "json", "-")
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     proc.stdin.write(istio_lines(19))
     proc.stdin.flush()
