@@ -165,7 +165,7 @@ def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataTy
             raise FilterError(f"not a valid regex ({said[0] if said else given})", text, value_start + 1) from None
         matched = col.cast(pl.String).str.contains(given).fill_null(False)
         return ~matched if op == "!~" else matched
-    target: object
+    target: Any  # a number, a time or text: what the column holds
     if dtype.is_numeric():
         if not _NUMBER.fullmatch(given):  # quoted or not: '500' is a number too
             raise wrong("numbers")

@@ -223,7 +223,7 @@ def test_one_broken_json_record_among_many_costs_only_itself() -> None:
 
 @pytest.mark.parametrize("fmt_name", ["istio", "istio-json"])
 def test_building_fewer_columns_changes_no_value_and_no_count(fmt_name: str) -> None:
-    from meshlog.reports.compact import REPORT_COLUMNS
+    from meshlog.reports.state import STATE_COLUMNS as REPORT_COLUMNS
     from meshlog.sources import read_lines
     from tests.conftest import FIXTURES
 

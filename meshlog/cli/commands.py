@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, BinaryIO
 
@@ -29,14 +29,15 @@ from meshlog.pipeline import (
     row_columns,
     row_schema,
 )
-from meshlog.reports.compact import SummaryInput
 from meshlog.reports.contract import InputFormat, Summary
+from meshlog.reports.fold import Folded
 from meshlog.sources import expand
 
 if TYPE_CHECKING:
     import polars as pl
 
     from meshlog.metrics.http import Connection
+    from meshlog.reports.state import SummaryState
 
 
 class RowOutput(StrEnum):
@@ -302,7 +303,8 @@ def summarize(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
-    from meshlog.filters import check_time, narrow, where_filter, window
+    from meshlog.filters import check_time, where_filter
+    from meshlog.reports.state import default_by
     from meshlog.reports.summary import by_table, iso_z, summary_dict
 
     # options first: a mistake stops here, before any input is read
@@ -316,25 +318,21 @@ def summarize(
     if by is not None and run.format is not None and BY_COLUMN[by] not in row_columns([run.format]):
         _check_by(by, row_columns([run.format]))  # the format has no such column: say so before reading
     run.stream.on_format = _announcer(paths)
-    folded, interrupted = _fold(paths, run, by, keep, where)
+    folded, interrupted = _fold(paths, run, by, keep, where, (since, until))
     if run.format is None:
         _when_no_format(run)
-    compacted = folded.log(run.format, run.tally.examples)
-    start, end = window(compacted.requests, since, until)
-    log = narrow(compacted, since=since, until=until)
-    if by is not None and log.requests.height:
-        _check_by(by, log.requests.columns)
-    dimension = BY_COLUMN[by] if by is not None else _default_by(log.requests.columns)
-    if by is None and dimension != "upstream_cluster" and log.requests.height:
+    state, (start, end) = folded.state.with_tally(run.tally), folded.window
+    columns = list(state.schema)
+    if by is not None and state.total:
+        _check_by(by, columns)
+    dimension = BY_COLUMN[by] if by is not None else default_by(columns)
+    if by is None and dimension != "upstream_cluster" and state.total:
         say(f"note: latency by {dimension} (this log has no upstream_cluster; --by chooses)")
     metrics_failed: MeshlogError | None = None
     if output is SummaryOutput.csv:
-        write_rows(by_table(log.requests, dimension, top=top), "csv", sys.stdout.buffer)
+        write_rows(by_table(state, dimension, top=top), "csv", sys.stdout.buffer)
     else:
-        summary = summary_dict(
-            log, top=top, by=dimension, lines=run.tally.counts, other_kinds=dict(run.tally.other_kinds),
-            slowest=folded.slowest,
-        )  # fmt: skip
+        summary = summary_dict(state, run.format, top=top, by=dimension)
         if len(formats := _formats_used(run)) > 1:  # several inputs, several formats: name each
             summary["formats"] = formats
         summary["filter"] = where or None  # what chose the requests: the report states it
@@ -343,7 +341,7 @@ def summarize(
         )
         if prometheus:
             conn = connection(prometheus, token, user, ca_file, insecure, timeout)
-            metrics_failed = _beside_metrics(summary, log, conn)
+            metrics_failed = _beside_metrics(summary, state, conn)
         _write_summary(summary, output)
     if metrics_failed is not None:
         say(f"error: {metrics_failed} (the report above is the log's alone)")
@@ -357,28 +355,28 @@ def summarize(
 
 
 def _fold(
-    paths: list[str], run: Run, by: By | None, keep: Callable[[pl.DataFrame], pl.DataFrame] | None, where: str | None
-) -> tuple[SummaryInput, bool]:
-    """Read every input into the folded summary input; True when Ctrl-C stopped it (a live stream: the
+    paths: list[str],
+    run: Run,
+    by: By | None,
+    keep: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    where: str | None,
+    times: tuple[str | None, str | None],
+) -> tuple[Folded, bool]:
+    """Read every input into one summary state; True when Ctrl-C stopped it (a live stream: the
     report then covers what came)."""
     from meshlog.cli.progress import progress
     from meshlog.filters import columns_named
-    from meshlog.reports.compact import REPORT_COLUMNS, Compact, compact
+    from meshlog.reports.state import STATE_COLUMNS
 
-    folded = SummaryInput()  # chunks are shrunk as they come: input may be larger than memory
+    folded = Folded(times, BY_COLUMN[by] if by is not None else None, keep)
     single = len(expand(paths)) == 1
-    whole = {BY_COLUMN[by]} - {"response_code"} if by is not None else set()  # kept on every request
-
-    def shrunk(log: AccessLog) -> Compact:  # in the parse worker, beside the parsing
-        return compact(log, keep, whole=whole)
-
     with progress(paths, run) as tick:
-        # only the text columns the reports and --where read are built
-        columns = REPORT_COLUMNS | whole | (columns_named(where) if where else set())
+        # only the text columns the state and --where read are built
+        columns = STATE_COLUMNS | set(folded.dims) | (columns_named(where) if where else set())
         try:
-            for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=shrunk)):
+            for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=folded.chunk)):
                 if n == 0 and by is not None and single:  # one input: its first rows show its columns
-                    _check_by(by, piece.requests.columns)
+                    _check_by(by, piece.columns)
                 folded.add(piece)
                 tick()
         except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far
@@ -386,14 +384,14 @@ def _fold(
     return folded, False
 
 
-def _beside_metrics(summary: Summary, log: AccessLog, conn: Connection) -> MeshlogError | None:
+def _beside_metrics(summary: Summary, state: SummaryState, conn: Connection) -> MeshlogError | None:
     """``--prometheus``: what the sidecars counted for the log's window and services, into ``summary``.
     A failure is returned, not raised: the log's own report still stands (printed, then exit 5)."""
     from meshlog.metrics.compare import metrics_beside_log
     from meshlog.metrics.prometheus import Prometheus
 
     try:
-        summary["metrics"] = metrics_beside_log(Prometheus(conn), log.requests)
+        summary["metrics"] = metrics_beside_log(Prometheus(conn), state.requests, state.start, state.end)
     except MeshlogError as exc:
         summary["metrics_error"] = str(exc)
         return exc
@@ -421,16 +419,11 @@ def _formats_used(run: Run) -> list[InputFormat]:
     return [{"name": seen[k].name, "string": seen[k].source, "sources": ", ".join(v)} for k, v in by_format.items()]
 
 
-def _check_by(by: By, columns: list[str]) -> None:
+def _check_by(by: By, columns: Collection[str]) -> None:
     """An explicit ``--by`` names a column the log has."""
     dimension = BY_COLUMN[by]
     if dimension not in columns:
         raise UsageError(f"--by {by.value}: this log has no {dimension} column" + _WHERE_FROM.get(dimension, ""))
-
-
-def _default_by(columns: list[str]) -> str:
-    """Without ``--by``: the latency table by cluster, else by the first dimension the log has."""
-    return next((c for c in ("upstream_cluster", "route_name", "authority") if c in columns), "upstream_cluster")
 
 
 @app.command()

@@ -25,7 +25,8 @@ _CLIENT_SIDE = ("UF", "UH", "UO", "UT", "URX", "NR", "NC", "DC")
 
 
 def log_view(requests: pl.DataFrame) -> pl.DataFrame:
-    """Access-log requests counted the way ``istio_requests_total`` counts them.
+    """Access-log requests counted the way ``istio_requests_total`` counts them (rows, or the summary
+    state's request counts: a column ``n`` is a row's weight).
 
     An outbound line is the client's view (``reporter=source``) of the cluster's service; an
     inbound line is the server's view (``reporter=destination``) of the Host it was called by
@@ -35,9 +36,10 @@ def log_view(requests: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema={**dict.fromkeys(KEYS, pl.String), "log_requests": pl.UInt32})
     cols = [
         c
-        for c in ("upstream_cluster", "authority", "namespace", "response_code", "response_flags")
+        for c in ("upstream_cluster", "authority", "namespace", "response_code", "response_flags", "n")
         if c in requests.columns
     ]
+    weight = pl.col("n").sum() if "n" in cols else pl.len()
     frame = cluster_columns(requests.select(cols).with_columns(pl.col("upstream_cluster").cast(pl.String)))
     host = (
         pl.col("authority").cast(pl.String).str.replace(r":\d+$", "")
@@ -60,6 +62,7 @@ def log_view(requests: pl.DataFrame) -> pl.DataFrame:
             .alias("destination_service"),
             pl.col("response_code").cast(pl.String),
             flags.fill_null("-").alias("response_flags"),
+            *(("n",) if "n" in cols else ()),
         )
         .drop_nulls(["reporter", "destination_service"])
         # code 0 with no flag is a TCP connection that went well (reports.traffic.is_error): not in
@@ -68,7 +71,7 @@ def log_view(requests: pl.DataFrame) -> pl.DataFrame:
             (pl.col("response_code") != "0") | (pl.col("response_flags") != "-") | pl.lit("response_flags" not in cols)
         )
         .group_by(KEYS)
-        .len("log_requests")
+        .agg(weight.alias("log_requests"))
     )
 
 
@@ -110,11 +113,13 @@ def fetch_for_log(
     return fetch_selections(prom, log_selections(logged), q_start, q_end), scale
 
 
-def metrics_beside_log(prom: Prometheus, requests: pl.DataFrame) -> dict[str, Any]:
-    """The whole comparison for a parsed log (needs ``start_time`` and ``upstream_cluster``)."""
-    if "start_time" not in requests.columns or requests.select(pl.col("start_time").is_null().all()).item():
+def metrics_beside_log(
+    prom: Prometheus, requests: pl.DataFrame, start: dt.datetime | None, end: dt.datetime | None
+) -> dict[str, Any]:
+    """The whole comparison for a log's requests (``log_view``: rows or counts) over its first to last
+    request (needs ``start_time`` and ``upstream_cluster``)."""
+    if start is None or end is None:
         raise ConfigError("comparing with metrics needs requests with start_time")
-    start, end = requests.select(pl.col("start_time").min().alias("a"), pl.col("start_time").max().alias("b")).row(0)
     logged = log_view(requests)
     if logged.is_empty():
         raise ConfigError("comparing with metrics needs upstream_cluster in the log (outbound|… / inbound|…)")

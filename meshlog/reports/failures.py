@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from meshlog.flags import describe
 from meshlog.reports.contract import FlagReport
-from meshlog.reports.traffic import columns_of, is_error
+
+if TYPE_CHECKING:
+    from meshlog.reports.state import SummaryState
 
 # upstream_reset_before_response_started{reason|transport failure} → kind, reason
 _DETAILS = r"^(?P<kind>[^{\[]+)(?:\{(?P<reset_reason>[^|,}]*)(?:[|,](?P<transport>.*))?\}|\[(?P<policy>.*)\])?$"
 
 
-def flag_rows(requests: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (line, flag): ``URX,UF`` becomes two rows."""
+def flag_counts(requests: pl.DataFrame, dims: Sequence[str]) -> pl.DataFrame:
+    """Requests per (flag, dims…): a line with ``URX,UF`` counts once under each flag."""
     return (
-        requests.filter(pl.col("response_flags").is_not_null())
-        .with_columns(pl.col("response_flags").cast(pl.String).str.split(",").alias("flag"))
+        requests.lazy()
+        .filter(pl.col("response_flags").is_not_null())
+        .select(pl.col("response_flags").cast(pl.String).str.split(",").alias("flag"), "n", *dims)
         .explode("flag")
         .filter(pl.col("flag").is_not_null() & (pl.col("flag") != ""))
+        .group_by("flag", *dims)
+        .agg(pl.col("n").sum())
+        .collect()
     )
 
 
-def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[FlagReport]:
+def flags_report(state: SummaryState, *, top: int = 3) -> list[FlagReport]:
     """Each flag with its name, meaning, count, share and where it happens (clusters, routes, pods)."""
-    if "response_flags" not in requests.columns:
+    if "response_flags" not in state.columns:
         return []
-    total = max(requests.height, 1)
-    dims = [c for c in ("upstream_cluster", "route_name", "pod") if c in requests.columns]
-    rows = flag_rows(requests.lazy().select("response_flags", *dims)).collect()
-    counts = rows.group_by("flag").len().sort(["len", "flag"], descending=[True, False])
+    total = max(state.total, 1)
+    dims = [c for c in ("upstream_cluster", "route_name", "pod") if c in state.columns]
+    rows = flag_counts(state.requests, dims)
+    counts = rows.group_by("flag").agg(pl.col("n").sum()).sort(["n", "flag"], descending=[True, False])
     out: list[FlagReport] = []
     for flag, n in counts.iter_rows():
         info = describe(flag)
@@ -42,19 +51,28 @@ def flags_report(requests: pl.DataFrame, *, top: int = 3) -> list[FlagReport]:
         }
         of_flag = rows.filter(pl.col("flag") == flag)
         for dim in dims:
-            tops = of_flag.group_by(dim).len().drop_nulls(dim).sort(["len", dim], descending=[True, False]).head(top)
+            tops = (
+                of_flag.group_by(dim).agg(pl.col("n").sum()).drop_nulls(dim)
+                .sort(["n", dim], descending=[True, False]).head(top)
+            )  # fmt: skip
             entry[f"top_{dim}"] = [{"value": v, "count": int(c)} for v, c in tops.iter_rows()]  # type: ignore[literal-required]
         out.append(entry)
     return out
 
 
-def error_details(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
+def _errors_by(state: SummaryState, column: str) -> pl.DataFrame:
+    return (
+        state.requests.filter(pl.col("errors") > 0)
+        .group_by(column)
+        .agg(pl.col("errors").sum().alias("count"))
+        .drop_nulls(column)
+    )
+
+
+def error_details(state: SummaryState, *, top: int = 10) -> pl.DataFrame:
     """``response_code_details`` of 5xx/0 answers, decoded into kind, reset reason and transport failure."""
     return (
-        requests.filter(is_error(columns_of(requests)))
-        .group_by("response_code_details")
-        .agg(pl.len().cast(pl.Int64).alias("count"))
-        .drop_nulls("response_code_details")
+        _errors_by(state, "response_code_details")
         .with_columns(pl.col("response_code_details").cast(pl.String).str.extract_groups(_DETAILS).alias("_d"))
         .with_columns(
             pl.col("_d").struct.field("kind"),
@@ -69,13 +87,10 @@ def error_details(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
     )
 
 
-def transport_failures(requests: pl.LazyFrame, *, top: int = 10) -> pl.LazyFrame:
+def transport_failures(state: SummaryState, *, top: int = 10) -> pl.DataFrame:
     """``upstream_transport_failure_reason`` of 5xx/0 answers (connect refused, TLS errors…)."""
     return (
-        requests.filter(is_error(columns_of(requests)))
-        .group_by("upstream_transport_failure_reason")
-        .agg(pl.len().cast(pl.Int64).alias("count"))
-        .drop_nulls("upstream_transport_failure_reason")
+        _errors_by(state, "upstream_transport_failure_reason")
         .sort(["count", "upstream_transport_failure_reason"], descending=[True, False])
         .head(top)
     )

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
 from meshlog.filters import compile_where, flag_filter, quote
 from meshlog.reports.contract import Hint, Place
+
+if TYPE_CHECKING:
+    from meshlog.reports.state import SummaryState
 
 
 @dataclass(frozen=True)
@@ -150,24 +153,25 @@ def rule_filter(rule: Rule, columns: Collection[str]) -> str | None:
     return " and ".join(parts) if parts else None
 
 
-def hints(requests: pl.DataFrame, *, top: int = 3) -> list[Hint]:
+def hints(state: SummaryState, *, top: int = 3) -> list[Hint]:
     """Every rule that some lines match: severity, title, detail, count, share and where it happens."""
-    columns = set(requests.columns)
-    total = max(requests.height, 1)
+    columns = state.columns
+    requests = state.requests
+    total = max(state.total, 1)
     filters = {r.key: f for r in RULES if (f := rule_filter(r, columns)) is not None}
     rules = [(r, compile_where(filters[r.key], requests.schema)) for r in RULES if r.key in filters]
-    if not rules:
+    if not rules or not requests.height:
         return []
     # Every rule is about a flagged line or a 4xx/5xx/0 answer: look only at those (few) rows.
     worth = [pl.col("response_flags").is_not_null()] if "response_flags" in columns else []
     if "response_code" in columns:
         worth.append((pl.col("response_code") >= 400) | (pl.col("response_code") == 0))
-    # Rules read a few low-cardinality columns: count the lines per distinct combination of those and
-    # of the places reported, then run each rule's regexes once per combination. No copy of the
-    # matching lines is made (that took ~290 MB at 10M lines).
+    # Rules read a few low-cardinality columns: the requests table counts the lines per distinct
+    # combination of those and of the places reported; each rule's regexes run once per combination.
     keys = [c for c in (*_RULE_COLUMNS, *_PLACES) if c in columns]
     combos = requests.lazy().filter(pl.any_horizontal(worth) if worth else pl.lit(True))
-    tagged = combos.group_by(keys).len("_n").with_columns(c.alias(_tag(r)) for r, c in rules).collect()
+    combos = combos.group_by(keys).agg(pl.col("n").sum().alias("_n"))
+    tagged = combos.with_columns(c.alias(_tag(r)) for r, c in rules).collect()
     counts = tagged.select(_lines(_tag(r)) for r, _ in rules).row(0, named=True)
     hit = [r for r, _ in rules if counts[_tag(r)]]
     wheres = _where(tagged, [_tag(r) for r in hit], top)

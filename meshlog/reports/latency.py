@@ -3,49 +3,92 @@
 ``duration`` is the whole request as this proxy saw it; ``upstream_service_time`` is what the
 upstream took (Envoy's ``x-envoy-upstream-service-time``). Their difference is time spent in
 the proxy and the network (and retries), which points at the mesh rather than the app.
+
+Percentiles are read from counts per distinct value (``reports.state``): Envoy prints whole
+milliseconds, so the counts are the sorted values themselves, and the percentile is exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
+
+from meshlog.reports.contract import Percentiles
+
+if TYPE_CHECKING:
+    from meshlog.reports.state import SummaryState
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
 
-def percentiles(col: str | pl.Expr) -> list[pl.Expr]:
-    """p50/p90/p99 by linear interpolation (numpy's default), to the microsecond: interpolating
-    whole milliseconds leaves binary noise (277.6000000000001) that nobody should have to read."""
-    expr = pl.col(col) if isinstance(col, str) else col
-    return [expr.quantile(q, interpolation="linear").round(3).alias(k) for k, q in QUANTILES.items()]
+def quantiles(value: str, count: str = "n") -> list[pl.Expr]:
+    """p50/p90/p99 of ``value`` from rows (value, ``count``) sorted by value, in a select or a group's
+    agg: linear interpolation between the two ranks around ``q·(n−1)`` (numpy's default, and polars'
+    ``quantile(q, "linear")`` over the raw values, to the last bit), rounded to the microsecond so
+    interpolated whole milliseconds leave no binary noise (277.6000000000001)."""
+    v, n = pl.col(value), pl.col(count)
+    total = n.sum()
+    seen = n.cum_sum()  # rows up to and including each value
+    out = []
+    for name, q in QUANTILES.items():
+        rank = (total - 1).cast(pl.Float64) * q
+        lo = rank.floor()
+        hi = pl.min_horizontal(lo + 1, (total - 1).cast(pl.Float64))
+        at_lo = v.filter(seen > lo).first()
+        at_hi = v.filter(seen > hi).first()
+        out.append((at_lo + (rank - lo) * (at_hi - at_lo)).cast(pl.Float64).round(3).alias(name))
+    return out
 
 
-def latency(requests: pl.LazyFrame, column: str) -> pl.LazyFrame:
-    """p50/p90/p99/max of one duration column (milliseconds)."""
-    return requests.select(*percentiles(column), pl.col(column).max().cast(pl.Float64).alias("max"))
+def nearest(value: str, q: float, count: str = "n") -> pl.Expr:
+    """The ``q`` quantile of ``value`` from sorted (value, ``count``) rows, as polars' default
+    ``quantile(q)`` picks it over the raw values: the value at rank round(q·(n−1)) (the timeline's p99)."""
+    n = pl.col(count)
+    rank = ((n.sum() - 1).cast(pl.Float64) * q + 0.5).floor()
+    return pl.col(value).filter(n.cum_sum() > rank).first().cast(pl.Float64)
 
 
-def gap(requests: pl.LazyFrame) -> pl.LazyFrame:
-    """p50/p90/p99/max of ``duration - upstream_service_time``: proxy, network and retry time."""
-    diff = pl.col("duration") - pl.col("upstream_service_time")
-    return requests.select(*percentiles(diff), diff.max().cast(pl.Float64).alias("max"))
+def _known(counts: pl.DataFrame, value: str) -> pl.LazyFrame:
+    return counts.lazy().filter(pl.col(value).is_not_null()).sort(value)
 
 
-def latency_by(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
+def latency(counts: pl.DataFrame, value: str) -> Percentiles:
+    """p50/p90/p99/max of one duration column (milliseconds) from its counts."""
+    if value not in counts.columns:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    known = _known(counts, value)
+    row = known.select(*quantiles(value), pl.col(value).max().cast(pl.Float64).alias("max")).collect()
+    return cast(Percentiles, row.row(0, named=True))
+
+
+def latency_by(state: SummaryState, by: str, *, top: int = 10) -> pl.DataFrame:
     """Request count and duration percentiles per value of ``by``, slowest p99 first."""
     return (
-        requests.group_by(by)
-        .agg(pl.len().cast(pl.Int64).alias("requests"), *percentiles("duration"))
+        per_value(state, by)
         .drop_nulls(by)
         .sort(["p99", by], descending=[True, False], nulls_last=True)
         .head(top)
+        .select(by, "requests", *QUANTILES)
     )
 
 
-def slowest(requests: pl.LazyFrame, columns: Sequence[str], *, top: int = 10) -> pl.LazyFrame:
-    """The slowest requests with the columns that say what they were."""
-    return requests.sort("duration", descending=True, nulls_last=True).head(top).select(columns)
+def per_value(state: SummaryState, by: str) -> pl.DataFrame:
+    """Per value of ``by`` (null too): requests, errors and the duration percentiles."""
+    requests = state.requests.group_by(by).agg(
+        pl.col("n").sum().alias("requests"), pl.col("errors").sum().alias("errors")
+    )
+    if "duration" not in state.columns or by not in state.durations.columns:
+        return requests.with_columns(pl.lit(None, pl.Float64).alias(k) for k in QUANTILES)
+    spread = _known(state.durations.group_by(by, "duration").agg(pl.col("n").sum()), "duration")
+    ranks = spread.group_by(by).agg(quantiles("duration")).collect()
+    return requests.join(ranks, on=by, how="left", nulls_equal=True)
+
+
+def slowest(state: SummaryState, columns: Sequence[str], *, top: int = 10) -> pl.DataFrame:
+    """The slowest requests with the columns that say what they were (ties in input order)."""
+    return state.slowest.head(top).select(columns)
 
 
 # Envoy's histogram bounds up to 10 s (ms): a per-cluster shape that reads as a sparkline.

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from meshlog.reports.state import SummaryState
 
 
 def is_error(columns: Collection[str]) -> pl.Expr:
@@ -34,21 +37,19 @@ def columns_of(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
     return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
 
 
-def overview(requests: pl.DataFrame) -> dict[str, Any]:
+def overview(state: SummaryState) -> dict[str, Any]:
     """Requests, their time span, rate and error ratio (see ``is_error``)."""
-    columns = set(requests.columns)
-    n = requests.height
-    row = requests.select(
-        (pl.col("start_time").min() if "start_time" in columns else pl.lit(None)).alias("start"),
-        (pl.col("start_time").max() if "start_time" in columns else pl.lit(None)).alias("end"),
-        is_error(columns).sum().alias("errors"),
-        (pl.col("response_code") >= 500).sum().alias("5xx") if "response_code" in columns else pl.lit(0).alias("5xx"),
-        (pl.col("response_code") == 0).sum().alias("0") if "response_code" in columns else pl.lit(0).alias("0"),
-        (is_error(columns) & pl.col("path").is_null()).sum().alias("pathless")
-        if "path" in columns
-        else pl.lit(None).alias("pathless"),
+    req, columns = state.requests, state.columns
+    n = state.total
+    code = pl.col("response_code")
+    row = req.select(
+        pl.col("errors").sum().alias("errors"),
+        pl.col("n").filter(code >= 500).sum().alias("5xx") if "response_code" in columns else pl.lit(0).alias("5xx"),
+        pl.col("n").filter(code == 0).sum().alias("0") if "response_code" in columns else pl.lit(0).alias("0"),
+        pl.col("errors_no_path").sum().alias("pathless") if "path" in columns else pl.lit(None).alias("pathless"),
     ).row(0, named=True)
-    span = (row["end"] - row["start"]).total_seconds() if row["start"] is not None and row["end"] is not None else 0.0
+    start, end = state.start, state.end
+    span = (end - start).total_seconds() if start is not None and end is not None else 0.0
     return {
         "requests": n,
         "seconds": span,
@@ -57,41 +58,45 @@ def overview(requests: pl.DataFrame) -> dict[str, Any]:
         "error_ratio": (row["errors"] or 0) / n if n else 0.0,
         "status_5xx": int(row["5xx"] or 0),
         "status_0": int(row["0"] or 0),
-        "errors_without_path": None if row["pathless"] is None else int(row["pathless"]),
+        "errors_without_path": None if "path" not in columns else int(row["pathless"] or 0),
     }
 
 
-def response_codes(requests: pl.LazyFrame) -> pl.LazyFrame:
+def response_codes(state: SummaryState) -> pl.DataFrame:
     """Requests per status code, most frequent first."""
     return (
-        requests.group_by(pl.col("response_code").alias("code"))
-        .agg(pl.len().cast(pl.Int64).alias("count"))
+        state.requests.group_by(pl.col("response_code").alias("code"))
+        .agg(pl.col("n").sum().alias("count"))
         .drop_nulls("code")
         .sort(["count", "code"], descending=[True, False])
     )
 
 
-def status_classes(requests: pl.LazyFrame) -> pl.LazyFrame:
+def status_classes(state: SummaryState) -> pl.DataFrame:
     """Requests per class: ``0`` (no response), ``2xx`` … ``5xx``."""
     code = pl.col("response_code")
     klass = pl.when(code == 0).then(pl.lit("0")).otherwise((code // 100).cast(pl.String) + "xx")
     return (
-        requests.group_by(klass.alias("class"))
-        .agg(pl.len().cast(pl.Int64).alias("count"))
+        state.requests.group_by(klass.alias("class"))
+        .agg(pl.col("n").sum().alias("count"))
         .drop_nulls("class")
         .sort("class")
     )
 
 
-def top_errors(requests: pl.LazyFrame, by: str, *, top: int = 10) -> pl.LazyFrame:
+def top_errors(state: SummaryState, by: str, *, top: int = 10) -> pl.DataFrame:
     """The values of ``by`` (path, authority) with the most errors, and their share of *all* errors: the
     errors without a value (TCP has no path) count in the denominator, so shares never overstate."""
-    errors = requests.filter(is_error(columns_of(requests)))
+    all_errors = state.requests["errors"].sum() if state.requests.height else 0
+    if by == "path":  # paths are not a key of the requests table: failed requests' paths have their own
+        errors = state.error_paths.rename({"n": "errors"}) if state.error_paths.height else pl.DataFrame(
+            schema={"path": pl.String, "errors": pl.Int64}
+        )
+    else:
+        errors = state.requests.group_by(by).agg(pl.col("errors").sum()).filter(pl.col("errors") > 0)
     return (
-        errors.group_by(by)
-        .agg(pl.len().cast(pl.Int64).alias("errors"))
-        .with_columns((pl.col("errors") / pl.col("errors").sum()).alias("share_of_errors"))
-        .drop_nulls(by)
+        errors.drop_nulls(by)
+        .with_columns((pl.col("errors") / all_errors).alias("share_of_errors"))
         .sort(["errors", by], descending=[True, False])
         .head(top)
     )

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static
 from meshlog.escape import safe
 from meshlog.flags import describe
 from meshlog.reports.hints import hints
+from meshlog.reports.state import state_of
 from meshlog.reports.trace import id_column, trace
 from meshlog.tui.table import cell
 from meshlog.tui.text import plain, short_name
@@ -57,7 +58,7 @@ def request_details(row: dict[str, Any], requests: pl.DataFrame, *, width: int |
             parts.append(Text.assemble((f"{flag.code} ", "bold"), f"{flag.name}: {flag.meaning}"))
 
     one = pl.DataFrame([row], schema=requests.schema) if requests.width else pl.DataFrame([row])
-    matched = hints(one)
+    matched = hints(state_of(one))
     parts.append(Text("\nwhat to check", style="bold underline"))
     parts.extend(Text.assemble((hint["title"], "bold"), f" — {hint['detail']}") for hint in matched)
     if not matched:

@@ -15,9 +15,10 @@ import polars as pl
 from meshlog.filters import compile_where
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.parse import OTHER_SCHEMA, AccessLog, LineCounts
+from meshlog.parse.tally import Tally
 from meshlog.reports.contract import Summary
+from meshlog.reports.state import SummaryState, merge_all, state_of
 from meshlog.reports.summary import summary_dict
-from meshlog.stream import Tally
 
 # The table's columns, in this order, when the format has them (the rest are in the detail view).
 TABLE_COLUMNS = (
@@ -53,6 +54,7 @@ class LogState:
     sort: tuple[str, bool] | None = None  # (column, descending)
     tally: Tally = field(default_factory=Tally)  # the line accounting of everything added
     _requests: list[pl.DataFrame] = field(default_factory=list)
+    _states: list[SummaryState] = field(default_factory=list)  # one per chunk, merged when a summary is asked
     _sources: set[str] = field(default_factory=set)  # inputs that gave requests
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _all: pl.DataFrame | None = None
@@ -69,6 +71,7 @@ class LogState:
                 self.format = self.format or log.format
                 if log.requests.height:
                     self._requests.append(log.requests)
+                    self._states.append(state_of(log.requests))
                     self._sources.update(log.requests["source"].unique().to_list())
             if tally is not None:
                 self.tally.merge(tally)
@@ -95,11 +98,16 @@ class LogState:
         return AccessLog(self.requests(), self.tally.examples, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
 
     def summary(self, top: int = 25) -> Summary | None:
-        """The same report ``summarize`` prints, for everything read so far."""
-        log = self.log()
-        if log is None:
-            return None
-        return summary_dict(log, top=top, lines=self.lines, other_kinds=dict(self.tally.other_kinds))
+        """The same report ``summarize`` prints, for everything read so far: the chunks' summary
+        states merged (the dashboard reads counts, never the rows the table pages through)."""
+        with self._lock:
+            if self.format is None:
+                return None
+            merged = merge_all(self._states)
+            self._states = [merged]
+            tally = Tally()
+            tally.merge(self.tally)
+        return summary_dict(merged.with_tally(tally), self.format, top=top)
 
     def set_filter(self, where: str) -> None:
         """Check ``where`` against the columns now (raises ``FilterError`` with the column) and keep it."""

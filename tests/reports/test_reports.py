@@ -14,10 +14,12 @@ from meshlog.errors import FilterError
 from meshlog.filters import compile_where, narrow
 from meshlog.formats.presets import resolve
 from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog, parse_lines
+from meshlog.parse.tally import Tally
 from meshlog.reports import failures
 from meshlog.reports.hints import hints
 from meshlog.reports.retries import retries_report
-from meshlog.reports.summary import by_table, summary_dict
+from meshlog.reports.state import state_of
+from meshlog.reports.summary import by_table, summarize_log, summary_dict
 from meshlog.reports.timeline import bucket_seconds
 from meshlog.sources import read_lines
 from tests.conftest import FIXTURES, failed
@@ -36,7 +38,7 @@ def load(folder: Any, preset: str | None = None) -> tuple[AccessLog, list[dict[s
 
 def test_hints_name_each_configured_failure_with_its_cluster() -> None:
     log, sent = load(ISTIO, "istio")
-    found = {h["rule"]: h for h in hints(log.requests)}
+    found = {h["rule"]: h for h in hints(state_of(log.requests))}
     by_flag = Counter(f for r in sent for f in r["response_flags"])
     for rule, flag in [("no-healthy", "UH"), ("circuit-breaker", "UO"), ("no-route", "NR"), ("timeout", "UT"),
                        ("retries-exhausted", "URX"), ("rate-limited", "RL"), ("client-gave-up", "DC"),
@@ -45,7 +47,7 @@ def test_hints_name_each_configured_failure_with_its_cluster() -> None:
     assert found["refused"]["count"] == by_flag["UF"]  # every UF here is a refused connect
     uh_cluster = next(r["upstream_cluster"] for r in sent if "UH" in r["response_flags"])
     assert found["no-healthy"]["where"]["upstream_cluster"] == [{"value": uh_cluster, "count": 1}]
-    assert [h["severity"] for h in hints(log.requests)][:3] == ["critical"] * 3
+    assert [h["severity"] for h in hints(state_of(log.requests))][:3] == ["critical"] * 3
 
 
 def test_app_errors_and_rbac_rules() -> None:
@@ -61,7 +63,7 @@ def test_app_errors_and_rbac_rules() -> None:
             ],
         }
     )
-    found = {h["rule"]: h["count"] for h in hints(frame)}
+    found = {h["rule"]: h["count"] for h in hints(state_of(frame))}
     assert found == {"app-errors": 2, "rbac": 1}
 
 
@@ -83,14 +85,14 @@ def test_app_errors_and_rbac_rules() -> None:
 )  # fmt: skip
 def test_details_decoding(details: str, decoded: tuple[str | None, ...]) -> None:
     """The report's own decoding (``error_details``), on a 503 that carries the details Envoy wrote."""
-    frame = pl.LazyFrame({"response_code": [503], "response_flags": ["UF"], "response_code_details": [details]})
-    d = failures.error_details(frame).collect().row(0, named=True)
+    frame = pl.DataFrame({"response_code": [503], "response_flags": ["UF"], "response_code_details": [details]})
+    d = failures.error_details(state_of(frame)).row(0, named=True)
     assert (d["kind"], d["reset_reason"], d["transport_failure"]) == decoded
 
 
 def test_retries_from_attempt_counts() -> None:
     log, sent = load(CUSTOM)
-    report = retries_report(log.requests)
+    report = retries_report(state_of(log.requests))
     retried = [r for r in sent if r["upstream_request_attempt_count"] > 1]
     still_failed = [r for r in retried if failed(r)]
     assert report["retried_requests"] == len(retried)
@@ -111,7 +113,7 @@ def test_latency_percentiles_match_numpy_style_linear_interpolation() -> None:
         {"duration": list(range(1, 101)), "upstream_cluster": ["a"] * 100, "response_code": [200] * 100}
     )
     log = AccessLog(frame, pl.DataFrame(schema=UNPARSED_SCHEMA), pl.DataFrame(schema=OTHER_SCHEMA), resolve("istio"))
-    lat = summary_dict(log)["latency"]["duration"]
+    lat = summarize_log(log)["latency"]["duration"]
     assert lat is not None
     # linear interpolation between closest ranks, as numpy.percentile: p50 of 1..100 = 50.5, p99 = 99.01
     assert (lat["p50"], lat["p90"], lat["p99"], lat["max"]) == pytest.approx((50.5, 90.1, 99.01, 100.0))
@@ -123,7 +125,7 @@ def test_where_and_since_narrow_requests_not_lines() -> None:
     assert errors.requests.height == sum(1 for r in sent if r["response_code"] >= 500 or r["response_code"] == 0)
     uf = narrow(log, where="response_flags~UF, upstream_cluster~down")
     assert uf.requests.height == sum(1 for r in sent if "UF" in r["response_flags"])
-    summary = summary_dict(uf, lines=log.counts)
+    summary = summarize_log(uf, tally=Tally.of(log))
     assert summary["lines"]["access"] == len(sent) and summary["requests"] == uf.requests.height
     last = log.requests["start_time"].max()
     assert narrow(log, since="0s").requests["start_time"].to_list() == [last] * narrow(log, since="0s").requests.height
@@ -174,7 +176,7 @@ def test_where_reads_values_as_the_column_type() -> None:
 
 def test_by_table_counts_errors_per_cluster() -> None:
     log, sent = load(ISTIO, "istio")
-    table = by_table(log.requests, "upstream_cluster", top=100)
+    table = by_table(state_of(log.requests), "upstream_cluster", top=100)
     errors = Counter(r["upstream_cluster"] for r in sent if failed(r))
     got = {c: e for c, e in table.select("upstream_cluster", "errors").iter_rows() if e}
     assert got == {k: v for k, v in errors.items() if k is not None}
@@ -199,7 +201,7 @@ def test_timeline_keeps_empty_buckets_so_a_gap_shows() -> None:
     frame = pl.DataFrame(
         {"start_time": times, "response_code": [200, 503, 200, 0, 0], "response_flags": [None, "UF", None, "DC", None]}
     )
-    step, buckets = timeline(frame)
+    step, buckets = timeline(state_of(frame))
     assert step == 5 and buckets.height == 180 // 5 + 1
     assert buckets["requests"].to_list() == [3] + [0] * 35 + [2]
     assert buckets["errors"].to_list() == [1] + [0] * 35 + [1]  # the TCP 0 without a flag is no error
@@ -228,7 +230,7 @@ def test_errors_are_5xx_and_flagged_zeros_in_both_languages() -> None:
     cols = log.requests.columns
     assert log.requests.filter(is_error(cols)).height == want
     assert narrow(log, where=errors_filter(cols)).requests.height == want
-    assert summary_dict(log)["overview"]["errors"] == want
+    assert summarize_log(log)["overview"]["errors"] == want
 
 
 def test_a_hint_filter_names_only_columns_the_log_has() -> None:
@@ -245,7 +247,7 @@ def test_a_hint_filter_names_only_columns_the_log_has() -> None:
         }
     )
     log = AccessLog(frame, pl.DataFrame(schema=UNPARSED_SCHEMA), pl.DataFrame(schema=OTHER_SCHEMA), resolve("istio"))
-    mtls = next(h for h in hints(frame) if h["rule"] == "mtls")
+    mtls = next(h for h in hints(state_of(frame)) if h["rule"] == "mtls")
     assert mtls["count"] == 1 and "upstream_transport_failure_reason" not in mtls["filter"]
     assert narrow(log, where=mtls["filter"]).requests.height == 1
 
@@ -253,7 +255,7 @@ def test_a_hint_filter_names_only_columns_the_log_has() -> None:
 def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
     log, sent = load(ISTIO, "istio")
     by_flag = Counter(f for r in sent for f in r["response_flags"])
-    found = hints(log.requests)
+    found = hints(state_of(log.requests))
     assert found
     for hint in found:
         assert narrow(log, where=hint["filter"]).requests.height == hint["count"], hint["rule"]
@@ -264,22 +266,42 @@ def test_each_hint_says_the_filter_that_lists_its_lines() -> None:
 
 def test_folding_chunks_gives_the_same_summary_as_the_whole_log() -> None:
     """Input larger than memory is summarised chunk by chunk; the answer must not change."""
-    from meshlog.reports.compact import SummaryInput, compact
-    from meshlog.stream import Tally
+    from meshlog.reports.fold import Folded
 
     fmt = resolve("istio")
     chunks = [parse_lines(f, fmt) for f in read_lines(str(FIXTURES / "sample" / "istio-proxy.log"), chunk_bytes=700)]
     assert len(chunks) > 5
-    folded, tally = SummaryInput(), Tally()
+    folded, tally = Folded(), Tally()
     for chunk in chunks:
-        folded.add(compact(chunk))
+        folded.add(folded.chunk(chunk))
         tally.merge(Tally.of(chunk))
     whole = AccessLog.concat(chunks, fmt)
-    a = summary_dict(whole)
-    b = summary_dict(
-        folded.log(fmt, tally.examples), lines=tally.counts, other_kinds=dict(tally.other_kinds), slowest=folded.slowest
-    )
-    assert a == b
+    assert summarize_log(whole) == summary_dict(folded.state.with_tally(tally), fmt)
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("400ms", None), ("0s", None), (None, "300ms"), ("700ms", "150ms"), ("2026-11-25T21:21:28.7Z", "200ms"),
+        ("500ms", "2026-11-25T21:21:29.2Z"),
+    ],
+)
+def test_a_window_back_from_the_last_request_is_decided_in_one_pass(since: str | None, until: str | None) -> None:
+    """``--since 2s`` counts back from the last request, known only at the end: chunk by chunk, the
+    requests in the window are exactly those the whole log's filter keeps."""
+    from meshlog.reports.fold import Folded
+
+    fmt = resolve("istio")
+    chunks = [parse_lines(f, fmt) for f in read_lines(str(FIXTURES / "sample" / "istio-proxy.log"), chunk_bytes=500)]
+    folded = Folded((since, until))
+    for chunk in chunks:
+        folded.add(folded.chunk(chunk))
+    whole = AccessLog.concat(chunks, fmt)
+    kept = narrow(whole, since=since, until=until)
+    tally = Tally.of(whole)
+    assert summary_dict(folded.state.with_tally(tally), fmt) == summarize_log(kept, tally=tally)
+    assert folded.state.total == kept.requests.height
+    assert 0 < kept.requests.height < whole.requests.height  # the window cuts: the test can fail
 
 
 QUANTILES: tuple[tuple[Literal["p50", "p90", "p99"], float], ...] = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
@@ -298,7 +320,7 @@ def test_latency_from_the_text_log_matches_the_json_twin_envoy_wrote() -> None:
     """Durations per cluster computed with plain Python from Envoy's JSON twin of the same requests."""
     twin = [json.loads(x) for x in (FIXTURES / "envoy" / "istio-json" / "access.log").read_text().splitlines()]
     log, _ = load(ISTIO, "istio")
-    summary = summary_dict(log, top=100)
+    summary = summarize_log(log, top=100)
     durations = [r["duration"] for r in twin]
     overall = summary["latency"]["duration"]
     assert overall is not None

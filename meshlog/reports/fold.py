@@ -1,0 +1,74 @@
+"""Input of any size folded into one summary state: a state per parsed chunk, merged as chunks come.
+
+``chunk`` runs in the parse workers beside the parsing (``pipeline.parse_paths(then=…)``): it applies
+``--where`` and an ISO ``--since`` / ``--until`` and builds the chunk's state, so only counts cross
+to the reader. A window that counts back from the last request (``--since 15m``) is decided by
+``reports.window.Settling`` instead, which needs the chunk's rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import polars as pl
+
+from meshlog.filters import is_relative, time_filter
+from meshlog.parse import AccessLog
+from meshlog.reports.state import SummaryState, empty_state, merge_all, state_of
+from meshlog.reports.window import Settling, bounds
+
+MERGE_EVERY = 32  # chunk states held before they are merged into one
+
+
+class Folded:
+    """The summary state of everything folded in so far, and the ``--since`` / ``--until`` window."""
+
+    def __init__(
+        self,
+        times: tuple[str | None, str | None] = (None, None),
+        by: str | None = None,
+        keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    ) -> None:
+        since, until = times
+        self.times, self.by, self.keep = times, by, keep
+        self.dims: tuple[str, ...] = (by,) if by else ()
+        relative = is_relative(since) or is_relative(until)
+        self._in_time = None if relative else time_filter(since, until)
+        self._settling = Settling(since, until, by=by) if relative else None
+        self._states: list[SummaryState] = []
+
+    def chunk(self, log: AccessLog) -> SummaryState | pl.DataFrame:
+        """One parsed chunk as what ``add`` takes: its state, or (relative window) its requests.
+        Pure: parse workers call it."""
+        rows = log.requests if self.keep is None else self.keep(log.requests)
+        if self._settling is not None:
+            return rows
+        if self._in_time is not None:
+            rows = self._in_time(rows)
+        return state_of(rows, by=self.by)
+
+    def add(self, piece: SummaryState | pl.DataFrame) -> None:
+        """Fold one ``chunk`` result in (in the reading thread)."""
+        if isinstance(piece, pl.DataFrame):
+            assert self._settling is not None
+            self._settling.add(piece)
+            return
+        self._states.append(piece)
+        if len(self._states) >= MERGE_EVERY:
+            self._states = [merge_all(self._states)]
+
+    @property
+    def state(self) -> SummaryState:
+        if self._settling is not None:
+            return self._settling.finish()[0]
+        self._states = [merge_all(self._states)] if self._states else [empty_state(self.by)]
+        return self._states[0]
+
+    @property
+    def window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """``--since`` / ``--until`` as the times they stood for."""
+        if self._settling is not None:
+            return self._settling.finish()[1:]
+        since, until = self.times
+        return bounds(since, until, None) if since or until else (None, None)
