@@ -191,7 +191,12 @@ def slowest_order(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _slowest(rows: pl.DataFrame) -> pl.DataFrame:
-    return slowest_order(rows.filter(pl.col("duration").is_not_null())).head(KEEP_SLOWEST)
+    """The chunk's slowest: only rows at or above the K-th largest duration are sorted (ties kept)."""
+    known = rows.filter(pl.col("duration").is_not_null())
+    if known.height > KEEP_SLOWEST:
+        floor = known["duration"].top_k(KEEP_SLOWEST).min()
+        known = known.filter(pl.col("duration") >= floor)
+    return slowest_order(known).head(KEEP_SLOWEST)
 
 
 def merge(a: SummaryState, b: SummaryState) -> SummaryState:
