@@ -369,6 +369,21 @@ def print_profile(prof: dict[str, Any]) -> None:
         print(f"{label:60} {st['seconds']:7.2f} s {100 * st['seconds'] / total:6.1f}%{calls}")
 
 
+def state_size(path: Path) -> dict[str, int]:
+    """The size of the whole file's summary state (``reports.state``): what a remote engine returns."""
+    from meshlog.pipeline import Run, parse_paths
+    from meshlog.reports.fold import Folded
+    from meshlog.reports.state import STATE_COLUMNS
+
+    folded = Folded()
+    for piece in parse_paths([str(path)], Run(), columns=STATE_COLUMNS, then=folded.chunk):
+        folded.add(piece)
+    state = folded.state
+    tables = (state.requests, state.durations, state.upstream_times, state.gaps, state.attempts,
+              state.error_paths, state.grid, state.slowest)  # fmt: skip
+    return {"bytes": state.nbytes(), "rows": sum(t.height for t in tables)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000, help="synthetic lines to generate (default 1,000,000)")
@@ -410,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = None
         if "A: python re.match loop" in by:
             ratio = by["A: python re.match loop"].wall_s / by["meshlog parse -o parquet"].wall_s
+        state = state_size(path)
         profile = None
         if args.profile or (ratio is not None and ratio < 1):
             out = work / "child.json"
@@ -431,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         print_profile(profile)
     elif profile:
         print(f"\nprofile failed:\n{profile['error']}")
+    print(f"\nsummary state: {state['bytes']:,} bytes ({state['rows']:,} table rows) for {args.lines:,} lines; "
+          "what an engine sends back")  # fmt: skip
     print("\nenvironment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -443,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env,
         "results": [asdict(r) for r in results],
         "meshlog_parse_vs_re_speedup": ratio,
+        "summary_state": state,
         "parse_profile": profile,
     }
     args.json.write_text(json.dumps(payload, indent=2) + "\n")
