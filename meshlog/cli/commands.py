@@ -34,6 +34,8 @@ from meshlog.reports.fold import Folded
 from meshlog.sources import expand
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     import polars as pl
 
     from meshlog.metrics.http import Connection
@@ -258,6 +260,11 @@ class SummaryOutput(StrEnum):
     csv = "csv"
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 class By(StrEnum):
     cluster = "cluster"
     route = "route"
@@ -301,6 +308,12 @@ def summarize(
     ca_file: CaFileOpt = None,
     insecure: InsecureOpt = False,
     timeout: TimeoutOpt = 10.0,
+    engine: Annotated[
+        Engine, typer.Option("--engine", help="local, or spark: Spark reads the paths and sends back the summary.")
+    ] = Engine.local,
+    spark_remote: Annotated[
+        str, typer.Option("--spark-remote", help="Spark Connect URL (sc://host:15002) or local[N].")
+    ] = "local[*]",
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.filters import check_time, where_filter
@@ -313,15 +326,23 @@ def summarize(
         if text:
             check_time(text, option=option)
     run = _start(FormatOptions(format, format_file, mesh_config), input)
+    if engine is Engine.spark:
+        from meshlog.engines.spark import check_options
+
+        stdin = not paths or "-" in paths
+        check_options(**{"--where": where, "--since": since, "--until": until, "--prometheus": prometheus,
+                         "--input": input is not Input.auto, "--strict": strict, "stdin": stdin})  # fmt: skip
     paths = _reading(paths or [])
     _check_early(run, where)
     if by is not None and run.format is not None and BY_COLUMN[by] not in row_columns([run.format]):
         _check_by(by, row_columns([run.format]))  # the format has no such column: say so before reading
     run.stream.on_format = _announcer(paths)
-    folded, interrupted = _fold(paths, run, by, keep, where, (since, until))
-    if run.format is None:
-        _when_no_format(run)
-    state, (start, end) = folded.state.with_tally(run.tally), folded.window
+    fmt: CompiledFormat | None
+    if engine is Engine.spark:
+        state, fmt = _on_spark(paths, run, by, spark_remote)
+        (start, end), interrupted = (None, None), False
+    else:
+        state, fmt, (start, end), interrupted = _locally(paths, run, by, keep, where, (since, until))
     columns = list(state.schema)
     if by is not None and state.total:
         _check_by(by, columns)
@@ -332,7 +353,7 @@ def summarize(
     if output is SummaryOutput.csv:
         write_rows(by_table(state, dimension, top=top), "csv", sys.stdout.buffer)
     else:
-        summary = summary_dict(state, run.format, top=top, by=dimension)
+        summary = summary_dict(state, fmt or run.format, top=top, by=dimension)
         if len(formats := _formats_used(run)) > 1:  # several inputs, several formats: name each
             summary["formats"] = formats
         summary["filter"] = where or None  # what chose the requests: the report states it
@@ -347,11 +368,36 @@ def summarize(
         say(f"error: {metrics_failed} (the report above is the log's alone)")
     if interrupted:
         say("interrupted: the report covers the lines read before Ctrl-C")
-    _finish(run, strict)
+    say(accounting(state.tally.counts)) if engine is Engine.spark else _finish(run, strict)
     if metrics_failed is not None:
         raise typer.Exit(exit_code_for(metrics_failed))
     if interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _locally(
+    paths: list[str],
+    run: Run,
+    by: By | None,
+    keep: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    where: str | None,
+    times: tuple[str | None, str | None],
+) -> tuple[SummaryState, CompiledFormat | None, tuple[dt.datetime | None, dt.datetime | None], bool]:
+    """The summary state read here: state, format, the window's times, and whether Ctrl-C stopped it."""
+    folded, interrupted = _fold(paths, run, by, keep, where, times)
+    if run.format is None:
+        _when_no_format(run)
+    return folded.state.with_tally(run.tally), run.format, folded.window, interrupted
+
+
+def _on_spark(paths: list[str], run: Run, by: By | None, url: str) -> tuple[SummaryState, CompiledFormat]:
+    """The summary state computed by Spark (``engines.spark``), and the format it used."""
+    from meshlog.engines.spark import session, spark_state
+
+    state, fmt = spark_state(session(url), paths, run.format, by=BY_COLUMN[by] if by is not None else None)
+    if run.format is None:
+        say(f"format: detected {fmt.name or 'a custom format'} (use --format to choose)")
+    return state, fmt
 
 
 def _fold(

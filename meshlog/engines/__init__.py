@@ -1,0 +1,1 @@
+"""Engines that compute the summary state where the logs are (``spark``)."""

@@ -1,0 +1,338 @@
+"""``summarize`` on Apache Spark: the compiled format as Spark SQL, the summary state built by GROUP BYs.
+
+Why: a mesh's logs for a day sit in object storage, not on a laptop. Spark reads them where they
+are (local files, directories, globs, ``.gz``; ``s3a://``, ``hdfs://``… through the cluster's own
+connectors) and does the work natively: the format's anchored regex with positional groups
+(``regexp_extract``), ``try_cast`` for typed fields with ``-`` as null, and one aggregation per
+table of ``reports.state``. No Python UDF runs and nothing of meshlog is installed on the
+executors; only the state's small tables come back (Arrow), and the same report code renders them.
+
+This first step reads plain lines of text formats; wrapped lines (CRI, kubectl ``--timestamps``,
+collectors), JSON formats, ``--where`` and ``--since/--until`` need the local engine for now
+(``check_options`` says so before anything runs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import polars as pl
+
+from meshlog.errors import ConfigError, UnreachableError, UsageError
+from meshlog.formats.compiler import CompiledFormat
+from meshlog.formats.operators import Kind
+from meshlog.parse import UNPARSED_SCHEMA
+from meshlog.parse.cast import _EXPECTED, dtype_of
+from meshlog.parse.classify import OTHER_LINES
+from meshlog.parse.detect import SAMPLE_LINES, detect
+from meshlog.parse.tally import KEEP_UNPARSED, Tally
+from meshlog.reports.state import (
+    ATTEMPT_COLUMNS,
+    KEEP_SLOWEST,
+    KEYS,
+    SLOWEST_COLUMNS,
+    SummaryState,
+    attempts_column,
+    latency_keys,
+)
+from meshlog.reports.timeline import bucket_seconds
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+EXTRA = "pip install 'meshlog[spark]'"
+_LOW_BITS = (1 << 33) - 1  # monotonically_increasing_id: partition id above, row within the partition below
+
+
+def session(url: str) -> SparkSession:
+    """A Spark session for ``url``: a Spark Connect address (``sc://host:15002``) or PySpark's own
+    ``local[N]``. A Connect server that does not answer is an ``UnreachableError`` (exit 5) at once."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ConfigError(f"--engine spark needs pyspark: {EXTRA}") from None
+    if url.startswith("sc://"):
+        where = urlparse(url.replace("sc://", "http://", 1))
+        host, port = where.hostname or "localhost", where.port or 15002
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as exc:
+            raise UnreachableError(url, f"Spark Connect does not answer ({exc.strerror or exc})") from None
+        try:
+            spark = SparkSession.builder.remote(url).getOrCreate()
+        except ImportError as exc:  # the Connect client's own needs (grpcio, pyarrow, pandas)
+            raise ConfigError(f"--engine spark needs the Spark Connect client ({exc}): {EXTRA}") from None
+    elif re.fullmatch(r"local(\[(\d+|\*)\])?", url):
+        spark = SparkSession.builder.master(url).appName("meshlog").getOrCreate()
+    else:
+        raise UsageError(f"--spark-remote {url}: expected a Spark Connect address (sc://host:15002) or local[N]")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return spark
+
+
+def java_regex(fmt: CompiledFormat) -> str:
+    """The format's strict regex for Java: the same groups, unnamed (Java names allow no ``_``)."""
+    return re.sub(r"\(\?P<\w+>", "(", fmt.regex)
+
+
+def _typed(field: Any, raw: Column) -> Column:
+    """A field's text as its type, as ``parse.cast`` types it: numbers and times null when they do
+    not read (``-`` included), text null when unset."""
+    from pyspark.sql import functions as F
+
+    if field.kind.numeric:
+        return raw.try_cast("bigint")
+    if dtype_of(field) != pl.String():
+        return _time(field, raw)
+    empty_is_unset = field.kind not in (Kind.STRING, Kind.ADDRESS, Kind.JSON)
+    unset = (raw == "-") | ((raw == "") if empty_is_unset else F.lit(False))
+    value = F.when(~unset, raw)
+    if field.source in ("%UPSTREAM_CLUSTER%", "%UPSTREAM_CLUSTER_RAW%"):
+        value = F.regexp_replace(value, ";$", "")
+    return value
+
+
+# chrono patterns whose text Spark reads natively (others: the local engine, said before any work)
+_ISO = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%.3fZ", "%Y-%m-%dT%H:%M:%SZ")
+_EPOCH = re.compile(r"%s(?:\.%(\d)f)?")
+
+
+def _time(field: Any, raw: Column) -> Column:
+    """A time field as a UTC timestamp (microseconds): ISO-8601 as Envoy's default prints it, or epoch
+    seconds with a fraction (``%s.%3f``)."""
+    from pyspark.sql import functions as F
+
+    chrono = field.time.chrono
+    if chrono in _ISO:
+        return raw.try_cast("timestamp")
+    if _EPOCH.fullmatch(chrono):
+        micros = (raw.try_cast("decimal(24,6)") * F.lit(1_000_000)).cast("bigint")
+        return F.when(raw.rlike(r"^\d+(\.\d+)?$"), F.timestamp_micros(micros))
+    raise UsageError(f"--engine spark does not read the time format {chrono!r} yet (use the local engine)")
+
+
+def check_options(**given: Any) -> None:
+    """Options the Spark engine does not take yet: a usage error naming them, before any work."""
+    refused = [name for name, value in given.items() if value]
+    if refused:
+        raise UsageError(f"--engine spark does not take {', '.join(refused)} yet (use the local engine)")
+
+
+def spark_state(
+    spark: SparkSession, paths: Sequence[str], fmt: CompiledFormat | None, *, by: str | None = None
+) -> tuple[SummaryState, CompiledFormat]:
+    """The summary state of ``paths`` computed by Spark, and the format used (``fmt``, or detected
+    from the first lines Spark reads)."""
+    from pyspark.sql import functions as F
+
+    given = list(paths)
+    # a path that exists here is given whole (the server's working directory is not ours)
+    paths = [os.path.abspath(p) if "://" not in p and os.path.exists(p) else p for p in paths]
+    lines = spark.read.text(paths).select(
+        F.col("value").alias("line"),
+        F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.file_block_start").alias("_block"),
+        F.monotonically_increasing_id().bitwiseAND(F.lit(_LOW_BITS)).alias("_idx"),
+    )
+    if fmt is None:
+        sample = [r[0] for r in lines.select("line").limit(SAMPLE_LINES * 10).collect()]
+        fmt = detect([s for s in sample if s.strip()][:SAMPLE_LINES])
+    if fmt.encoding != "text":
+        raise UsageError(f"--engine spark reads text formats for now; {fmt.name or 'this format'} is JSON")
+    regex = java_regex(fmt)
+    fields = list(fmt.fields)
+    wanted = {*KEYS, *ATTEMPT_COLUMNS, *SLOWEST_COLUMNS, "upstream_service_time", *((by,) if by else ())}
+    used = [(i, f) for i, f in enumerate(fields) if f.column in wanted]
+    raws = [F.regexp_extract("line", regex, i + 1).alias(f"_r{i}") for i, _ in used]
+    kind = F.lit(None).cast("string")
+    for name, pattern in reversed(OTHER_LINES):
+        kind = F.when(F.col("line").rlike(pattern), F.lit(name)).otherwise(kind)
+    parsed = lines.select("*", F.col("line").rlike(regex).alias("_match"), kind.alias("_other"), *raws)
+    typed = parsed.select(
+        "*", *(_typed(f, F.when(F.col("_match"), F.col(f"_r{i}"))).alias(f.column) for i, f in used)
+    )
+    checked = [(i, f) for i, f in used if dtype_of(f) != pl.String()]
+    failures = [
+        F.when(
+            F.col("_match") & F.col(f.column).isNull() & ~F.col(f"_r{i}").isin("-", ""),
+            F.format_string(
+                'field %s: expected %s, got "%s"',
+                F.lit(f.column),
+                F.lit(_EXPECTED[f.kind]),
+                F.substring(F.col(f"_r{i}"), 1, 40),
+            ),
+        )
+        for i, f in checked
+    ]
+    reason = F.coalesce(*failures) if failures else F.lit(None).cast("string")
+    outcome = typed.select(
+        "*",
+        F.when(F.col("_match") & reason.isNull(), F.lit("access"))
+        .when(F.col("_other").isNotNull(), F.lit("other"))
+        .otherwise(F.lit("unparsed"))
+        .alias("_outcome"),
+        F.coalesce(reason, F.lit("does not match the format")).alias("_reason"),
+    ).persist()
+    try:
+        return _state(outcome, fmt, used, by, given), fmt
+    finally:
+        outcome.unpersist()
+
+
+def _arrow(frame: DataFrame) -> pl.DataFrame:
+    """A small Spark result as polars (Arrow across the wire; times stay UTC microseconds)."""
+    table = frame.toArrow()
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
+    return out.with_columns(
+        pl.col(c).dt.replace_time_zone("UTC") if isinstance(t, pl.Datetime) and t.time_zone is None else pl.col(c)
+        for c, t in out.schema.items()
+    )
+
+
+def _state(
+    outcome: DataFrame, fmt: CompiledFormat, used: list[tuple[int, Any]], by: str | None, paths: list[str]
+) -> SummaryState:
+    from pyspark.sql import functions as F
+
+    schema: dict[str, pl.DataType] = {"source": pl.String(), "line_no": pl.Int64()}
+    schema |= {f.column: dtype_of(f) for _, f in used}
+    cols = set(schema)
+    access = outcome.filter(F.col("_outcome") == "access")
+    code, flags = F.col("response_code"), F.col("response_flags")
+    if "response_code" not in cols:
+        error = F.lit(False)
+    elif "response_flags" in cols:
+        error = (code >= 500) | ((code == 0) & flags.isNotNull())
+    else:
+        error = (code >= 500) | (code == 0)
+    count = F.count(F.lit(1)).cast("bigint").alias("n")
+    values = [count, F.sum(error.cast("bigint")).alias("errors")]
+    if "path" in cols:
+        values.append(F.sum((error & F.col("path").isNull()).cast("bigint")).alias("errors_no_path"))
+    attempts = attempts_column(schema)
+    if attempts:
+        a = F.col(attempts)
+        values += [
+            F.sum(F.greatest(a - 1, F.lit(0))).cast("bigint").alias("retries"),
+            F.sum((a > 1).cast("bigint")).alias("retried"),
+            F.sum(((a > 1) & error).cast("bigint")).alias("retried_failed"),
+        ]
+    dims = (by,) if by and by != "upstream_cluster" else ()
+    keys = [c for c in dict.fromkeys((*KEYS, *dims)) if c in cols]
+    tables: dict[str, pl.DataFrame] = {"requests": _sums(access.groupBy(*keys).agg(*values), keys)}
+
+    def counts(frame: DataFrame, on: list[str]) -> pl.DataFrame:
+        return _arrow(frame.groupBy(*on).agg(count))
+
+    if "duration" in cols:
+        tables["durations"] = counts(access, [*latency_keys(cols, dims), "duration"])
+    if "upstream_service_time" in cols:
+        ust = [c for c in ("upstream_cluster",) if c in cols]
+        tables["upstream_times"] = counts(access, [*ust, "upstream_service_time"])
+        if "duration" in cols:
+            gaps = access.select((F.col("duration") - F.col("upstream_service_time")).alias("gap"))
+            tables["gaps"] = counts(gaps, ["gap"])
+    if attempts:
+        tables["attempts"] = counts(access.select(F.col(attempts).alias("attempts")), ["attempts"])
+    if "path" in cols:
+        tables["error_paths"] = counts(access.filter(error), ["path"])
+    start = end = None
+    step = 0
+    if "start_time" in cols:
+        span = _arrow(access.agg(F.min("start_time").alias("a"), F.max("start_time").alias("b")))
+        start, end = span.row(0)
+    if start is not None and end is not None:
+        step = bucket_seconds(end - start)
+        cell = F.floor(F.unix_micros(F.col("start_time")) / F.lit(step * 1_000_000)).cast("bigint").alias("cell")
+        on = ["cell", *(("duration",) if "duration" in cols else ())]
+        grid = access.filter(F.col("start_time").isNotNull()).select(cell, error.alias("_e"), *on[1:])
+        tables["grid"] = _arrow(
+            grid.groupBy(*on).agg(count.alias("requests"), F.sum(F.col("_e").cast("bigint")).alias("errors"))
+        )
+    blocks = _arrow(outcome.groupBy("_file", "_block").agg(count, F.min("_idx").alias("_first")))
+    names = _sources(paths)
+    slowest = pl.DataFrame()
+    if "duration" in cols:
+        shown = [c for c in SLOWEST_COLUMNS if c in cols and c not in ("source", "line_no")]
+        rows = access.filter(F.col("duration").isNotNull()).orderBy(
+            F.col("duration").desc(), "_file", "_block", "_idx"
+        )
+        slowest = _located(_arrow(rows.select(*shown, "_file", "_block", "_idx").limit(KEEP_SLOWEST)), blocks, names)
+        slowest = slowest.select(c for c in SLOWEST_COLUMNS if c in slowest.columns)
+    kinds = _arrow(outcome.groupBy("_outcome", "_other").agg(count))
+    unparsed_rows = outcome.filter(F.col("_outcome") == "unparsed").orderBy("_file", "_block", "_idx")
+    first = unparsed_rows.select("line", F.col("_reason").alias("reason"), "_file", "_block", "_idx")
+    examples = _located(_arrow(first.limit(KEEP_UNPARSED)), blocks, names)
+    tally = Tally(
+        access=_total(kinds, "access"),
+        unparsed=_total(kinds, "unparsed"),
+        other_kinds=Counter(
+            {k: int(n) for k, n in kinds.filter(pl.col("_outcome") == "other").select("_other", "n").iter_rows()}
+        ),
+        examples=examples.select(*UNPARSED_SCHEMA).cast(UNPARSED_SCHEMA)  # type: ignore[arg-type]
+        if examples.height
+        else pl.DataFrame(schema=UNPARSED_SCHEMA),
+    )
+    empty = pl.DataFrame()
+    return SummaryState(
+        dims=dims,
+        schema=schema,
+        requests=tables["requests"],
+        durations=tables.get("durations", empty),
+        upstream_times=tables.get("upstream_times", empty),
+        gaps=tables.get("gaps", empty),
+        attempts=tables.get("attempts", empty),
+        error_paths=tables.get("error_paths", empty),
+        grid=tables.get("grid", empty),
+        step=step,
+        start=start,
+        end=end,
+        slowest=slowest,
+        tally=tally,
+    )
+
+
+def _sums(frame: DataFrame, keys: list[str]) -> pl.DataFrame:
+    out = _arrow(frame)
+    return out.with_columns(pl.col(c).cast(pl.Int64) for c in out.columns if c not in keys)
+
+
+def _total(kinds: pl.DataFrame, outcome: str) -> int:
+    return int(kinds.filter(pl.col("_outcome") == outcome)["n"].sum() or 0)
+
+
+def _sources(paths: list[str]) -> dict[str, str]:
+    """Spark's ``file:`` URIs back to the names the user gave (as the local engine names sources)."""
+    return {os.path.abspath(p): p for p in paths if "://" not in p}
+
+
+def _located(rows: pl.DataFrame, blocks: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """``source`` and 1-based ``line_no`` for rows Spark placed by (file, block, row in partition): a
+    file's lines before a block are the counts of its earlier blocks (each block is read in order)."""
+    if not rows.height:
+        return rows
+    offsets = blocks.sort("_file", "_block").with_columns(
+        (pl.col("n").cum_sum().over("_file") - pl.col("n")).alias("_before")
+    )
+    located = rows.join(offsets, on=["_file", "_block"], how="left", maintain_order="left")
+
+    def source(uri: str) -> str:
+        path = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+        if path in names:
+            return names[path]
+        for whole, given in names.items():  # a file Spark found in a directory given
+            if path.startswith(whole.rstrip("/") + "/"):
+                return os.path.join(given, os.path.relpath(path, whole))
+        return uri
+
+    return located.with_columns(
+        pl.col("_file").map_elements(source, return_dtype=pl.String).alias("source"),  # a few rows, not lines
+        (pl.col("_before") + pl.col("_idx") - pl.col("_first") + 1).cast(pl.Int64).alias("line_no"),
+    ).drop("_file", "_block", "_idx", "_first", "_before", "n")
