@@ -248,14 +248,28 @@ def time_filter(since: str | None, until: str | None) -> Callable[[pl.DataFrame]
     def keep(frame: pl.DataFrame) -> pl.DataFrame:
         if "start_time" not in frame.columns:
             return frame.clear()
-        cond = pl.lit(True)
-        if start is not None:
-            cond &= pl.col("start_time") >= start
-        if end is not None:
-            cond &= pl.col("start_time") < end
-        return frame.filter(cond.fill_null(False))
+        return frame.filter(in_window(start, end))
 
     return keep
+
+
+def bounds(
+    since: str | None, until: str | None, latest: dt.datetime | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``--since`` / ``--until`` as times: ISO as given, durations back from ``latest``."""
+    start = parse_time(since, latest) if since else None
+    end = parse_time(until, latest, option="--until") if until else None
+    return start, end
+
+
+def in_window(start: dt.datetime | None, end: dt.datetime | None) -> pl.Expr:
+    """Requests in ``[start, end)`` (a request without a time is in no window)."""
+    cond = pl.col("start_time").is_not_null()
+    if start is not None:
+        cond &= pl.col("start_time") >= start
+    if end is not None:
+        cond &= pl.col("start_time") < end
+    return cond
 
 
 def check_time(text: str, *, option: str = "--since") -> None:
@@ -271,10 +285,7 @@ def window(
     """``--since`` / ``--until`` as times: ISO as given, durations back from the last request."""
     if not (since or until) or "start_time" not in requests.columns:
         return None, None
-    latest = requests.select(pl.col("start_time").max()).item()
-    start = parse_time(since, latest) if since else None
-    end = parse_time(until, latest, option="--until") if until else None
-    return start, end
+    return bounds(since, until, requests.select(pl.col("start_time").max()).item())
 
 
 def narrow(
@@ -289,10 +300,8 @@ def narrow(
     if where:
         conditions.append(compile_where(where, requests.schema))
     start, end = window(requests, since, until)
-    if start is not None:
-        conditions.append(pl.col("start_time") >= start)
-    if end is not None:
-        conditions.append(pl.col("start_time") < end)
+    if start is not None or end is not None:
+        conditions.append(in_window(start, end))
     if not conditions:
         return log
     return AccessLog(requests.filter(pl.all_horizontal(conditions)), log.unparsed, log.other, log.format)

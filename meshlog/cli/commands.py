@@ -342,7 +342,7 @@ def summarize(
         state, fmt = _on_spark(paths, run, by, spark_remote)
         (start, end), interrupted = (None, None), False
     else:
-        state, fmt, (start, end), interrupted = _locally(paths, run, by, keep, where, (since, until))
+        state, fmt, (start, end), interrupted = _fold(paths, run, by, keep, where, (since, until))
     columns = list(state.schema)
     if by is not None and state.total:
         _check_by(by, columns)
@@ -368,35 +368,32 @@ def summarize(
         say(f"error: {metrics_failed} (the report above is the log's alone)")
     if interrupted:
         say("interrupted: the report covers the lines read before Ctrl-C")
-    say(accounting(state.tally.counts)) if engine is Engine.spark else _finish(run, strict)
+    _finish_on(engine, run, state, strict)
     if metrics_failed is not None:
         raise typer.Exit(exit_code_for(metrics_failed))
     if interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
 
 
-def _locally(
-    paths: list[str],
-    run: Run,
-    by: By | None,
-    keep: Callable[[pl.DataFrame], pl.DataFrame] | None,
-    where: str | None,
-    times: tuple[str | None, str | None],
-) -> tuple[SummaryState, CompiledFormat | None, tuple[dt.datetime | None, dt.datetime | None], bool]:
-    """The summary state read here: state, format, the window's times, and whether Ctrl-C stopped it."""
-    folded, interrupted = _fold(paths, run, by, keep, where, times)
-    if run.format is None:
-        _when_no_format(run)
-    return folded.state.with_tally(run.tally), run.format, folded.window, interrupted
+def _finish_on(engine: Engine, run: Run, state: SummaryState, strict: bool) -> None:
+    """The run's ending: Spark's accounting is in the state it sent back (the local sources read none)."""
+    if engine is Engine.spark:
+        say(accounting(state.tally.counts))
+    else:
+        _finish(run, strict)
 
 
 def _on_spark(paths: list[str], run: Run, by: By | None, url: str) -> tuple[SummaryState, CompiledFormat]:
     """The summary state computed by Spark (``engines.spark``), and the format it used."""
     from meshlog.engines.spark import session, spark_state
 
-    state, fmt = spark_state(session(url), paths, run.format, by=BY_COLUMN[by] if by is not None else None)
-    if run.format is None:
-        say(f"format: detected {fmt.name or 'a custom format'} (use --format to choose)")
+    spark = session(url)
+    try:
+        state, fmt = spark_state(spark, paths, run.format, by=BY_COLUMN[by] if by is not None else None)
+    finally:
+        spark.stop()  # a Connect session left open retries its release at exit, for minutes if the server went
+    if run.format is None and run.stream.on_format is not None:
+        run.stream.on_format(", ".join(paths), fmt)  # one format for every path Spark read
     return state, fmt
 
 
@@ -407,15 +404,16 @@ def _fold(
     keep: Callable[[pl.DataFrame], pl.DataFrame] | None,
     where: str | None,
     times: tuple[str | None, str | None],
-) -> tuple[Folded, bool]:
-    """Read every input into one summary state; True when Ctrl-C stopped it (a live stream: the
-    report then covers what came)."""
+) -> tuple[SummaryState, CompiledFormat | None, tuple[dt.datetime | None, dt.datetime | None], bool]:
+    """Read every input into one summary state: the state, the format, the window's times, and True
+    when Ctrl-C stopped it (a live stream: the report then covers what came)."""
     from meshlog.cli.progress import progress
     from meshlog.filters import columns_named
     from meshlog.reports.state import STATE_COLUMNS
 
     folded = Folded(times, BY_COLUMN[by] if by is not None else None, keep)
     single = len(expand(paths)) == 1
+    interrupted = False
     with progress(paths, run) as tick:
         # only the text columns the state and --where read are built
         columns = STATE_COLUMNS | set(folded.dims) | (columns_named(where) if where else set())
@@ -426,8 +424,10 @@ def _fold(
                 folded.add(piece)
                 tick()
         except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far
-            return folded, True
-    return folded, False
+            interrupted = True
+    if run.format is None:
+        _when_no_format(run)
+    return folded.state.with_tally(run.tally), run.format, folded.window, interrupted
 
 
 def _beside_metrics(summary: Summary, state: SummaryState, conn: Connection) -> MeshlogError | None:

@@ -26,19 +26,19 @@ import polars as pl
 
 from meshlog.errors import ConfigError, UnreachableError, UsageError
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.operators import Kind
 from meshlog.parse import UNPARSED_SCHEMA
-from meshlog.parse.cast import _EXPECTED, dtype_of
+from meshlog.parse.cast import _EXPECTED, dtype_of, strips_semicolon, unset_texts
 from meshlog.parse.classify import OTHER_LINES
 from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.parse.tally import KEEP_UNPARSED, Tally
 from meshlog.reports.state import (
-    ATTEMPT_COLUMNS,
     KEEP_SLOWEST,
     KEYS,
     SLOWEST_COLUMNS,
+    STATE_COLUMNS,
     SummaryState,
     attempts_column,
+    from_tables,
     latency_keys,
 )
 from meshlog.reports.timeline import bucket_seconds
@@ -90,12 +90,8 @@ def _typed(field: Any, raw: Column) -> Column:
         return raw.try_cast("bigint")
     if dtype_of(field) != pl.String():
         return _time(field, raw)
-    empty_is_unset = field.kind not in (Kind.STRING, Kind.ADDRESS, Kind.JSON)
-    unset = (raw == "-") | ((raw == "") if empty_is_unset else F.lit(False))
-    value = F.when(~unset, raw)
-    if field.source in ("%UPSTREAM_CLUSTER%", "%UPSTREAM_CLUSTER_RAW%"):
-        value = F.regexp_replace(value, ";$", "")
-    return value
+    value = F.when(~raw.isin(*unset_texts(field)), raw)
+    return F.regexp_replace(value, ";$", "") if strips_semicolon(field) else value
 
 
 # chrono patterns whose text Spark reads natively (others: the local engine, said before any work)
@@ -147,7 +143,7 @@ def spark_state(
         raise UsageError(f"--engine spark reads text formats for now; {fmt.name or 'this format'} is JSON")
     regex = java_regex(fmt)
     fields = list(fmt.fields)
-    wanted = {*KEYS, *ATTEMPT_COLUMNS, *SLOWEST_COLUMNS, "upstream_service_time", *((by,) if by else ())}
+    wanted = STATE_COLUMNS | {by}
     used = [(i, f) for i, f in enumerate(fields) if f.column in wanted]
     raws = [F.regexp_extract("line", regex, i + 1).alias(f"_r{i}") for i, _ in used]
     kind = F.lit(None).cast("string")
@@ -280,23 +276,7 @@ def _state(
         if examples.height
         else pl.DataFrame(schema=UNPARSED_SCHEMA),
     )
-    empty = pl.DataFrame()
-    return SummaryState(
-        dims=dims,
-        schema=schema,
-        requests=tables["requests"],
-        durations=tables.get("durations", empty),
-        upstream_times=tables.get("upstream_times", empty),
-        gaps=tables.get("gaps", empty),
-        attempts=tables.get("attempts", empty),
-        error_paths=tables.get("error_paths", empty),
-        grid=tables.get("grid", empty),
-        step=step,
-        start=start,
-        end=end,
-        slowest=slowest,
-        tally=tally,
-    )
+    return from_tables(dims, schema, tables, step=step, start=start, end=end, slowest=slowest, tally=tally)
 
 
 def _sums(frame: DataFrame, keys: list[str]) -> pl.DataFrame:

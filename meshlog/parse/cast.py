@@ -50,15 +50,23 @@ def _typed(f: Field, raw: pl.Expr) -> pl.Expr:
         if f.time.has_zone:
             return parsed.dt.convert_time_zone("UTC")
         return parsed.dt.replace_time_zone("UTC")
-    # Text: "-" is unset; "" is a value Envoy wrote (an empty header), except for flags.
-    empty_is_unset = f.kind not in (Kind.STRING, Kind.ADDRESS, Kind.JSON)
-    unset = raw.is_null() | (raw == "-") | ((raw == "") & pl.lit(empty_is_unset))
+    unset = raw.is_null()
+    for text in unset_texts(f):  # one comparison each, as cheap as the kernels get
+        unset |= raw == text
     value = pl.when(~unset).then(raw)
-    if f.source in ("%UPSTREAM_CLUSTER%", "%UPSTREAM_CLUSTER_RAW%"):
-        # Istio ≥1.23 sets alt_stat_name "<name>;": %UPSTREAM_CLUSTER% (and JSON upstream_cluster of
-        # 1.23.0–1.23.3 / 1.24.0–1.24.1, which the istio-json preset cannot tell apart) end in ";".
-        return value.str.strip_suffix(";")
-    return value
+    return value.str.strip_suffix(";") if strips_semicolon(f) else value
+
+
+def unset_texts(f: Field) -> tuple[str, ...]:
+    """What a text field prints when unset: "-"; "" too, except where "" is a value Envoy wrote (an
+    empty header, an address, JSON). Every engine reads text fields by this rule."""
+    return ("-",) if f.kind in (Kind.STRING, Kind.ADDRESS, Kind.JSON) else ("-", "")
+
+
+def strips_semicolon(f: Field) -> bool:
+    """Istio ≥1.23 sets alt_stat_name "<name>;": %UPSTREAM_CLUSTER% (and JSON upstream_cluster of
+    1.23.0–1.23.3 / 1.24.0–1.24.1, which the istio-json preset cannot tell apart) end in ";"."""
+    return f.source in ("%UPSTREAM_CLUSTER%", "%UPSTREAM_CLUSTER_RAW%")
 
 
 def cast_fields(raw: pl.DataFrame, compiled: CompiledFormat) -> tuple[pl.DataFrame, pl.DataFrame]:

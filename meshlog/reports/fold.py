@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import polars as pl
 
-from meshlog.filters import is_relative, time_filter
+from meshlog.filters import bounds, is_relative, time_filter
 from meshlog.parse import AccessLog
 from meshlog.reports.state import SummaryState, empty_state, merge_all, state_of
-from meshlog.reports.window import Settling, bounds
+from meshlog.reports.window import Settling
 
 MERGE_EVERY = 32  # chunk states held before they are merged into one
 

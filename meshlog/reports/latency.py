@@ -95,22 +95,27 @@ def slowest(state: SummaryState, columns: Sequence[str], *, top: int = 10) -> pl
 HISTOGRAM_BOUNDS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
-def histogram(requests: pl.LazyFrame, by: str, bounds: Sequence[float] = HISTOGRAM_BOUNDS) -> pl.DataFrame:
-    """Requests per duration bucket (``<= bound``, last bucket open) for each value of ``by``:
-    one row per value, a ``counts`` list with ``len(bounds) + 1`` entries."""
+def histogram(state: SummaryState, by: str, bounds: Sequence[float] = HISTOGRAM_BOUNDS) -> pl.DataFrame:
+    """Requests per duration bucket (``<= bound``, last bucket open) for each value of ``by``, from the
+    state's duration counts: one row per value, a ``counts`` list with ``len(bounds) + 1`` entries."""
+    counts = state.durations
+    if by not in counts.columns or "duration" not in counts.columns:
+        return pl.DataFrame({by: [], "counts": []})
     bucket = pl.lit(len(bounds))
     for i, bound in reversed(list(enumerate(bounds))):
         bucket = pl.when(pl.col("duration") <= bound).then(i).otherwise(bucket)
-    per = requests.filter(pl.col("duration").is_not_null()).group_by(by, bucket.alias("bucket")).len().collect()
-    full = (
-        per.select(by)
-        .unique()
-        .join(pl.DataFrame({"bucket": list(range(len(bounds) + 1))}, schema={"bucket": pl.Int32}), how="cross")
+    per = (
+        counts.filter(pl.col("duration").is_not_null())
+        .group_by(by, bucket.cast(pl.Int32).alias("bucket"))
+        .agg(pl.col("n").sum())
+    )
+    full = per.select(by).unique().join(
+        pl.DataFrame({"bucket": list(range(len(bounds) + 1))}, schema={"bucket": pl.Int32}), how="cross"
     )
     return (
-        full.join(per.with_columns(pl.col("bucket").cast(pl.Int32)), on=[by, "bucket"], how="left")
-        .with_columns(pl.col("len").fill_null(0))
+        full.join(per, on=[by, "bucket"], how="left", nulls_equal=True)
+        .with_columns(pl.col("n").fill_null(0))
         .sort(by, "bucket")
         .group_by(by, maintain_order=True)
-        .agg(pl.col("len").alias("counts"))
+        .agg(pl.col("n").alias("counts"))
     )

@@ -159,6 +159,22 @@ def state_of(requests: pl.DataFrame, *, by: str | None = None) -> SummaryState:
     names = list(plans)
     tables = dict(zip(names, pl.collect_all(plans.values()), strict=True))
     slowest = _slowest(requests.select(c for c in SLOWEST_COLUMNS if c in cols)) if has_duration else _EMPTY
+    return from_tables(dims, schema, tables, step=step, start=start, end=end, slowest=slowest)
+
+
+def from_tables(
+    dims: tuple[str, ...],
+    schema: dict[str, pl.DataType],
+    tables: dict[str, pl.DataFrame],
+    *,
+    step: int,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    slowest: pl.DataFrame,
+    tally: Tally | None = None,
+) -> SummaryState:
+    """A state from its tables by name (a table the log gave no column for is absent): how every
+    engine hands its aggregations over."""
     return SummaryState(
         dims=dims,
         schema=schema,
@@ -173,6 +189,7 @@ def state_of(requests: pl.DataFrame, *, by: str | None = None) -> SummaryState:
         start=start,
         end=end,
         slowest=slowest,
+        tally=tally or Tally(),
     )
 
 

@@ -32,11 +32,6 @@ def errors_filter(columns: Collection[str]) -> str:
     return "response_code>=500 or (response_code=0 and response_flags~.)"
 
 
-def columns_of(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
-    """Column names of an eager or a lazy frame (reports take both)."""
-    return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
-
-
 def overview(state: SummaryState) -> dict[str, Any]:
     """Requests, their time span, rate and error ratio (see ``is_error``)."""
     req, columns = state.requests, state.columns

@@ -14,27 +14,8 @@ import datetime as dt
 
 import polars as pl
 
-from meshlog.filters import is_relative, parse_time
+from meshlog.filters import bounds, in_window, is_relative
 from meshlog.reports.state import SummaryState, merge_all, state_of
-
-
-def bounds(
-    since: str | None, until: str | None, latest: dt.datetime | None
-) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``--since`` / ``--until`` as times: ISO as given, durations back from ``latest``."""
-    start = parse_time(since, latest) if since else None
-    end = parse_time(until, latest, option="--until") if until else None
-    return start, end
-
-
-def in_window(start: dt.datetime | None, end: dt.datetime | None) -> pl.Expr:
-    """Requests in ``[start, end)`` (a request without a time is in no window)."""
-    cond = pl.col("start_time").is_not_null()
-    if start is not None:
-        cond &= pl.col("start_time") >= start
-    if end is not None:
-        cond &= pl.col("start_time") < end
-    return cond
 
 
 class Settling:

@@ -328,10 +328,9 @@ class MeshlogApp(App[None]):
         t0 = time.monotonic()
         try:
             summary = self.state.summary()
-            requests = self.state.requests()
             shapes: dict[str, list[int]] = {}
-            if summary is not None and {"upstream_cluster", "duration"} <= set(requests.columns):
-                hist = histogram(requests.lazy(), "upstream_cluster")
+            if summary is not None:
+                hist = histogram(self.state.merged(), "upstream_cluster")
                 shapes = {str(k): list(v) for k, v in hist.iter_rows()}
         finally:
             self._summary_at, self._summary_took = time.monotonic(), time.monotonic() - t0

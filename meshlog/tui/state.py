@@ -97,17 +97,21 @@ class LogState:
             return None
         return AccessLog(self.requests(), self.tally.examples, pl.DataFrame(schema=OTHER_SCHEMA), self.format)
 
-    def summary(self, top: int = 25) -> Summary | None:
-        """The same report ``summarize`` prints, for everything read so far: the chunks' summary
-        states merged (the dashboard reads counts, never the rows the table pages through)."""
+    def merged(self) -> SummaryState:
+        """The summary state of everything read so far: the chunks' states merged, with the line
+        accounting (the dashboard reads counts, never the rows the table pages through)."""
         with self._lock:
-            if self.format is None:
-                return None
             merged = merge_all(self._states)
             self._states = [merged]
             tally = Tally()
-            tally.merge(self.tally)
-        return summary_dict(merged.with_tally(tally), self.format, top=top)
+            tally.merge(self.tally)  # a copy: the reading thread goes on counting into its own
+        return merged.with_tally(tally)
+
+    def summary(self, top: int = 25) -> Summary | None:
+        """The same report ``summarize`` prints, for everything read so far."""
+        if self.format is None:
+            return None
+        return summary_dict(self.merged(), self.format, top=top)
 
     def set_filter(self, where: str) -> None:
         """Check ``where`` against the columns now (raises ``FilterError`` with the column) and keep it."""

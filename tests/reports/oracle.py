@@ -29,7 +29,12 @@ from meshlog.reports.contract import (
 from meshlog.reports.hints import RULES, Rule, rule_filter
 from meshlog.reports.state import ATTEMPT_COLUMNS, SLOWEST_COLUMNS
 from meshlog.reports.timeline import bucket_seconds
-from meshlog.reports.traffic import columns_of, is_error
+from meshlog.reports.traffic import is_error
+
+
+def columns_of(frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """Column names of an eager or a lazy frame (reports take both)."""
+    return frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
 
 
 def overview(requests: pl.DataFrame) -> dict[str, Any]:
