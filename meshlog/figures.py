@@ -15,9 +15,11 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(" " if not v else BARS[max(0, round(v / top * len(BARS)) - 1)] for v in values)
 
 
-def timeline_lines(buckets: Sequence[dict[str, Any]]) -> list[tuple[str, str, int]]:
-    """``(name, sparkline, peak)`` for the requests and the errors of a summary's timeline buckets."""
-    return [(key, sparkline(v := [b[key] for b in buckets]), max(v, default=0)) for key in ("requests", "errors")]
+def timeline_lines(
+    buckets: Sequence[dict[str, Any]], keys: Sequence[str] = ("requests", "errors")
+) -> list[tuple[str, str, int]]:
+    """``(name, sparkline, peak)`` for the requests (or connections) and the errors of timeline buckets."""
+    return [(key, sparkline(v := [b[key] for b in buckets]), max(v, default=0)) for key in keys]
 
 
 def percent(share: float) -> str:
@@ -44,3 +46,17 @@ def span(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def _whole_ms(v: Any) -> str:
+    return "-" if v is None else f"{float(v):,.0f}" if float(v).is_integer() else f"{float(v):,.1f}"
+
+
+def connections_headline(report: dict[str, Any]) -> str:
+    """``41 connections (ztunnel), 12 errors (29.3%) · p50 2 ms, p99 10,002 ms``."""
+    d = report["duration"]
+    extra = f", {report['opened']:,} opened" if report["opened"] else ""
+    return (
+        f"{count(report['total'], 'connection')} (ztunnel{extra}) · errors: {report['errors']:,} "
+        f"({percent(report['error_ratio'])}) · duration p50 {_whole_ms(d['p50'])} ms, p99 {_whole_ms(d['p99'])} ms"
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import polars as pl
@@ -55,15 +55,22 @@ def compile_where(text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
     return _expr(_parse(text), text, schema)
 
 
-def where_filter(text: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+def where_filter(text: str, *, elsewhere: Collection[str] | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """``--where`` for the many chunks of one run (several inputs, maybe with different columns):
     checked now, compiled once per distinct schema. A wrapper column (pod, namespace, container,
-    stream, captured_at) that one input lacks reads as null there, since another input may carry it."""
+    stream, captured_at) that one input lacks reads as null there, since another input may carry it.
+
+    ``elsewhere``: the columns of the other kind of record (requests vs ztunnel's connections). A
+    filter that names one of them is about that kind, and keeps none of this one; None: any column
+    this frame lacks is the other kind's."""
     named = columns_named(text)
     compiled: dict[tuple[tuple[str, pl.DataType], ...], pl.Expr] = {}
     lock = threading.Lock()  # parse workers call it side by side
 
     def keep(frame: pl.DataFrame) -> pl.DataFrame:
+        missing = [c for c in named if c not in frame.columns and c not in META]
+        if missing and (elsewhere is None or set(missing) <= set(elsewhere)):
+            return frame.clear()
         absent = [c for c in named if c not in frame.columns and c in META]
         if absent:
             frame = frame.with_columns(pl.lit(None, dtype=META[c]).alias(c) for c in absent)

@@ -10,7 +10,6 @@ callers may run it in workers; ``count`` then adds each result in order.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -18,10 +17,10 @@ import polars as pl
 
 from meshlog.errors import DetectionError
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.parse import OTHER_SCHEMA, UNPARSED_SCHEMA, AccessLog, parse_lines
+from meshlog.parse import OTHER_SCHEMA, AccessLog, parse_lines, ztunnel
 from meshlog.parse.classify import other_kind
 from meshlog.parse.detect import SAMPLE_LINES, detect
-from meshlog.parse.tally import KEEP_UNPARSED, Tally
+from meshlog.parse.tally import Tally
 
 ENOUGH = 20  # lines that look like records: enough to tell formats apart
 HOLD_LINES = 100_000  # a source showing only non-access lines is let out (counted) past this many
@@ -76,6 +75,7 @@ class StreamParser:
         self._reasons: dict[str, str] = {}  # source → the reason its lines are unparsed
         self._lock = threading.Lock()
         self._told = 0
+        self._l4: set[str] = set()  # sources that hold ztunnel records
 
     @property
     def format(self) -> CompiledFormat | None:
@@ -129,25 +129,44 @@ class StreamParser:
             held.rows += lines.height
         sample = pl.concat(held.frames, how="diagonal_relaxed") if len(held.frames) > 1 else held.frames[0]
         held.frames = [sample]
+        free = self._l4_free(source, held)
+        sample = held.frames[0]
         candidates = _record_like(sample)
         if len(candidates) >= ENOUGH or paused or final:
             try:
                 fmt = detect(candidates) if candidates else None
             except DetectionError as exc:
-                if final or len(candidates) >= SAMPLE_LINES:
-                    return self._give_up(source, str(exc))
-                fmt = None
+                if source in self._l4:  # a ztunnel log's continuation lines: other lines, not a problem
+                    fmt = None
+                    final = True
+                elif final or len(candidates) >= SAMPLE_LINES:
+                    return [*free, *self._give_up(source, str(exc))]
+                else:
+                    fmt = None
             if fmt is not None:
                 del self._held[source]
                 self.formats[source] = fmt
                 if self.on_format is not None:
                     self.on_format(source, fmt)
-                return [Job(sample, fmt)]
+                return [*free, Job(sample, fmt)]
         if final or (not candidates and held.rows >= HOLD_LINES):
             # only start-up / collector lines so far: they are counted as other, nothing is wrong yet
             del self._held[source]
-            return [Job(sample, None, "")]
-        return []
+            return [*free, Job(sample, None, "")] if sample.height else free
+        return free
+
+    def _l4_free(self, source: str, held: _Held) -> list[Job]:
+        """ztunnel's records need no Envoy format: when the held lines have some, they and the known
+        kinds of other line go on now, and only the lines that may be Envoy's wait for a format."""
+        sample = held.frames[0]
+        if source not in self._l4 and not sample.select(ztunnel.is_record().any()).item():
+            return []
+        self._l4.add(source)
+        known = ztunnel.is_record() | other_kind().is_not_null()
+        free = sample.filter(known)
+        held.frames = [sample.filter(~known)]
+        held.rows = held.frames[0].height
+        return [Job(free, None, "")] if free.height else []
 
     def _give_up(self, source: str, reason: str) -> list[Job]:
         """No preset fits ``source``: named in ``problems``; its lines are unparsed with the reason."""
@@ -161,9 +180,9 @@ class StreamParser:
     @staticmethod
     def parse(job: Job, *, columns: Collection[str] | None = None) -> Parsed:
         """Parse one job (pure: safe in worker threads); ``columns`` as in ``parse_lines``."""
-        if job.format is None:
-            return Parsed(None, _unknown_format(job.lines, job.reason))
-        log = parse_lines(job.lines, job.format, columns=columns)
+        log = parse_lines(job.lines, job.format, columns=columns, reason=job.reason)
+        if job.format is None and not log.connections.height:
+            return Parsed(None, Tally.of(log))
         return Parsed(log, Tally.of(log))
 
     def count(self, parsed: Parsed | Tally) -> None:
@@ -205,23 +224,8 @@ def _by_format(jobs: list[Job]) -> list[Job]:
 def _record_like(sample: pl.DataFrame) -> list[str]:
     """The held lines that may be access records: neither blank nor a known kind of other line."""
     head = sample.head(SCAN_ROWS).select("line")
-    kinds = head.select(other_kind().alias("kind"), pl.col("line"))
-    return kinds.filter(pl.col("kind").is_null())["line"].head(SAMPLE_LINES).to_list()
-
-
-def _unknown_format(lines: pl.DataFrame, reason: str) -> Tally:
-    """Lines no format fits: known kinds of other lines by kind, the rest unparsed with ``reason``."""
-    kinds = lines.select("source", "line_no", "line", other_kind().alias("kind"))
-    other = kinds.filter(pl.col("kind").is_not_null() | (pl.lit(reason) == ""))
-    other = other.with_columns(pl.col("kind").fill_null("unrecognised"))
-    unparsed = kinds.filter(pl.col("kind").is_null() & (pl.lit(reason) != ""))
-    examples = unparsed.head(KEEP_UNPARSED).select("source", "line_no", "line", pl.lit(reason).alias("reason"))
-    return Tally(
-        0,
-        unparsed.height,
-        Counter(dict(other.group_by("kind").len().iter_rows())),
-        examples.cast(UNPARSED_SCHEMA),  # type: ignore[arg-type]
-    )
+    kinds = head.select(other_kind().alias("kind"), ztunnel.is_record().alias("l4"), pl.col("line"))
+    return kinds.filter(pl.col("kind").is_null() & ~pl.col("l4"))["line"].head(SAMPLE_LINES).to_list()
 
 
 __all__ = ["OTHER_SCHEMA", "Job", "Parsed", "StreamParser", "Tally"]

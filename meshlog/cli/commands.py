@@ -20,6 +20,7 @@ from meshlog.flags import FLAGS, lookup, near_misses
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import PRESETS, resolve
 from meshlog.parse import AccessLog, LineCounts
+from meshlog.parse.ztunnel import CONNECTION_SCHEMA
 from meshlog.pipeline import (
     FormatOptions,
     Run,
@@ -169,7 +170,7 @@ def _check_early(run: Run, where: str | None) -> None:
     if where and run.format is not None:
         from meshlog.filters import compile_where
 
-        compile_where(where, row_schema([run.format]))
+        compile_where(where, {**CONNECTION_SCHEMA, **row_schema([run.format])})  # either kind of record
 
 
 def _sink(out: str | None) -> BinaryIO:
@@ -321,7 +322,7 @@ def summarize(
     from meshlog.reports.summary import by_table, iso_z, summary_dict
 
     # options first: a mistake stops here, before any input is read
-    keep = where_filter(where) if where else None
+    keep = where_filter(where, elsewhere=CONNECTION_SCHEMA) if where else None
     for text, option in ((since, "--since"), (until, "--until")):
         if text:
             check_time(text, option=option)
@@ -408,10 +409,11 @@ def _fold(
     """Read every input into one summary state: the state, the format, the window's times, and True
     when Ctrl-C stopped it (a live stream: the report then covers what came)."""
     from meshlog.cli.progress import progress
-    from meshlog.filters import columns_named
+    from meshlog.filters import columns_named, where_filter
     from meshlog.reports.state import STATE_COLUMNS
 
-    folded = Folded(times, BY_COLUMN[by] if by is not None else None, keep)
+    keep_l4 = where_filter(where) if where else None
+    folded = Folded(times, BY_COLUMN[by] if by is not None else None, keep, keep_l4)
     single = len(expand(paths)) == 1
     interrupted = False
     with progress(paths, run) as tick:

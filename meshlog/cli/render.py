@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from meshlog.cli.render_l4 import markdown_connections, render_connections
 from meshlog.escape import safe
 from meshlog.figures import count, percent, span, timeline_lines
 from meshlog.names import short
@@ -120,11 +121,17 @@ def render_summary(summary: Summary, console: Console | None = None) -> None:
     if summary["unparsed_lines"]:
         first = summary["unparsed_lines"][0]
         console.print(f"first unparsed: {safe(first['source'])}:{first['line_no']}: {safe(first['reason'])}")
+    l4 = summary.get("connections")
     if not summary["requests"]:
+        if l4:  # a ztunnel log: its connections are the report
+            render_connections(l4, console)
+            return
         console.print("no requests to report" + (" (none matches the filter)" if lines["access"] else ""))
         return
     for section in (_status, _hints, _flags, _error_paths, _error_details, _latency, _retries, _over_time):
         section(summary, console)
+    if l4:
+        render_connections(l4, console)
     if summary.get("metrics"):
         _render_comparison(summary["metrics"], console)
 
@@ -328,6 +335,8 @@ def markdown_summary(summary: Summary) -> str:
         out += [f"## Over time ({span(step)} buckets)", ""]
         out += [f"- {name}: `{line}` peak {peak}" for name, line, peak in timeline_lines(buckets)]
         out.append("")
+    if summary.get("connections"):
+        out += markdown_connections(summary["connections"])  # type: ignore[arg-type]
     if summary["other_lines"]:
         out += ["## Other lines", "", ", ".join(f"{o['kind']} {o['count']}" for o in summary["other_lines"]), ""]
     return "\n".join(out)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.operators import Kind
-from meshlog.parse import jsonl, text
+from meshlog.parse import jsonl, text, ztunnel
 from meshlog.parse.cast import cast_fields, dtype_of
 from meshlog.parse.classify import other_kind
 from meshlog.parse.derive import DERIVED, cluster_columns
@@ -34,18 +34,26 @@ class LineCounts:
     other: int
 
 
+def _no_connections() -> pl.DataFrame:
+    return pl.DataFrame(schema={"source": pl.String, "line_no": pl.Int64, **ztunnel.CONNECTION_SCHEMA})
+
+
 @dataclass(frozen=True)
 class AccessLog:
-    """One parsed input: ``requests`` (typed), ``unparsed`` (with reasons), ``other`` (by kind)."""
+    """One parsed input: ``requests`` (typed), ``unparsed`` (with reasons), ``other`` (by kind), and
+    ``connections``: Istio ambient's L4 records (ztunnel's), which any input may hold beside Envoy's.
+    Both kinds of record count as access lines."""
 
     requests: pl.DataFrame
     unparsed: pl.DataFrame
     other: pl.DataFrame
-    format: CompiledFormat | None  # None: no input's format is known (no access line came)
+    format: CompiledFormat | None  # None: no input's Envoy format is known (no Envoy access line came)
+    connections: pl.DataFrame = field(default_factory=_no_connections)
 
     @property
     def counts(self) -> LineCounts:
-        a, u, o = self.requests.height, self.unparsed.height, self.other.height
+        a = self.requests.height + self.connections.height
+        u, o = self.unparsed.height, self.other.height
         return LineCounts(a + u + o, a, u, o)
 
     @staticmethod
@@ -62,6 +70,7 @@ class AccessLog:
             pl.concat([p.unparsed for p in items], how="diagonal_relaxed"),  # wrapper columns may come later
             pl.concat([p.other for p in items]),
             fmt,
+            pl.concat([p.connections for p in items], how="diagonal_relaxed"),
         )
 
 
@@ -86,14 +95,45 @@ def wanted_fields(fmt: CompiledFormat, columns: Collection[str] | None) -> list[
 
 
 def parse_lines(
-    lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool = True, columns: Collection[str] | None = None
+    lines: pl.DataFrame,
+    fmt: CompiledFormat | None,
+    *,
+    use_plan: bool = True,
+    columns: Collection[str] | None = None,
+    reason: str = "",
 ) -> AccessLog:
     """Parse one lines frame (``source, line_no, line`` + any metadata columns) with a compiled format.
 
-    ``columns`` limits the text columns built (reports read few of them), and the derived cluster
-    columns when it names none of them; line accounting is the same.
+    ztunnel's records are taken out first, whatever the format (they are told by their shape).
+    ``fmt`` None: no Envoy format fits this input (yet); its other lines are then unparsed with
+    ``reason``, or, without one, counted as other. ``columns`` limits the text columns built
+    (reports read few of them), and the derived cluster columns when it names none of them; line
+    accounting is the same.
     """
     lines = lines.with_row_index(ROW)
+    l4 = lines.filter(ztunnel.is_record())
+    if not l4.height:
+        return _parse_envoy(lines, fmt, use_plan=use_plan, columns=columns, reason=reason)
+    connections, bad = ztunnel.parse(l4)
+    broken = l4.join(bad, on=ROW, how="inner").drop("line").join(l4.select(ROW, "line"), on=ROW)
+    rest = lines.join(l4.select(ROW), on=ROW, how="anti")
+    log = _parse_envoy(rest, fmt, use_plan=use_plan, columns=columns, reason=reason, l4_broken=broken)
+    return AccessLog(log.requests, log.unparsed, log.other, fmt, connections.drop(ROW))
+
+
+def _parse_envoy(
+    lines: pl.DataFrame,
+    fmt: CompiledFormat | None,
+    *,
+    use_plan: bool,
+    columns: Collection[str] | None,
+    reason: str,
+    l4_broken: pl.DataFrame | None = None,
+) -> AccessLog:
+    """Envoy's records of ``lines``; ``l4_broken``: ztunnel records' unparsed lines (``_row``, reason, …),
+    kept in input order among these."""
+    if fmt is None:
+        return _no_format(lines, reason, l4_broken)
     fields = wanted_fields(fmt, columns)
     if fmt.encoding == "json":
         raw, bad, not_records = _extract_json(lines, fmt, fields)
@@ -128,7 +168,7 @@ def parse_lines(
         good = lines.select(ROW, *meta).join(good, on=ROW, how="inner", maintain_order="right")
     requests = good.drop(ROW)
     wrapper_meta = [c for c in meta if c not in LINE_COLUMNS]
-    unparsed = lines.join(bad, on=ROW, how="inner").sort(ROW).select(*UNPARSED_SCHEMA, *wrapper_meta)
+    unparsed = _unparsed(lines.join(bad, on=ROW, how="inner"), l4_broken, wrapper_meta)
     if columns is None or not set(DERIVED).isdisjoint(columns):
         requests = cluster_columns(requests)
     return AccessLog(
@@ -139,14 +179,39 @@ def parse_lines(
     )
 
 
+def _unparsed(found: pl.DataFrame, broken: pl.DataFrame | None, meta: list[str]) -> pl.DataFrame:
+    """Unparsed lines in input order (``_row``), in the contract's columns and what wrappers said."""
+    if broken is not None and broken.height:
+        found = pl.concat([found, broken], how="diagonal_relaxed")
+    return found.sort(ROW).select(*UNPARSED_SCHEMA, *meta)
+
+
+def _no_format(lines: pl.DataFrame, reason: str, broken: pl.DataFrame | None) -> AccessLog:
+    """Lines no Envoy format fits: known kinds of other lines by kind, the rest unparsed with
+    ``reason`` (none: nothing is wrong yet, they are other lines)."""
+    kinds = lines.with_columns(other_kind().alias("kind"))
+    other = kinds.filter(pl.col("kind").is_not_null() | (pl.lit(reason) == ""))
+    other = other.with_columns(pl.col("kind").fill_null("unrecognised"))
+    found = kinds.filter(pl.col("kind").is_null() & (pl.lit(reason) != "")).with_columns(reason=pl.lit(reason))
+    meta = [c for c in lines.columns if c not in (ROW, *LINE_COLUMNS)]
+    return AccessLog(
+        pl.DataFrame(schema={"source": pl.String, "line_no": pl.Int64}),
+        _unparsed(found.drop("kind"), broken, meta).cast(UNPARSED_SCHEMA),  # type: ignore[arg-type]
+        other.sort(ROW).select(*OTHER_SCHEMA).cast(OTHER_SCHEMA),  # type: ignore[arg-type]
+        None,
+    )
+
+
 _JSON_UNDER_TEXT = "a JSON access record, but the format is text: pass -f istio-json (or the proxy's JSON format)"
 
 
 def _json_access_record() -> pl.Expr:
     """A JSON object with keys every Envoy JSON access format has (Istio's, Envoy Gateway's)."""
     line = pl.col("line")
-    return line.str.contains(r"^\s*\{") & line.str.contains('"response_code"', literal=True) & (
-        line.str.contains('"start_time"', literal=True) | line.str.contains('"duration"', literal=True)
+    return (
+        line.str.contains(r"^\s*\{")
+        & line.str.contains('"response_code"', literal=True)
+        & (line.str.contains('"start_time"', literal=True) | line.str.contains('"duration"', literal=True))
     )
 
 

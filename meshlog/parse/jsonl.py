@@ -11,6 +11,7 @@ with the decoder's message and column.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import polars as pl
@@ -38,10 +39,16 @@ def extract(
     """
     wanted = list(range(len(compiled.json_keys))) if fields is None else fields
     keys = tuple(compiled.json_keys[i] for i in wanted)
-    names = [f"_f{i}" for i in wanted]
-    # Structured values (metadata, filter state) come out as JSON text via a path match; the rest
-    # decode in one pass as text.
+    # Structured values (metadata, filter state) come out as JSON text via a path match.
     structured = {f.column for f in compiled.fields if f.kind is Kind.JSON}
+    return decode_keys(lines, keys, [f"_f{i}" for i in wanted], structured=structured)
+
+
+def decode_keys(
+    lines: pl.DataFrame, keys: Sequence[str], names: Sequence[str], *, structured: Collection[str] = ()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``_row`` and one text column per key (named ``names``) of JSON-object lines, and the lines
+    that do not decode (``_row, reason``). Every JSON reader (Envoy's records, ztunnel's) uses it."""
     dtype = pl.Struct({k: pl.String for k in dict.fromkeys(keys) if k not in structured})
 
     def value(key: str) -> pl.Expr:

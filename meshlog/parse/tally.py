@@ -31,7 +31,7 @@ class Tally:
     @classmethod
     def of(cls, log: AccessLog) -> Tally:
         kinds = Counter(dict(log.other.group_by("kind").len().iter_rows())) if log.other.height else Counter()
-        return cls(log.requests.height, log.unparsed.height, kinds, _examples(log.unparsed))
+        return cls(log.requests.height + log.connections.height, log.unparsed.height, kinds, _examples(log.unparsed))
 
     @property
     def other(self) -> int:

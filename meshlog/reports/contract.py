@@ -141,6 +141,7 @@ class Summary(TypedDict):
     retries: Retries
     timeline: Timeline
     hints: list[Hint]
+    connections: dict[str, Any] | None  # Istio ambient: ztunnel's L4 records (``reports.connections``); None: none came
     formats: NotRequired[list[InputFormat]]  # several inputs of different formats
     filter: NotRequired[str | None]  # --where
     window: NotRequired[Window | None]  # --since / --until

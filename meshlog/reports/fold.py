@@ -29,9 +29,10 @@ class Folded:
         times: tuple[str | None, str | None] = (None, None),
         by: str | None = None,
         keep: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+        keep_l4: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     ) -> None:
         since, until = times
-        self.times, self.by, self.keep = times, by, keep
+        self.times, self.by, self.keep, self.keep_l4 = times, by, keep, keep_l4
         self.dims: tuple[str, ...] = (by,) if by else ()
         relative = is_relative(since) or is_relative(until)
         self._in_time = None if relative else time_filter(since, until)
@@ -44,9 +45,13 @@ class Folded:
         rows = log.requests if self.keep is None else self.keep(log.requests)
         if self._settling is not None:
             return rows
+        connections = log.connections if self.keep_l4 is None else self.keep_l4(log.connections)
         if self._in_time is not None:
             rows = self._in_time(rows)
-        return state_of(rows, by=self.by)
+            connections = self._in_time(connections.rename({"timestamp": "start_time"})).rename(
+                {"start_time": "timestamp"}
+            )
+        return state_of(rows, by=self.by).with_connections(connections)
 
     def add(self, piece: SummaryState | pl.DataFrame) -> None:
         """Fold one ``chunk`` result in (in the reading thread)."""

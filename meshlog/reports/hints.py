@@ -3,6 +3,12 @@
 The rules are data (``RULES``), not code paths: each names the lines it is about with a few
 conditions, and says in plain words what that usually means during an incident. Evaluation
 is one vectorised filter per rule.
+
+An ambient waypoint is an Envoy too, but its clusters say what failed (``connect_originate``: the
+HBONE tunnel; ``inbound-vip|…``: a service it serves) and the objects to look at differ (ztunnel,
+port 15008, AuthorizationPolicy ``targetRefs``). Its rules ``replace`` the sidecar rules whose advice
+does not fit those lines: a line both match counts for the waypoint rule only. A log without waypoint
+lines gets exactly the hints (counts and filters) it got before.
 """
 
 from __future__ import annotations
@@ -20,19 +26,31 @@ if TYPE_CHECKING:
     from meshlog.reports.state import SummaryState
 
 
+# An ambient waypoint's clusters (istio pilot/pkg/networking/core/cluster_waypoint.go): those that open
+# the HBONE tunnel to the destination (or hand traffic to it; a gateway sending HBONE has them too), and
+# those that take requests in: the services it serves, what its HBONE terminator (port 15008) received.
+_HBONE_CLUSTERS = r"^(connect_originate|inner_connect_originate|outer_connect_originate|encap)$"
+_WAYPOINT_INBOUND = r"^(inbound-vip\|.*|main_internal)$"
+
+
 @dataclass(frozen=True)
 class Rule:
-    """When lines match every condition, say ``title`` / ``detail``; ``look_at`` names what to inspect."""
+    """When lines match every condition, say ``title`` / ``detail``; ``look_at`` names what to inspect.
+    ``replaces``: rules whose advice does not fit this rule's lines (a waypoint's, for a sidecar's rule):
+    a line both match counts for this rule only."""
 
     key: str
     title: str
     detail: str
     look_at: str
     flag: str | None = None  # the line's response_flags contain this flag
+    any_flag: tuple[str, ...] = ()  # the line's response_flags contain one of these
     codes: tuple[int, ...] = ()  # response_code is one of these
     details: str | None = None  # regex on response_code_details
     failure: str | None = None  # regex on upstream_transport_failure_reason (or the details' {...} part)
     no_flag: bool = False  # the line has no response flag
+    cluster: str | None = None  # regex on upstream_cluster
+    replaces: tuple[str, ...] = ()  # keys of rules that do not count the lines this rule matches
     severity: str = "warning"
 
 
@@ -119,10 +137,36 @@ RULES: tuple[Rule, ...] = (
          "the app failed it.",
          "the destination application's logs and recent deploys",
          codes=(500, 501, 502, 503, 504), details=r"^via_upstream$", no_flag=True),
+    # ambient waypoints (Istio's cluster names: pilot/pkg/networking/core/cluster_waypoint.go, waypoint.go)
+    Rule("waypoint-hbone", "Waypoint cannot open HBONE to the destination",
+         "The HBONE tunnel (an mTLS CONNECT to the destination pod's port 15008, cluster connect_originate / "
+         "encap) could not be opened: the destination's ztunnel refused or did not answer, a NetworkPolicy "
+         "drops port 15008, the pod is not (or no longer) in the ambient mesh, or the tunnel's mTLS failed.",
+         "the destination node's ztunnel (kubectl logs -n istio-system ds/ztunnel), NetworkPolicies (they must "
+         "allow port 15008 to the pod), istioctl ztunnel-config workloads (is the pod there, protocol HBONE?)",
+         flag="UF", cluster=_HBONE_CLUSTERS, replaces=("mtls", "refused"), severity="critical"),
+    Rule("waypoint-no-endpoint", "Waypoint has no healthy endpoint for the service",
+         "The waypoint answered 503 for a service it serves (cluster inbound-vip|port|protocol[/subset]|service): "
+         "it knows no healthy endpoint for it. The Service selects no ready pod, the subset matches no pod, "
+         "outlier detection ejected every pod, or ztunnel does not know the pods.",
+         "istioctl ztunnel-config services (the service's endpoints as the ambient mesh sees them); the service's "
+         "endpoints (kubectl get endpointslices -l kubernetes.io/service-name=<service>); DestinationRule subsets "
+         "and outlierDetection",
+         codes=(503,), any_flag=("UH", "NR"), cluster=r"^inbound-vip\|", replaces=("no-healthy", "no-route"),
+         severity="critical"),
+    Rule("waypoint-rbac", "Denied by an AuthorizationPolicy on the waypoint",
+         "The waypoint denied the request (403): ALLOW policies bound to it exist and none matched, or a DENY "
+         "policy matched. A waypoint enforces the policies that target it (targetRefs: its Gateway, or the "
+         "Service); a policy with a workload selector binds to ztunnel, not to the waypoint.",
+         "AuthorizationPolicy objects whose targetRefs name the waypoint (kind: Gateway) or the service "
+         "(kind: Service), in the service's namespace and the root namespace",
+         codes=(403,), details=r"^rbac_access_denied", cluster=_WAYPOINT_INBOUND, replaces=("rbac",)),
 )  # fmt: skip
 
 
-_RULE_COLUMNS = ("response_flags", "response_code", "response_code_details", "upstream_transport_failure_reason")
+_RULE_COLUMNS = (
+    "response_flags", "response_code", "response_code_details", "upstream_transport_failure_reason", "upstream_cluster",
+)  # fmt: skip
 _PLACES = ("upstream_cluster", "route_name", "pod", "authority")  # where a hint happens
 
 
@@ -135,12 +179,20 @@ def rule_filter(rule: Rule, columns: Collection[str]) -> str | None:
         if "response_flags" not in columns:
             return None
         parts.append(flag_filter(rule.flag))
+    if rule.any_flag:
+        if "response_flags" not in columns:
+            return None
+        parts.append("(" + " or ".join(flag_filter(f) for f in rule.any_flag) + ")")
     if rule.no_flag and "response_flags" in columns:
         parts.append("not response_flags~.")
     if rule.codes:
         if "response_code" not in columns:
             return None
         parts.append("(" + " or ".join(f"response_code={c}" for c in rule.codes) + ")")
+    if rule.cluster is not None:
+        if "upstream_cluster" not in columns:
+            return None
+        parts.append(f"upstream_cluster~{quote(rule.cluster)}")
     if rule.details is not None:
         if "response_code_details" not in columns:
             return None
@@ -168,10 +220,11 @@ def hints(state: SummaryState, *, top: int = 3) -> list[Hint]:
         worth.append((pl.col("response_code") >= 400) | (pl.col("response_code") == 0))
     # Rules read a few low-cardinality columns: the requests table counts the lines per distinct
     # combination of those and of the places reported; each rule's regexes run once per combination.
-    keys = [c for c in (*_RULE_COLUMNS, *_PLACES) if c in columns]
+    keys = [c for c in dict.fromkeys((*_RULE_COLUMNS, *_PLACES)) if c in columns]
     combos = requests.lazy().filter(pl.any_horizontal(worth) if worth else pl.lit(True))
     combos = combos.group_by(keys).agg(pl.col("n").sum().alias("_n"))
     tagged = combos.with_columns(c.alias(_tag(r)) for r, c in rules).collect()
+    tagged = _replace(tagged, [r for r, _ in rules], filters)
     counts = tagged.select(_lines(_tag(r)) for r, _ in rules).row(0, named=True)
     hit = [r for r, _ in rules if counts[_tag(r)]]
     wheres = _where(tagged, [_tag(r) for r in hit], top)
@@ -193,6 +246,25 @@ def hints(state: SummaryState, *, top: int = 3) -> list[Hint]:
         )
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(out, key=lambda h: (order[h["severity"]], -h["count"]))
+
+
+def _replace(tagged: pl.DataFrame, rules: list[Rule], filters: dict[str, str]) -> pl.DataFrame:
+    """A rule's lines no longer count for the rules it ``replaces`` (when it matched some): their tags
+    and filters lose them. ``filters`` is updated in place: ``<filter> and not (<its filter>)``, which
+    the ``--where`` grammar reads as meant (a rule's filter has no ``or`` outside parentheses)."""
+    present = {r.key: r for r in rules}
+    instead: dict[str, list[Rule]] = {}
+    for rule in rules:
+        if rule.replaces and tagged[_tag(rule)].any():
+            for key in rule.replaces:
+                if key in present:
+                    instead.setdefault(key, []).append(rule)
+    for key, by in instead.items():
+        filters[key] += "".join(f" and not ({filters[r.key]})" for r in by)
+    return tagged.with_columns(
+        (pl.col(_tag(present[key])) & ~pl.any_horizontal(pl.col(_tag(r)) for r in by)).alias(_tag(present[key]))
+        for key, by in instead.items()
+    )
 
 
 def _tag(rule: Rule) -> str:

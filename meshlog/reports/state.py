@@ -19,7 +19,8 @@ The tables, each a count ``n`` (or sums) per key:
   coarsening of it; a merge moves both sides to the step of the merged span (each step divides the
   next, and cells are aligned to the epoch, so coarsening is exact);
 - ``slowest``: the ``KEEP_SLOWEST`` slowest requests, whole rows;
-- ``start`` / ``end``: the first and last request; ``tally``: the line accounting.
+- ``start`` / ``end``: the first and last request; ``tally``: the line accounting;
+- ``l4``: ztunnel's connections, a state of their own (``reports.connections``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from meshlog.parse.tally import Tally
+from meshlog.reports.connections import EMPTY as EMPTY_L4
+from meshlog.reports.connections import ConnectionState, connection_state
+from meshlog.reports.connections import merge_all as merge_connections
 from meshlog.reports.timeline import bucket_seconds
 from meshlog.reports.traffic import is_error
 
@@ -69,6 +73,7 @@ class SummaryState:
     end: dt.datetime | None
     slowest: pl.DataFrame
     tally: Tally = field(default_factory=Tally)
+    l4: ConnectionState = EMPTY_L4  # ztunnel's connections (Istio ambient), beside the requests
 
     @property
     def columns(self) -> set[str]:
@@ -79,6 +84,10 @@ class SummaryState:
         """Requests in the state."""
         return int(self.requests["n"].sum()) if self.requests.height else 0
 
+    def with_connections(self, connections: pl.DataFrame) -> SummaryState:
+        """The same state with the L4 state of these connection records (``AccessLog.connections``)."""
+        return replace(self, l4=connection_state(connections)) if connections.height else self
+
     def with_tally(self, tally: Tally) -> SummaryState:
         """The same state with the input's line accounting (the stream parser keeps it as it reads)."""
         return replace(self, tally=tally)
@@ -87,7 +96,7 @@ class SummaryState:
         """Size of the tables, in bytes: what a remote engine sends back."""
         frames = (self.requests, self.durations, self.upstream_times, self.gaps, self.attempts,
                   self.error_paths, self.grid, self.slowest)  # fmt: skip
-        return sum(int(f.estimated_size()) for f in frames)
+        return sum(int(f.estimated_size()) for f in frames) + self.l4.nbytes()
 
 
 def attempts_column(schema: dict[str, pl.DataType]) -> str | None:
@@ -259,6 +268,7 @@ def merge_all(states: Sequence[SummaryState]) -> SummaryState:
         end=end,
         slowest=_merge_slowest([s.slowest for s in states]),
         tally=tally,
+        l4=merge_connections([s.l4 for s in states]),
     )
 
 

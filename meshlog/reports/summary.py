@@ -16,6 +16,7 @@ from meshlog.formats.compiler import CompiledFormat
 from meshlog.parse import AccessLog
 from meshlog.parse.tally import Tally
 from meshlog.reports import failures, latency, retries, timeline, traffic
+from meshlog.reports.connections import connections_report
 from meshlog.reports.contract import Latency, Overview, Summary, UnparsedLine
 from meshlog.reports.hints import hints
 from meshlog.reports.state import SLOWEST_COLUMNS, SummaryState, state_of
@@ -94,6 +95,7 @@ def summary_dict(
         "retries": retries.retries_report(state, top=top),
         "timeline": {"bucket_seconds": step, "buckets": buckets},
         "hints": hints(state),
+        "connections": connections_report(state.l4, top=top),
     }
 
 
@@ -102,7 +104,7 @@ def summarize_log(
 ) -> Summary:
     """The summary of a log held in memory (the TUI, tests): its state, rendered. ``tally``: the
     input's accounting when ``log`` is a part of it (filtered, or without its other lines)."""
-    state = state_of(log.requests, by=by).with_tally(tally or Tally.of(log))
+    state = state_of(log.requests, by=by).with_connections(log.connections).with_tally(tally or Tally.of(log))
     return summary_dict(state, log.format, top=top, by=by)
 
 

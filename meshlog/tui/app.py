@@ -256,7 +256,7 @@ class MeshlogApp(App[None]):
         # a summary of a million rows takes a while: while rows pour in, leave the CPU to the reading and
         # the keys most of the time (every 4 × what the last summary took), never more than once a tick
         due = not self.reading or time.monotonic() - self._summary_at >= 4 * self._summary_took
-        if due and self.state.version != self._summary_version and not self._summarizing and self.state.format:
+        if due and self.state.version != self._summary_version and not self._summarizing and self.state.reportable:
             self._summarizing = True
             self.summarize(self.state.version)
         if self.prometheus is not None and self.state.version and not self._metrics_asked:

@@ -17,6 +17,7 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from meshlog.figures import connections_headline as headline
 from meshlog.figures import percent, span, sparkline, timeline_lines
 from meshlog.filters import flag_filter, quote
 from meshlog.reports.contract import Hint, Retries, Summary
@@ -116,6 +117,7 @@ class Dashboard(VerticalScroll):
     Dashboard #codes-and-retries Panel { border: none; height: 1fr; }
     Dashboard #retries { height: auto; padding: 0 1; }
     Dashboard #over-time { height: auto; border: round $primary; padding: 0 1; }
+    Dashboard #l4 { height: auto; border: round $primary; padding: 0 1; display: none; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -139,6 +141,7 @@ class Dashboard(VerticalScroll):
                 yield Panel("status codes", ["code", "requests", "share", ""], id="codes")
                 yield Static(id="retries")
         yield Static(id="over-time")
+        yield Static(id="l4")
 
     def on_mount(self) -> None:
         self.query_one("#codes-and-retries").border_title = "status codes · retries"
@@ -188,6 +191,12 @@ class Dashboard(VerticalScroll):
         self.query_one(
             "#over-time", Static
         ).border_title = f"over time ({span(summary['timeline']['bucket_seconds'])} buckets)"
+        l4 = self.query_one("#l4", Static)
+        report = summary.get("connections")
+        l4.display = bool(report)
+        if report:
+            l4.border_title = "L4 connections (ztunnel, Istio ambient)"
+            l4.update(_connections(report))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         panel = event.data_table
@@ -243,4 +252,24 @@ def _over_time(summary: Summary) -> Text:
     if buckets:
         first, last = buckets[0]["start"], buckets[-1]["start"]
         out.append(" " * 9 + f"{first[11:19]} … {last[11:19]} UTC", style="dim")
+    return out
+
+
+def _connections(report: dict[str, Any], *, top: int = 6) -> Text:
+    """ztunnel's connections: the headline, what to check, and the busiest / most failing pairs."""
+    out = Text()
+    out.append(headline(report) + "\n", style="bold")
+    for hint in report["hints"]:
+        mark, style = _SEVERITY.get(hint["severity"], ("●", ""))
+        places = hint["where"].get("dst_service") or hint["where"].get("dst_workload") or []
+        at = ", ".join(f"{short_name(p['value'])} ({p['count']})" for p in places[:2] if p["value"])
+        out.append(f"{mark} ", style=style)
+        out.append(hint["title"], style="bold")
+        out.append(f" {hint['count']} ({percent(hint['share'])})" + (f" at {at}" if at else "") + "\n")
+        out.append(f"  → {hint['look_at']}\n", style="dim")
+    for r in report["by_workload"][:top]:
+        src = short_name(r["src_workload"] or "?")
+        dst = short_name(r["dst_service"] or r["dst_workload"] or "?")
+        errors = f" · {r['errors']} errors" if r["errors"] else ""
+        out.append(f"{src} → {dst}: {r['connections']} conns{errors}\n", style="red" if r["errors"] else "")
     return out

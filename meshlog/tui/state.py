@@ -53,6 +53,7 @@ class LogState:
     where: str = ""
     sort: tuple[str, bool] | None = None  # (column, descending)
     tally: Tally = field(default_factory=Tally)  # the line accounting of everything added
+    connections: int = 0  # ztunnel records seen (Istio ambient): reportable without an Envoy format
     _requests: list[pl.DataFrame] = field(default_factory=list)
     _states: list[SummaryState] = field(default_factory=list)  # one per chunk, merged when a summary is asked
     _sources: set[str] = field(default_factory=set)  # inputs that gave requests
@@ -71,8 +72,10 @@ class LogState:
                 self.format = self.format or log.format
                 if log.requests.height:
                     self._requests.append(log.requests)
-                    self._states.append(state_of(log.requests))
                     self._sources.update(log.requests["source"].unique().to_list())
+                if log.requests.height or log.connections.height:
+                    self._states.append(state_of(log.requests).with_connections(log.connections))
+                    self.connections += log.connections.height
             if tally is not None:
                 self.tally.merge(tally)
             self.version += 1
@@ -107,9 +110,14 @@ class LogState:
             tally.merge(self.tally)  # a copy: the reading thread goes on counting into its own
         return merged.with_tally(tally)
 
+    @property
+    def reportable(self) -> bool:
+        """Is there anything to summarise: an Envoy format known, or ztunnel's connections?"""
+        return self.format is not None or self.connections > 0
+
     def summary(self, top: int = 25) -> Summary | None:
         """The same report ``summarize`` prints, for everything read so far."""
-        if self.format is None:
+        if not self.reportable:
             return None
         return summary_dict(self.merged(), self.format, top=top)
 

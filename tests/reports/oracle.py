@@ -478,7 +478,7 @@ def summary_dict(
         "status_5xx": over["status_5xx"], "status_0": over["status_0"],
         "errors_without_path": over["errors_without_path"],
     }  # fmt: skip
-    return {
+    return {  # type: ignore[typeddict-item]  # 0.2.0 had no "connections" (ztunnel) key
         "lines": {"total": counts.total, "access": counts.access, "unparsed": counts.unparsed, "other": counts.other},
         "format": (
             {"name": log.format.name, "string": log.format.source} if log.format else {"name": None, "string": None}
