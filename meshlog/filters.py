@@ -68,6 +68,8 @@ def where_filter(text: str, *, elsewhere: Collection[str] | None = None) -> Call
     lock = threading.Lock()  # parse workers call it side by side
 
     def keep(frame: pl.DataFrame) -> pl.DataFrame:
+        if not frame.height:  # nothing to choose from (an input no format fits has no columns yet)
+            return frame
         missing = [c for c in named if c not in frame.columns and c not in META]
         if missing and (elsewhere is None or set(missing) <= set(elsewhere)):
             return frame.clear()
@@ -269,13 +271,14 @@ def bounds(
     return start, end
 
 
-def in_window(start: dt.datetime | None, end: dt.datetime | None) -> pl.Expr:
-    """Requests in ``[start, end)`` (a request without a time is in no window)."""
-    cond = pl.col("start_time").is_not_null()
+def in_window(start: dt.datetime | None, end: dt.datetime | None, column: str = "start_time") -> pl.Expr:
+    """Records in ``[start, end)`` by ``column`` (a record without a time is in no window);
+    ztunnel's connections have ``timestamp``."""
+    cond = pl.col(column).is_not_null()
     if start is not None:
-        cond &= pl.col("start_time") >= start
+        cond &= pl.col(column) >= start
     if end is not None:
-        cond &= pl.col("start_time") < end
+        cond &= pl.col(column) < end
     return cond
 
 

@@ -24,7 +24,7 @@ class ErrorKind:
 
 
 KINDS: tuple[ErrorKind, ...] = (
-    ErrorKind("policy", "denied by an AuthorizationPolicy",
+    ErrorKind("policy", "Denied by an AuthorizationPolicy",
               r"policy rejection|explicitly denied by|allow policies exist|connection closed due to policy change"
               r"|http status: 401",
               "the AuthorizationPolicies of the destination's namespace (kubectl get authorizationpolicy -n NS; "
@@ -35,17 +35,17 @@ KINDS: tuple[ErrorKind, ...] = (
               "NetworkPolicies in the destination namespace must allow TCP 15008 from other nodes' ztunnels; "
               "is the destination pod's ztunnel running (kubectl get pods -n istio-system -l app=ztunnel -o wide)?",
               "critical"),
-    ErrorKind("no-upstream", "no healthy endpoint for the destination",
+    ErrorKind("no-upstream", "No healthy endpoint for the destination",
               r"no healthy upstream|no endpoints for workload|no valid routing destination|no ip addresses were "
               r"resolved|no service for target address|cannot resolve port|has no IP addresses|no valid target port"
               r"|no service or workload for hostname|no gateway address|dns response had no",
               "the Service's endpoints (kubectl get endpointslices -l kubernetes.io/service-name=SVC) and what "
               "ztunnel knows: istioctl ztunnel-config services / workloads", "critical"),
-    ErrorKind("refused", "connection refused by the destination",
+    ErrorKind("refused", "Connection refused by the destination",
               r"Connection refused|os error 111|http status: 503",
               "the destination app: does it listen on the target port (the Service's targetPort)? is it restarting? "
               "A 503 from the destination's ztunnel means it could not connect to the app", "critical"),
-    ErrorKind("timeout", "connect timed out",
+    ErrorKind("timeout", "Connect timed out",
               r"deadline has elapsed|timed out|os error 110",
               "reachability of the destination pod (node, CNI, NetworkPolicy); the destination ztunnel's log "
               "(kubectl logs -n istio-system ds/ztunnel); a 10 s duration is ztunnel's connect timeout"),
@@ -59,7 +59,7 @@ KINDS: tuple[ErrorKind, ...] = (
               r"|unknown source",
               "is the pod enrolled (namespace label istio.io/dataplane-mode=ambient) and known to ztunnel: "
               "istioctl ztunnel-config workloads; istiod's push to ztunnel (its xds lines)"),
-    ErrorKind("waypoint", "waypoint not found or failing",
+    ErrorKind("waypoint", "Waypoint not found or failing",
               r"unknown waypoint|unknown network gateway",
               "the istio.io/use-waypoint label and the waypoint Gateway: istioctl waypoint list / status; "
               "istioctl ztunnel-config services shows each service's waypoint", "critical"),
@@ -71,19 +71,19 @@ KINDS: tuple[ErrorKind, ...] = (
     ErrorKind("dns", "DNS lookup failed",
               r"^dns|dns lookup",
               "ztunnel's DNS proxy and the ServiceEntry / Service the name should resolve to"),
-    ErrorKind("reset", "connection reset or closed mid-stream",
+    ErrorKind("reset", "Connection reset or closed mid-stream",
               r"disconnected before all data was written|broken pipe|Connection reset|stream closed|os error 104"
               r"|os error 32",
               "usually the app or the client closing early (idle timeouts, restarts); a burst points at a pod "
               "restart or a deploy"),
-    ErrorKind("drain", "closed by a ztunnel drain (restart or upgrade)",
+    ErrorKind("drain", "Closed by a ztunnel drain (restart or upgrade)",
               r"connection drain|pool draining|failed to drain",
               "ztunnel pods restarting (kubectl get pods -n istio-system -l app=ztunnel), an upgrade in progress"),
     ErrorKind("local", "ztunnel could not open a socket",
               r"Cannot assign requested address|os error 99|failed to bind|Too many open files|os error 24",
               "ephemeral ports or file descriptors on the node running out (many short connections)"),
 )  # fmt: skip
-OTHER = ErrorKind("other", "other error", "", "the full error text and the ztunnel log around it")
+OTHER = ErrorKind("other", "Other error", "", "the full error text and the ztunnel log around it")
 BY_KEY = {k.key: k for k in (*KINDS, OTHER)}
 
 

@@ -422,7 +422,7 @@ def _fold(
         try:
             for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=folded.chunk)):
                 if n == 0 and by is not None and single:  # one input: its first rows show its columns
-                    _check_by(by, piece.columns)
+                    _check_by(by, piece[0].columns if isinstance(piece, tuple) else piece.columns)
                 folded.add(piece)
                 tick()
         except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far

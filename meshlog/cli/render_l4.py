@@ -73,7 +73,7 @@ def render_connections(report: dict[str, Any], console: Console) -> None:
     console.print(headline(report))
     for hint in report["hints"]:
         style = _SEVERITY_STYLE.get(hint["severity"], "")
-        places = hint["where"].get("dst_service") or hint["where"].get("dst_workload") or []
+        places = hint["where"]["destination"]
         at = ", ".join(f"{safe(short(str(p['value'])))} ({p['count']:,})" for p in places[:2] if p["value"])
         console.print(
             Text.assemble(
@@ -128,7 +128,7 @@ def markdown_connections(report: dict[str, Any]) -> list[str]:
     if report["hints"]:
         out += ["### What to check", ""]
         for h in report["hints"]:
-            places = h["where"].get("dst_service") or h["where"].get("dst_workload") or []
+            places = h["where"]["destination"]
             at = ", ".join(f"{short(str(p['value']))} ({p['count']:,})" for p in places[:2] if p["value"])
             out.append(
                 f"- **{h['title']}** ({h['severity']}, {count(h['count'], 'connection')}, {percent(h['share'])})"

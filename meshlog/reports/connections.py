@@ -6,7 +6,7 @@ rejection); ``connection opened`` (debug level) is only counted. As with request
 with which identities, how it ended; durations (whole milliseconds in ztunnel) and bytes as
 counts per distinct value, so their percentiles are exact; a time grid on the timeline's ladder.
 
-- ``counts``: per ``KEYS`` → connections ``n``, ``bytes_sent``, ``bytes_recv`` (sums);
+- ``counts``: per ``KEYS`` (who, to whom, how it ended) → connections ``n``, ``bytes_sent``, ``bytes_recv`` (sums);
 - ``durations``: per (``PAIR``, duration) → ``n``; ``volumes``: per (which, bytes) → ``n``;
 - ``grid``: per time cell → ``connections``, ``errors``.
 """
@@ -26,7 +26,9 @@ from meshlog.reports.timeline import bucket_seconds
 from meshlog.ztunnel_errors import BY_KEY, KINDS, error_kind
 
 PAIR = ("src_workload", "src_namespace", "dst_workload", "dst_service", "dst_namespace")
-KEYS = ("event", "direction", *PAIR, "src_identity", "dst_identity", "error")
+# dst_addr: all an early rejection ("connection failed") says of the destination; src_addr is left
+# out (its ephemeral port makes every connection a key of its own)
+KEYS = ("event", "direction", *PAIR, "src_identity", "dst_identity", "dst_addr", "error")
 VALUES = ("n", "bytes_sent", "bytes_recv", "connections", "errors")
 N = pl.Int64
 _ENDED = pl.col("event").is_in(["complete", "failed"])
@@ -253,13 +255,15 @@ def connection_hints(state: ConnectionState, *, top: int = 3) -> list[dict[str, 
     for row in error_kinds(state, top=len(KINDS) + 1).to_dicts():
         kind = BY_KEY[row["kind"]]
         mine = tagged.filter(pl.col("kind") == kind.key)
+        # where: the destination each connection names best (an early rejection knows only its address)
+        mine = mine.with_columns(pl.coalesce("dst_service", "dst_workload", "dst_addr").alias("destination"))
         where = {
             column: [
                 {"value": value, "count": int(n)}
                 for value, n in mine.group_by(column).agg(pl.col("n").sum())
                 .sort(["n", column], descending=[True, False], nulls_last=True).head(top).iter_rows()
             ]
-            for column in ("dst_service", "dst_workload", "src_workload", "direction")
+            for column in ("destination", "dst_service", "dst_workload", "src_workload", "direction")
         }  # fmt: skip
         n = int(row["count"])
         out.append({

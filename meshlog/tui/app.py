@@ -300,8 +300,10 @@ class MeshlogApp(App[None]):
         )
         text = Text.assemble(
             (f" {status} ", "reverse bold" if status in ("LIVE", "PAUSED") else "reverse"),
-            f" {lines.access:,} requests",
+            f" {lines.access - s.connections:,} requests",
         )
+        if s.connections:  # Istio ambient: ztunnel's records are access lines too
+            text.append(f" · {s.connections:,} connections")
         if self.paused and lines.access > self._paused_at:
             text.append(f" (+{lines.access - self._paused_at:,} since the pause)", style="yellow")
         if self.problem:  # before the figures: one line, and a narrow terminal cuts its end
@@ -310,10 +312,11 @@ class MeshlogApp(App[None]):
         narrow = self.size.width < 140  # one line: the figures that matter first, the rest shorter or gone
         if summary:
             over, tr = summary["overview"], summary["time_range"]
+            ratio = over["error_ratio"]
+            if not summary["requests"] and (l4 := summary.get("connections")):  # a ztunnel log: its figures
+                ratio, tr = l4["error_ratio"], l4["time_range"]
             text.append(" · ")
-            text.append(
-                f"errors {100 * over['error_ratio']:.1f}%", style="bold red" if over["error_ratio"] >= 0.05 else ""
-            )
+            text.append(f"errors {100 * ratio:.1f}%", style="bold red" if ratio >= 0.05 else "")
             if not narrow:
                 text.append(f" · {over['requests_per_s'] or 0:.1f} req/s")
             span_text = time_range(tr["start"], tr["end"])

@@ -126,6 +126,7 @@ class Dashboard(VerticalScroll):
         self._last_at = 0.0
 
     def compose(self) -> ComposeResult:
+        yield Static(id="l4")  # Istio ambient: shown when ztunnel's connections came
         with Grid(id="panels"):
             yield Panel("what to check — Enter lists the lines", ["", "lines", "what · where · look at"], id="hints",
                         wrap=2)  # fmt: skip
@@ -141,7 +142,6 @@ class Dashboard(VerticalScroll):
                 yield Panel("status codes", ["code", "requests", "share", ""], id="codes")
                 yield Static(id="retries")
         yield Static(id="over-time")
-        yield Static(id="l4")
 
     def on_mount(self) -> None:
         self.query_one("#codes-and-retries").border_title = "status codes · retries"
@@ -259,15 +259,18 @@ def _connections(report: dict[str, Any], *, top: int = 6) -> Text:
     """ztunnel's connections: the headline, what to check, and the busiest / most failing pairs."""
     out = Text()
     out.append(headline(report) + "\n", style="bold")
-    for hint in report["hints"]:
+    for hint in report["hints"][:4]:
         mark, style = _SEVERITY.get(hint["severity"], ("●", ""))
-        places = hint["where"].get("dst_service") or hint["where"].get("dst_workload") or []
+        places = hint["where"]["destination"]
         at = ", ".join(f"{short_name(p['value'])} ({p['count']})" for p in places[:2] if p["value"])
         out.append(f"{mark} ", style=style)
         out.append(hint["title"], style="bold")
         out.append(f" {hint['count']} ({percent(hint['share'])})" + (f" at {at}" if at else "") + "\n")
         out.append(f"  → {hint['look_at']}\n", style="dim")
     for r in report["by_workload"][:top]:
+        if r["src_workload"] is None and r["dst_workload"] is None and r["dst_service"] is None:
+            out.append(f"early rejections (no workload known): {r['connections']} conns\n", style="red")
+            continue
         src = short_name(r["src_workload"] or "?")
         dst = short_name(r["dst_service"] or r["dst_workload"] or "?")
         errors = f" · {r['errors']} errors" if r["errors"] else ""
