@@ -49,10 +49,41 @@ def _build() -> pp.ParserElement:
 _GRAMMAR = _build().parse_with_tabs()  # a TAB in a value is a TAB, and error columns stay exact
 
 
-def compile_where(text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
-    """Compile a ``--where`` expression for a frame with this ``schema``: values are read as their
-    column's type; errors say the column (1-based) of the offending text."""
-    return _expr(_parse(text), text, schema)
+class Backend:
+    """What a compiled filter is built of. This one builds polars expressions; an engine gives its own
+    (``engines.spark`` builds Spark columns), so ``--where`` means the same wherever it runs."""
+
+    def col(self, name: str) -> Any:
+        return pl.col(name)
+
+    def text(self, column: Any) -> Any:
+        return column.cast(pl.String)
+
+    def matches(self, text: Any, pattern: str) -> Any:
+        return text.str.contains(pattern)
+
+    def known(self, condition: Any) -> Any:
+        """A condition with null (a missing value) read as false."""
+        return condition.fill_null(False)
+
+    def check_regex(self, pattern: str) -> str | None:
+        """Why ``pattern`` is no regex for this engine, or None."""
+        try:
+            pl.Series([""]).str.contains(pattern)  # the regex engine polars runs, so the same syntax
+        except pl.exceptions.PolarsError as exc:
+            said = [ln.removeprefix("error:").strip() for ln in str(exc).splitlines() if ln.startswith("error:")]
+            return said[0] if said else pattern
+        return None
+
+
+POLARS = Backend()
+
+
+def compile_where(text: str, schema: Mapping[str, pl.DataType], backend: Backend = POLARS) -> Any:
+    """Compile a ``--where`` expression for a frame with this ``schema`` (a polars expression, or
+    what ``backend`` builds): values are read as their column's type; errors say the column
+    (1-based) of the offending text."""
+    return _expr(_parse(text), text, schema, backend)
 
 
 def where_filter(text: str, *, elsewhere: Collection[str] | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -134,20 +165,20 @@ def _check_parentheses(text: str) -> None:
         raise FilterError("'(' is never closed", text, opened[-1] + 1)
 
 
-def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
+def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType], backend: Backend) -> Any:
     if "op" in node:
-        return _comparison(node, text, schema)
+        return _comparison(node, text, schema, backend)
     items = list(node)
     if isinstance(items[0], str) and items[0].lower() == "not":
-        return ~_expr(items[1], text, schema)
-    result = _expr(items[0], text, schema)
+        return ~_expr(items[1], text, schema, backend)
+    result = _expr(items[0], text, schema, backend)
     for i in range(1, len(items), 2):
-        right = _expr(items[i + 1], text, schema)
+        right = _expr(items[i + 1], text, schema, backend)
         result = (result | right) if items[i].lower() == "or" else (result & right)
     return result
 
 
-def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType]) -> pl.Expr:
+def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType], backend: Backend) -> Any:
     """One ``column op value``; the value is read as the column's type, so ``response_code=abc`` or
     ``start_time>yesterday`` is an error at the value, never a filter that silently matches nothing."""
     column_start, (name,), _ = node["column"]
@@ -160,19 +191,16 @@ def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataTy
             raise FilterError(f"no column {name!r}; did you mean {near[0]!r}?", text, column_start + 1)
         known = ", ".join(sorted(schema))
         raise FilterError(f"no column {name!r} (columns: {known})", text, column_start + 1)
-    col, op, dtype = pl.col(name), node["op"], schema[name]
+    col, op, dtype = backend.col(name), node["op"], schema[name]
     given = value.get("number") or value.get("text")
 
     def wrong(expected: str) -> FilterError:
         return FilterError(f"{name} holds {expected}: got {given!r}", text, value_start + 1)
 
     if op in ("~", "!~"):
-        try:
-            pl.Series([""]).str.contains(given)  # the regex engine polars runs, so the same syntax
-        except pl.exceptions.PolarsError as exc:
-            said = [ln.removeprefix("error:").strip() for ln in str(exc).splitlines() if ln.startswith("error:")]
-            raise FilterError(f"not a valid regex ({said[0] if said else given})", text, value_start + 1) from None
-        matched = col.cast(pl.String).str.contains(given).fill_null(False)
+        if (why := backend.check_regex(given)) is not None:
+            raise FilterError(f"not a valid regex ({why})", text, value_start + 1)
+        matched = backend.known(backend.matches(backend.text(col), given))
         return ~matched if op == "!~" else matched
     target: Any  # a number, a time or text: what the column holds
     if dtype.is_numeric():
@@ -185,12 +213,12 @@ def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataTy
         except ValueError:
             raise wrong("times (ISO-8601, e.g. 2026-11-25T20:31:00Z)") from None
     else:
-        col, target = col.cast(pl.String), given
+        col, target = backend.text(col), given
     compare = {
         "=": col == target, "==": col == target, "!=": col != target,
         ">": col > target, ">=": col >= target, "<": col < target, "<=": col <= target,
     }[op]  # fmt: skip
-    return compare.fill_null(False)
+    return backend.known(compare)
 
 
 def _iso_time(text: str) -> dt.datetime:

@@ -331,8 +331,8 @@ def summarize(
         from meshlog.engines.spark import check_options
 
         stdin = not paths or "-" in paths
-        check_options(**{"--where": where, "--since": since, "--until": until, "--prometheus": prometheus,
-                         "--input": input is not Input.auto, "--strict": strict, "stdin": stdin})  # fmt: skip
+        check_options(**{"--prometheus": prometheus, "--input": input is not Input.auto, "--strict": strict,
+                         "stdin": stdin})  # fmt: skip
     paths = _reading(paths or [])
     _check_early(run, where)
     if by is not None and run.format is not None and BY_COLUMN[by] not in row_columns([run.format]):
@@ -340,8 +340,8 @@ def summarize(
     run.stream.on_format = _announcer(paths)
     fmt: CompiledFormat | None
     if engine is Engine.spark:
-        state, fmt = _on_spark(paths, run, by, spark_remote)
-        (start, end), interrupted = (None, None), False
+        state, fmt, (start, end) = _on_spark(paths, run, by, spark_remote, where, (since, until))
+        interrupted = False
     else:
         state, fmt, (start, end), interrupted = _fold(paths, run, by, keep, where, (since, until))
     columns = list(state.schema)
@@ -384,18 +384,21 @@ def _finish_on(engine: Engine, run: Run, state: SummaryState, strict: bool) -> N
         _finish(run, strict)
 
 
-def _on_spark(paths: list[str], run: Run, by: By | None, url: str) -> tuple[SummaryState, CompiledFormat]:
-    """The summary state computed by Spark (``engines.spark``), and the format it used."""
+def _on_spark(
+    paths: list[str], run: Run, by: By | None, url: str, where: str | None, times: tuple[str | None, str | None]
+) -> tuple[SummaryState, CompiledFormat, tuple[dt.datetime | None, dt.datetime | None]]:
+    """The summary state computed by Spark (``engines.spark``), the format it used, the window's times."""
     from meshlog.engines.spark import session, spark_state
 
     spark = session(url)
     try:
-        state, fmt = spark_state(spark, paths, run.format, by=BY_COLUMN[by] if by is not None else None)
+        dimension = BY_COLUMN[by] if by is not None else None
+        state, fmt, window = spark_state(spark, paths, run.format, by=dimension, where=where, times=times)
     finally:
         spark.stop()  # a Connect session left open retries its release at exit, for minutes if the server went
     if run.format is None and run.stream.on_format is not None:
         run.stream.on_format(", ".join(paths), fmt)  # one format for every path Spark read
-    return state, fmt
+    return state, fmt, window
 
 
 def _fold(

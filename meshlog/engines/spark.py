@@ -7,13 +7,16 @@ connectors) and does the work natively: the format's anchored regex with positio
 table of ``reports.state``. No Python UDF runs and nothing of meshlog is installed on the
 executors; only the state's small tables come back (Arrow), and the same report code renders them.
 
-This first step reads plain lines of text formats; wrapped lines (CRI, kubectl ``--timestamps``,
-collectors), JSON formats, ``--where`` and ``--since/--until`` need the local engine for now
-(``check_options`` says so before anything runs).
+``--where`` compiles to Spark columns through the filter language's own compiler
+(``filters.Backend``), and ``--since/--until`` filter ``start_time`` (a relative window counts back
+from the last request, read by one more aggregation). This step reads plain lines of text formats;
+wrapped lines (CRI, kubectl ``--timestamps``, collectors) and JSON formats need the local engine for
+now (``check_options`` says so before anything runs).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import socket
@@ -25,6 +28,7 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 
 from meshlog.errors import ConfigError, UnreachableError, UsageError
+from meshlog.filters import Backend, bounds, columns_named, compile_where, is_relative
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.parse import UNPARSED_SCHEMA
 from meshlog.parse.cast import _EXPECTED, dtype_of, strips_semicolon, unset_texts
@@ -94,23 +98,48 @@ def _typed(field: Any, raw: Column) -> Column:
     return F.regexp_replace(value, ";$", "") if strips_semicolon(field) else value
 
 
-# chrono patterns whose text Spark reads natively (others: the local engine, said before any work)
-_ISO = ("%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%.3fZ", "%Y-%m-%dT%H:%M:%SZ")
 _EPOCH = re.compile(r"%s(?:\.%(\d)f)?")
+# chrono → Java DateTimeFormatter, for the directives Envoy's %START_TIME(...)% formats use
+_JAVA = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm", "%S": "ss", "%b": "MMM", "%z": "Z",
+         "%3f": "SSS", "%6f": "SSSSSS", "%9f": "SSSSSSSSS",
+         "%.3f": ".SSS", "%.6f": ".SSSSSS", "%.9f": ".SSSSSSSSS"}  # fmt: skip
+_DIRECTIVE = re.compile(r"%\.?\d?[A-Za-z]")
+
+
+def java_time_pattern(chrono: str) -> str | None:
+    """A chrono pattern as Java's (what Spark's ``to_timestamp`` reads), or None when it holds a
+    directive without a fixed Java twin (``%.f``: any number of digits)."""
+    out, at = [], 0
+    for m in _DIRECTIVE.finditer(chrono):
+        literal = chrono[at : m.start()].replace("%%", "%")
+        if literal:
+            out.append("'" + literal.replace("'", "''") + "'")
+        if m.group() not in _JAVA:
+            return None
+        out.append(_JAVA[m.group()])
+        at = m.end()
+    if tail := chrono[at:].replace("%%", "%"):
+        out.append("'" + tail.replace("'", "''") + "'")
+    return "".join(out)
 
 
 def _time(field: Any, raw: Column) -> Column:
-    """A time field as a UTC timestamp (microseconds): ISO-8601 as Envoy's default prints it, or epoch
-    seconds with a fraction (``%s.%3f``)."""
+    """A time field as a UTC timestamp (microseconds): ISO-8601 as Envoy's default prints it
+    (``%.f``: any digits), epoch seconds with a fraction (``%s.%3f``), or any pattern Java reads the
+    same way (``%d/%b/%Y:%H:%M:%S %z``); times without a zone are UTC, as locally."""
     from pyspark.sql import functions as F
 
     chrono = field.time.chrono
-    if chrono in _ISO:
-        return raw.try_cast("timestamp")
+    if chrono == "%Y-%m-%dT%H:%M:%S%.fZ":
+        iso = F.when(raw.rlike(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"), raw)
+        return iso.try_cast("timestamp")
     if _EPOCH.fullmatch(chrono):
         micros = (raw.try_cast("decimal(24,6)") * F.lit(1_000_000)).cast("bigint")
         return F.when(raw.rlike(r"^\d+(\.\d+)?$"), F.timestamp_micros(micros))
-    raise UsageError(f"--engine spark does not read the time format {chrono!r} yet (use the local engine)")
+    pattern = java_time_pattern(chrono)
+    if pattern is None:
+        raise UsageError(f"--engine spark does not read the time format {chrono!r} yet (use the local engine)")
+    return F.try_to_timestamp(raw, F.lit(pattern))
 
 
 def check_options(**given: Any) -> None:
@@ -120,11 +149,43 @@ def check_options(**given: Any) -> None:
         raise UsageError(f"--engine spark does not take {', '.join(refused)} yet (use the local engine)")
 
 
+class _SparkColumns(Backend):
+    """``--where`` as Spark columns: the same language and checks as the local engine's (the regex
+    runs in Java there: the common syntax is the same, Rust-only features are not)."""
+
+    def col(self, name: str) -> Any:
+        from pyspark.sql import functions as F
+
+        return F.col(name)
+
+    def text(self, column: Any) -> Any:
+        return column.cast("string")
+
+    def matches(self, text: Any, pattern: str) -> Any:
+        return text.rlike(pattern)
+
+    def known(self, condition: Any) -> Any:
+        from pyspark.sql import functions as F
+
+        return F.coalesce(condition, F.lit(False))
+
+
+Window = tuple[dt.datetime | None, dt.datetime | None]
+
+
 def spark_state(
-    spark: SparkSession, paths: Sequence[str], fmt: CompiledFormat | None, *, by: str | None = None
-) -> tuple[SummaryState, CompiledFormat]:
-    """The summary state of ``paths`` computed by Spark, and the format used (``fmt``, or detected
-    from the first lines Spark reads)."""
+    spark: SparkSession,
+    paths: Sequence[str],
+    fmt: CompiledFormat | None,
+    *,
+    by: str | None = None,
+    where: str | None = None,
+    times: tuple[str | None, str | None] = (None, None),
+) -> tuple[SummaryState, CompiledFormat, Window]:
+    """The summary state of ``paths`` computed by Spark, the format used (``fmt``, or detected from
+    the first lines Spark reads), and the ``--since/--until`` window as times. ``where`` and the
+    window choose the requests as they do locally: a relative window counts back from the last
+    request the filter keeps (one more aggregation: its latest ``start_time``)."""
     from pyspark.sql import functions as F
 
     given = list(paths)
@@ -143,7 +204,7 @@ def spark_state(
         raise UsageError(f"--engine spark reads text formats for now; {fmt.name or 'this format'} is JSON")
     regex = java_regex(fmt)
     fields = list(fmt.fields)
-    wanted = STATE_COLUMNS | {by}
+    wanted = STATE_COLUMNS | {by} | (columns_named(where) if where else set())
     used = [(i, f) for i, f in enumerate(fields) if f.column in wanted]
     raws = [F.regexp_extract("line", regex, i + 1).alias(f"_r{i}") for i, _ in used]
     kind = F.lit(None).cast("string")
@@ -176,7 +237,24 @@ def spark_state(
         F.coalesce(reason, F.lit("does not match the format")).alias("_reason"),
     ).persist()
     try:
-        return _state(outcome, fmt, used, by, given), fmt
+        access = outcome.filter(F.col("_outcome") == "access")
+        if where:
+            schema = {"source": pl.String(), "line_no": pl.Int64(), **{f.column: dtype_of(f) for f in fmt.fields}}
+            access = access.filter(compile_where(where, schema, _SparkColumns()))
+        window: Window = (None, None)
+        if any(times):
+            latest = None
+            if is_relative(times[0]) or is_relative(times[1]):
+                latest = _arrow(access.agg(F.max("start_time").alias("t")))["t"][0]
+            window = bounds(*times, latest)
+            start, end = window
+            chosen = F.col("start_time").isNotNull()
+            if start is not None:
+                chosen &= F.col("start_time") >= F.lit(start)
+            if end is not None:
+                chosen &= F.col("start_time") < F.lit(end)
+            access = access.filter(chosen)
+        return _state(outcome, access, fmt, used, by, given), fmt, window
     finally:
         outcome.unpersist()
 
@@ -193,14 +271,19 @@ def _arrow(frame: DataFrame) -> pl.DataFrame:
 
 
 def _state(
-    outcome: DataFrame, fmt: CompiledFormat, used: list[tuple[int, Any]], by: str | None, paths: list[str]
+    outcome: DataFrame,
+    access: DataFrame,
+    fmt: CompiledFormat,
+    used: list[tuple[int, Any]],
+    by: str | None,
+    paths: list[str],
 ) -> SummaryState:
+    """The state of the ``access`` rows chosen; the line accounting of every line (``outcome``)."""
     from pyspark.sql import functions as F
 
     schema: dict[str, pl.DataType] = {"source": pl.String(), "line_no": pl.Int64()}
     schema |= {f.column: dtype_of(f) for _, f in used}
     cols = set(schema)
-    access = outcome.filter(F.col("_outcome") == "access")
     code, flags = F.col("response_code"), F.col("response_flags")
     if "response_code" not in cols:
         error = F.lit(False)

@@ -140,6 +140,12 @@ _DURATION = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|us|µs|ns)?\s*$"
 _UNITS = {"ms": 1.0, "s": 1e3, "m": 6e4, "us": 1e-3, "µs": 1e-3, "ns": 1e-6}
 
 
+def _count(column: str) -> pl.Expr:
+    """ztunnel's byte counters are u64: digits only (a sign is no count)."""
+    value = pl.col(column)
+    return pl.when(value.str.contains(r"^\d+$")).then(value.cast(pl.Int64, strict=False))
+
+
 def _typed(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Casts, and a reason for every value that does not fit (the line is then unparsed)."""
     number = pl.col("duration").str.extract(_DURATION, 1).cast(pl.Float64)
@@ -150,7 +156,7 @@ def _typed(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             .dt.replace_time_zone("UTC"),
             "a time",
         ),
-        **{c: (pl.col(c).cast(pl.Int64, strict=False), "an integer (bytes)") for c in INTEGERS},
+        **{c: (_count(c), "an integer (bytes)") for c in INTEGERS},
         "duration": ((number * unit).floor().cast(pl.Int64), 'a duration ("13ms")'),  # ztunnel truncates to ms
     }  # fmt: skip
     source = {"timestamp": "_time"}

@@ -20,10 +20,9 @@ from typing import Any
 
 import polars as pl
 
-from meshlog.filters import quote
 from meshlog.reports.latency import QUANTILES, quantiles
 from meshlog.reports.timeline import bucket_seconds
-from meshlog.ztunnel_errors import BY_KEY, KINDS, error_kind
+from meshlog.ztunnel_errors import BY_KEY, KINDS, error_kind, kind_filter
 
 PAIR = ("src_workload", "src_namespace", "dst_workload", "dst_service", "dst_namespace")
 # dst_addr: all an early rejection ("connection failed") says of the destination; src_addr is left
@@ -163,7 +162,8 @@ def error_kinds(state: ConnectionState, *, top: int = 10) -> pl.DataFrame:
     example = texts.sort(["n", "error"], descending=[True, False]).group_by("kind", maintain_order=True).first()
     where = (
         tagged.group_by("kind", "direction", "dst_service", "dst_workload").agg(pl.col("n").sum())
-        .sort(["n", "dst_service", "dst_workload"], descending=[True, False, False], nulls_last=True)
+        .sort(["n", "dst_service", "dst_workload", "direction"], descending=[True, False, False, False],
+              nulls_last=True)
         .group_by("kind", maintain_order=True).first()
     )  # fmt: skip
     out = per_kind.join(example.select("kind", pl.col("error").alias("example")), on="kind").join(
@@ -275,6 +275,6 @@ def connection_hints(state: ConnectionState, *, top: int = 3) -> list[dict[str, 
             "rule": f"l4-{kind.key}",
             "look_at": kind.check,
             "where": where,
-            "filter": f"error~{quote('(?i)' + kind.pattern) if kind.pattern else '.'}",
+            "filter": kind_filter(kind.key),
         })  # fmt: skip
     return out

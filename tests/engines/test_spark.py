@@ -88,8 +88,10 @@ def test_an_unreachable_spark_is_exit_5_in_one_line() -> None:
     result = runner.invoke(app, ["summarize", str(ENVOY / "istio" / "access.log"), "--engine", "spark",
                                  "--spark-remote", "sc://127.0.0.1:1"])  # fmt: skip
     assert result.exit_code == 5
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "meshlog: error: sc://127.0.0.1:1: Spark Connect does not answer"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("meshlog: error: sc://127.0.0.1:1: Spark Connect does not answer")
     )
 
 
@@ -103,6 +105,116 @@ def test_without_pyspark_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
 
 def test_options_the_spark_engine_does_not_take_stop_first() -> None:
     result = runner.invoke(app, ["summarize", str(ENVOY / "istio" / "access.log"), "--engine", "spark",
-                                 "--where", "response_code>=500"])  # fmt: skip
+                                 "--strict"])  # fmt: skip
     assert result.exit_code == 2
-    assert "--engine spark does not take --where yet" in result.stderr
+    assert "--engine spark does not take --strict yet" in result.stderr
+
+
+# -- the differential test: many inputs, filters and windows, one Spark session -----------------------
+
+SAMPLE = FIXTURES / "sample" / "istio-proxy.log"
+ISTIO = ENVOY / "istio" / "access.log"
+WHERE = [
+    "response_code>=500",
+    "response_flags~UF and upstream_cluster~reviews",
+    "not (method=GET or method=HEAD)",
+    "duration>5, response_code=200",
+    "upstream_cluster!~outbound or response_code=0",
+    "authority~'^[a-z]+:9080$'",
+]
+
+
+def _batch(jobs: list[dict[str, Any]], url: str, tmp: Path) -> list[dict[str, Any]]:
+    """Every job's Spark summary, from one process and one Spark session (``spark_batch``)."""
+    path = tmp / "jobs.json"
+    path.write_text(json.dumps(jobs))
+    cmd = [sys.executable, "-m", "tests.engines.spark_batch", url, str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return list(json.loads(done.stdout))
+
+
+def _args(job: dict[str, Any]) -> list[str]:
+    """The local ``summarize`` command line of a job."""
+    out = [*job["paths"]]
+    for key in ("format_file", "by", "where", "since", "until"):
+        if job.get(key):
+            value = (
+                {"route_name": "route", "upstream_cluster": "cluster"}.get(job[key], job[key])
+                if key == "by"
+                else job[key]
+            )
+            out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
+def _columns(path: Path, fmt: Path | None) -> set[str]:
+    """The request columns of a log (what ``--by`` may name for it)."""
+    from meshlog.pipeline import FormatOptions, Run, compile_options, parse_paths
+
+    run = Run(compile_options(FormatOptions(format_file=str(fmt) if fmt else None)))
+    return {c for log in parse_paths([str(path)], run) for c in log.requests.columns}
+
+
+def _same(local: dict[str, Any], remote: dict[str, Any], label: str) -> None:
+    for key in remote:
+        assert remote[key] == local[key], (label, key)
+
+
+def _property_logs(tmp: Path, n: int = 20) -> list[tuple[Path, Path]]:
+    """``n`` of the property test's random formats (its operator pool and separators, a fixed seed),
+    each a logger of one real Envoy that serves the same requests: (log, format file) pairs."""
+    import random
+
+    from tests.lab.envoy import run_formats
+    from tests.test_property_envoy import ITEMS, SEPARATORS, spec, text_format
+
+    rng = random.Random(20261202)
+    formats = {}
+    for i in range(n):
+        items = rng.sample(ITEMS, rng.randint(2, 9))
+        seps = [rng.choice(SEPARATORS) for _ in range(rng.randint(1, 3))]
+        formats[f"f{i}"] = text_format(items, seps)
+    sent: list[dict[str, Any]] = [
+        {"a": "alpha", "b": None, "ua": "curl/8.5", "method": "GET", "path": "/ok", "body": b""},
+        {"a": None, "b": "bravo-2", "ua": "Go-http-client/1.1", "method": "POST", "path": "/echo", "body": b"x" * 40},
+        {"a": "c", "b": "d", "ua": "k6 (https://k6.io)", "method": "GET", "path": "/ok", "body": b""},
+        {"a": None, "b": None, "ua": "python-requests/2", "method": "POST", "path": "/echo", "body": b"hello"},
+    ]
+    logs = run_formats(formats, {}, [spec(s) for s in sent * 2])
+    out = []
+    for name, text in formats.items():
+        (tmp / f"{name}.log").write_bytes(logs[name])
+        (tmp / f"{name}.format").write_text(text)
+        out.append((tmp / f"{name}.log", tmp / f"{name}.format"))
+    return out
+
+
+def test_spark_gives_the_local_report_everywhere(spark_url: str, tmp_path: Path) -> None:
+    """Every fixture log by --by dimension, twenty random formats through a real Envoy, --where
+    filters, and --since/--until windows (ISO and relative): Spark's summary equals the local one."""
+    jobs: list[dict[str, Any]] = [
+        {"paths": [str(path)], "format_file": str(fmt) if fmt else None, "by": by}
+        for path, fmt in INPUTS
+        for by in ("route_name", "authority", "response_code")
+        if by in _columns(path, fmt)
+    ]
+    for where in WHERE:
+        jobs += [{"paths": [str(SAMPLE)], "where": where}, {"paths": [str(ISTIO)], "where": where}]
+    jobs += [
+        {"paths": [str(SAMPLE)], "since": "2026-11-25T21:21:28.9Z"},
+        {"paths": [str(SAMPLE)], "until": "2026-11-25T21:21:28.96Z", "where": "response_code>=400"},
+        {"paths": [str(SAMPLE)], "since": "1s"},
+        {"paths": [str(SAMPLE)], "since": "10m", "until": "300ms"},
+        {"paths": [str(ISTIO)], "since": "500ms", "by": "path"},
+    ]
+    for log, fmt in _property_logs(tmp_path):
+        jobs.append({"paths": [str(log)], "format_file": str(fmt)})
+    remote = _batch(jobs, spark_url, tmp_path)
+    assert len(remote) == len(jobs)
+    chosen = 0
+    for job, summary in zip(jobs, remote, strict=True):
+        local = _summarize(_args(job))
+        _same(local, summary, json.dumps(job))
+        chosen += local["requests"] > 0
+    assert chosen >= len(jobs) - 6  # the filters and windows choose requests, not nothing
