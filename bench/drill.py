@@ -107,7 +107,7 @@ def _parse_chunk(chunk: pl.DataFrame, fmt: CompiledFormat) -> None:
     typed = [_typed(f, pl.col(f"f{i}")).alias(f.column) for i, f in enumerate(fmt.fields)]
     timed("  typed columns only (no reason strings)", lambda: raw.select(typed))
     timed("  start_time to_datetime alone", lambda: raw.select(typed[0]))
-    req = cast_fields(raw, fmt).drop("_reason")
+    req = cast_fields(raw, fmt)[0]
     timed("derive.cluster_columns (library)", lambda: cluster_columns(req))
     clusters = cluster_columns(req.select(pl.col("upstream_cluster").unique()))
     timed(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -143,7 +144,7 @@ class Result:
     peak_rss_mib: float
     returncode: int
     counts: dict[str, int]
-    input: str | None = None  # "path", "stdin" or "gz" for the rows that compare how input arrives
+    input: str | None = None  # "path", "stdin", "gz" or "engine" for the rows that compare how input arrives
     vs_path: float | None = None  # wall time over the by-path run of the same command
     base: str | None = None  # name of that by-path run
 
@@ -249,6 +250,11 @@ def cases_for(path: Path, gz: Path, work: Path, inputs_only: bool) -> list[Case]
         Case("cat | meshlog summarize -o json -", [*piped, "summarize", "-o", "json", "-"], "stdin", summarize),
         Case("meshlog summarize -o json FILE.gz", [*meshlog, "summarize", str(gz), "-o", "json"], "gz", summarize),
     ]
+    if importlib.util.find_spec("pyspark") and shutil.which("java"):  # the engine: Spark in this process's JVM
+        spark = [*meshlog, "summarize", str(path), "-o", "json", "--engine", "spark", "--spark-remote", "local[2]"]
+        ways.append(Case("meshlog summarize --engine spark local[2]", spark, "engine", summarize))
+    else:
+        print("  (no pyspark or java: pip install 'meshlog[spark]' to time the Spark engine)", file=sys.stderr)
     if inputs_only:
         return ways
     cases = [
@@ -348,14 +354,14 @@ def print_table(results: list[Result]) -> None:
 
 def print_inputs(results: list[Result]) -> None:
     """One line per command: each way of feeding it next to the by-path run."""
-    label = {"stdin": "stdin", "gz": ".gz"}
+    label = {"stdin": "stdin", "gz": ".gz", "engine": "Spark local[2]"}
     print("\nsame bytes, other ways in (wall vs the by-path run; peak RSS, MiB):")
     for base in ("meshlog parse -o parquet", "meshlog summarize -o json"):
         path = next((r for r in results if r.name == base), None)
         others = [r for r in results if r.base == base and r.vs_path is not None]
         if path is None or not others:
             continue
-        parts = [f"{label[r.input]} {r.vs_path:.2f}x file (RSS {r.peak_rss_mib:.0f})" for r in others]
+        parts = [f"{label.get(str(r.input), r.input)} {r.vs_path:.2f}x file (RSS {r.peak_rss_mib:.0f})" for r in others]
         print(f"  {base:26} file {path.wall_s:.2f} s (RSS {path.peak_rss_mib:.0f}); " + ", ".join(parts))
 
 

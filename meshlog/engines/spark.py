@@ -27,14 +27,16 @@ from urllib.parse import unquote, urlparse
 
 import polars as pl
 
+from meshlog.engines.spark_lines import java, unwrapped
 from meshlog.errors import ConfigError, UnreachableError, UsageError
 from meshlog.filters import Backend, bounds, columns_named, compile_where, is_relative
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.parse import UNPARSED_SCHEMA
+from meshlog.parse import JSON_UNDER_TEXT, UNPARSED_SCHEMA, looks_like_prefix
 from meshlog.parse.cast import _EXPECTED, dtype_of, strips_semicolon, unset_texts
 from meshlog.parse.classify import OTHER_LINES
 from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.parse.tally import KEEP_UNPARSED, Tally
+from meshlog.parse.text import failure_reasons
 from meshlog.reports.state import (
     KEEP_SLOWEST,
     KEYS,
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 EXTRA = "pip install 'meshlog[spark]'"
+WRAPPER_COLUMNS: dict[str, pl.DataType] = {c: pl.String() for c in ("pod", "namespace", "container", "stream")}
+WRAPPER_COLUMNS["captured_at"] = pl.Datetime("us", "UTC")
 _LOW_BITS = (1 << 33) - 1  # monotonically_increasing_id: partition id above, row within the partition below
 
 
@@ -82,7 +86,7 @@ def session(url: str) -> SparkSession:
 
 def java_regex(fmt: CompiledFormat) -> str:
     """The format's strict regex for Java: the same groups, unnamed (Java names allow no ``_``)."""
-    return re.sub(r"\(\?P<\w+>", "(", fmt.regex)
+    return java(fmt.regex)
 
 
 def _typed(field: Any, raw: Column) -> Column:
@@ -197,6 +201,8 @@ def spark_state(
         F.col("_metadata.file_block_start").alias("_block"),
         F.monotonically_increasing_id().bitwiseAND(F.lit(_LOW_BITS)).alias("_idx"),
     )
+    blocks = _arrow(lines.groupBy("_file", "_block").agg(F.count(F.lit(1)).alias("n"), F.min("_idx").alias("_first")))
+    lines = unwrapped(lines)
     if fmt is None:
         sample = [r[0] for r in lines.select("line").limit(SAMPLE_LINES * 10).collect()]
         fmt = detect([s for s in sample if s.strip()][:SAMPLE_LINES])
@@ -228,18 +234,30 @@ def spark_state(
         for i, f in checked
     ]
     reason = F.coalesce(*failures) if failures else F.lit(None).cast("string")
+    # as ``parse.parse_lines`` decides: a JSON access record under a text format is the wrong format;
+    # a line of a known other kind is other; one that still looks like a record is unparsed
+    line = F.col("line")
+    json_record = line.rlike(r"^\s*\{") & line.contains('"response_code"') & (
+        line.contains('"start_time"') | line.contains('"duration"')
+    )
+    looks_like = line.rlike("^" + java(looks_like_prefix(fmt)))
+    other = F.col("_other")
     outcome = typed.select(
         "*",
         F.when(F.col("_match") & reason.isNull(), F.lit("access"))
-        .when(F.col("_other").isNotNull(), F.lit("other"))
+        .when(F.col("_match"), F.lit("unparsed"))
+        .when(json_record & (other.isNull() | (other == "json-log")), F.lit("unparsed"))
+        .when(other.isNotNull() | ~looks_like, F.lit("other"))
         .otherwise(F.lit("unparsed"))
         .alias("_outcome"),
-        F.coalesce(reason, F.lit("does not match the format")).alias("_reason"),
+        F.coalesce(other, F.lit("unrecognised")).alias("_kind"),
+        F.when(F.col("_match"), reason).when(json_record, F.lit(JSON_UNDER_TEXT)).alias("_reason"),
     ).persist()
     try:
         access = outcome.filter(F.col("_outcome") == "access")
         if where:
-            schema = {"source": pl.String(), "line_no": pl.Int64(), **{f.column: dtype_of(f) for f in fmt.fields}}
+            schema = {"source": pl.String(), "line_no": pl.Int64(), **WRAPPER_COLUMNS}
+            schema |= {f.column: dtype_of(f) for f in fmt.fields}
             access = access.filter(compile_where(where, schema, _SparkColumns()))
         window: Window = (None, None)
         if any(times):
@@ -254,7 +272,7 @@ def spark_state(
             if end is not None:
                 chosen &= F.col("start_time") < F.lit(end)
             access = access.filter(chosen)
-        return _state(outcome, access, fmt, used, by, given), fmt, window
+        return _state(outcome, access, blocks, fmt, used, by, given), fmt, window
     finally:
         outcome.unpersist()
 
@@ -273,6 +291,7 @@ def _arrow(frame: DataFrame) -> pl.DataFrame:
 def _state(
     outcome: DataFrame,
     access: DataFrame,
+    blocks: pl.DataFrame,
     fmt: CompiledFormat,
     used: list[tuple[int, Any]],
     by: str | None,
@@ -282,6 +301,7 @@ def _state(
     from pyspark.sql import functions as F
 
     schema: dict[str, pl.DataType] = {"source": pl.String(), "line_no": pl.Int64()}
+    schema |= {c: pl.String() for c in ("pod", "namespace")}  # what wrappers said; dropped below if none did
     schema |= {f.column: dtype_of(f) for _, f in used}
     cols = set(schema)
     code, flags = F.col("response_code"), F.col("response_flags")
@@ -305,7 +325,13 @@ def _state(
         ]
     dims = (by,) if by and by != "upstream_cluster" else ()
     keys = [c for c in dict.fromkeys((*KEYS, *dims)) if c in cols]
-    tables: dict[str, pl.DataFrame] = {"requests": _sums(access.groupBy(*keys).agg(*values), keys)}
+    requests = _sums(access.groupBy(*keys).agg(*values), keys)
+    for c in ("pod", "namespace"):  # as locally: a column no wrapper gave is not there
+        if not requests.height or requests[c].null_count() == requests.height:
+            requests = requests.drop(c)
+            del schema[c]
+    tables: dict[str, pl.DataFrame] = {"requests": requests}
+    cols = set(schema)
 
     def counts(frame: DataFrame, on: list[str]) -> pl.DataFrame:
         return _arrow(frame.groupBy(*on).agg(count))
@@ -335,31 +361,44 @@ def _state(
         tables["grid"] = _arrow(
             grid.groupBy(*on).agg(count.alias("requests"), F.sum(F.col("_e").cast("bigint")).alias("errors"))
         )
-    blocks = _arrow(outcome.groupBy("_file", "_block").agg(count, F.min("_idx").alias("_first")))
     names = _sources(paths)
-    slowest = pl.DataFrame()
-    if "duration" in cols:
-        shown = [c for c in SLOWEST_COLUMNS if c in cols and c not in ("source", "line_no")]
-        rows = access.filter(F.col("duration").isNotNull()).orderBy(
-            F.col("duration").desc(), "_file", "_block", "_idx"
-        )
-        slowest = _located(_arrow(rows.select(*shown, "_file", "_block", "_idx").limit(KEEP_SLOWEST)), blocks, names)
-        slowest = slowest.select(c for c in SLOWEST_COLUMNS if c in slowest.columns)
-    kinds = _arrow(outcome.groupBy("_outcome", "_other").agg(count))
+    slowest = _slowest(access, cols, blocks, names) if "duration" in cols else pl.DataFrame()
+    tally = _tally(outcome, blocks, names, fmt)
+    return from_tables(dims, schema, tables, step=step, start=start, end=end, slowest=slowest, tally=tally)
+
+
+def _slowest(access: DataFrame, cols: set[str], blocks: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """The ``KEEP_SLOWEST`` slowest requests, ties in input order (``reports.state.slowest_order``)."""
+    from pyspark.sql import functions as F
+
+    shown = [c for c in SLOWEST_COLUMNS if c in cols and c not in ("source", "line_no")]
+    rows = access.filter(F.col("duration").isNotNull()).orderBy(F.col("duration").desc(), "_file", "_block", "_idx")
+    slowest = _located(_arrow(rows.select(*shown, "_file", "_block", "_idx").limit(KEEP_SLOWEST)), blocks, names)
+    return slowest.select(c for c in SLOWEST_COLUMNS if c in slowest.columns)
+
+
+def _tally(outcome: DataFrame, blocks: pl.DataFrame, names: dict[str, str], fmt: CompiledFormat) -> Tally:
+    """The line accounting of every line, and the first unparsed ones with their reasons: a cast that
+    failed says so from Spark; a line that does not match is explained here, as the local engine
+    explains it (``parse.text.failure_reasons``), since only these few lines come back."""
+    from pyspark.sql import functions as F
+
+    kinds = _arrow(outcome.groupBy("_outcome", "_kind").agg(F.count(F.lit(1)).cast("bigint").alias("n")))
     unparsed_rows = outcome.filter(F.col("_outcome") == "unparsed").orderBy("_file", "_block", "_idx")
     first = unparsed_rows.select("line", F.col("_reason").alias("reason"), "_file", "_block", "_idx")
     examples = _located(_arrow(first.limit(KEEP_UNPARSED)), blocks, names)
-    tally = Tally(
+    if examples.height and examples["reason"].null_count():
+        why = failure_reasons(examples.select("line"), fmt)
+        examples = examples.with_columns(pl.coalesce(pl.col("reason"), why).alias("reason"))
+    other = kinds.filter(pl.col("_outcome") == "other").select("_kind", "n").iter_rows()
+    return Tally(
         access=_total(kinds, "access"),
         unparsed=_total(kinds, "unparsed"),
-        other_kinds=Counter(
-            {k: int(n) for k, n in kinds.filter(pl.col("_outcome") == "other").select("_other", "n").iter_rows()}
-        ),
+        other_kinds=Counter({k: int(n) for k, n in other}),
         examples=examples.select(*UNPARSED_SCHEMA).cast(UNPARSED_SCHEMA)  # type: ignore[arg-type]
         if examples.height
         else pl.DataFrame(schema=UNPARSED_SCHEMA),
     )
-    return from_tables(dims, schema, tables, step=step, start=start, end=end, slowest=slowest, tally=tally)
 
 
 def _sums(frame: DataFrame, keys: list[str]) -> pl.DataFrame:

@@ -156,7 +156,7 @@ def _parse_envoy(
         bad = pl.concat([bad, broken.select(ROW).with_columns(reasons.alias("reason"))])
     misread = leftovers.filter((pl.col("kind").is_null() | (pl.col("kind") == "json-log")) & json_record)
     if misread.height:  # JSON access records read with a text format: the wrong format, not other lines
-        bad = pl.concat([bad, misread.select(ROW, pl.lit(_JSON_UNDER_TEXT).alias("reason"))])
+        bad = pl.concat([bad, misread.select(ROW, pl.lit(JSON_UNDER_TEXT).alias("reason"))])
     leftovers = leftovers.filter(~json_record | pl.col("kind").is_not_null() & (pl.col("kind") != "json-log"))
     other = leftovers.filter(pl.col("kind").is_not_null() | ~looks_like).with_columns(
         pl.col("kind").fill_null("unrecognised")
@@ -202,7 +202,7 @@ def _no_format(lines: pl.DataFrame, reason: str, broken: pl.DataFrame | None) ->
     )
 
 
-_JSON_UNDER_TEXT = "a JSON access record, but the format is text: pass -f istio-json (or the proxy's JSON format)"
+JSON_UNDER_TEXT = "a JSON access record, but the format is text: pass -f istio-json (or the proxy's JSON format)"
 
 
 def _json_access_record() -> pl.Expr:
@@ -215,14 +215,18 @@ def _json_access_record() -> pl.Expr:
     )
 
 
-def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:
-    """Does a line that failed still look like an access record (so it is *unparsed*, not *other*)?"""
-    line = pl.col("line")
+def looks_like_prefix(fmt: CompiledFormat) -> str:
+    """The regex (unanchored) a line that failed must still start with to look like an access record
+    of ``fmt``, so it is *unparsed*, not *other*: the format up to its first typed field (two at most).
+    Every engine decides by it."""
     if fmt.encoding == "json":
-        return line.str.contains(r"^\s*\{")
+        return r"\s*\{"
     k = next((i + 1 for i, f in enumerate(fmt.fields) if f.kind is not Kind.STRING), 1)
-    k = min(k, 2, len(fmt.fields))
-    return line.str.contains("^" + fmt.regex_prefix(k))
+    return fmt.regex_prefix(min(k, 2, len(fmt.fields)))
+
+
+def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:
+    return pl.col("line").str.contains("^" + looks_like_prefix(fmt))
 
 
 def _extract_json(

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from meshlog.cli import app
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, SHARED
 from tests.lab.spark import SparkConnect
 
 LAB = True  # a real Spark: not in the fast loop
@@ -114,6 +114,13 @@ def test_options_the_spark_engine_does_not_take_stop_first() -> None:
 
 SAMPLE = FIXTURES / "sample" / "istio-proxy.log"
 ISTIO = ENVOY / "istio" / "access.log"
+# the stream samples whose wrappers Spark SQL expresses (engines/spark_lines.py): kubectl's prefix and
+# timestamps, CRI files (P chunks joined), docker json-file (partials joined)
+STREAMS = [
+    "kubectl-plain", "kubectl-timestamps", "kubectl-prefix", "kubectl-prefix-timestamps",
+    "kubectl-follow-selector-prefix", "kubectl-selector-all-containers-prefix", "cri-containerd", "cri-crio",
+    "docker-json-file",
+]  # fmt: skip
 WHERE = [
     "response_code>=500",
     "response_flags~UF and upstream_cluster~reviews",
@@ -191,8 +198,9 @@ def _property_logs(tmp: Path, n: int = 20) -> list[tuple[Path, Path]]:
 
 
 def test_spark_gives_the_local_report_everywhere(spark_url: str, tmp_path: Path) -> None:
-    """Every fixture log by --by dimension, twenty random formats through a real Envoy, --where
-    filters, and --since/--until windows (ISO and relative): Spark's summary equals the local one."""
+    """Every fixture log by --by dimension, the stream samples Spark unwraps, twenty random formats
+    through a real Envoy, --where filters, and --since/--until windows (ISO and relative): Spark's
+    summary equals the local one, key by key."""
     jobs: list[dict[str, Any]] = [
         {"paths": [str(path)], "format_file": str(fmt) if fmt else None, "by": by}
         for path, fmt in INPUTS
@@ -208,6 +216,10 @@ def test_spark_gives_the_local_report_everywhere(spark_url: str, tmp_path: Path)
         {"paths": [str(SAMPLE)], "since": "10m", "until": "300ms"},
         {"paths": [str(ISTIO)], "since": "500ms", "by": "path"},
     ]
+    samples = [SHARED / "samples" / "streams" / f"{name}.log" for name in STREAMS]
+    jobs += [{"paths": [str(p)]} for p in samples]
+    jobs += [{"paths": [str(p)], "by": "pod"} for p in samples if "prefix" in p.name]
+    jobs.append({"paths": [str(samples[2])], "where": "pod~httpbin or response_code>=500"})
     for log, fmt in _property_logs(tmp_path):
         jobs.append({"paths": [str(log)], "format_file": str(fmt)})
     remote = _batch(jobs, spark_url, tmp_path)
