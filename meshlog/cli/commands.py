@@ -20,7 +20,6 @@ from meshlog.flags import FLAGS, lookup, near_misses
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.presets import PRESETS, resolve
 from meshlog.parse import AccessLog, LineCounts
-from meshlog.parse.ztunnel import CONNECTION_SCHEMA
 from meshlog.pipeline import (
     FormatOptions,
     Run,
@@ -41,6 +40,11 @@ if TYPE_CHECKING:
 
     from meshlog.metrics.http import Connection
     from meshlog.reports.state import SummaryState
+
+
+class Records(StrEnum):
+    requests = "requests"
+    connections = "connections"
 
 
 class RowOutput(StrEnum):
@@ -169,6 +173,7 @@ def _check_early(run: Run, where: str | None) -> None:
     wrong kind of value) stops before any input is read."""
     if where and run.format is not None:
         from meshlog.filters import compile_where
+        from meshlog.parse.ztunnel import CONNECTION_SCHEMA
 
         compile_where(where, {**CONNECTION_SCHEMA, **row_schema([run.format])})  # either kind of record
 
@@ -203,10 +208,17 @@ def parse(
     where: WhereOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
+    records: Annotated[
+        Records,
+        typer.Option("--records", help="requests (Envoy's access lines) or connections (ztunnel's, Istio ambient)."),
+    ] = Records.requests,
 ) -> None:
     """Typed rows out, one per access-log line (with source and line_no)."""
     from meshlog.filters import check_time, is_relative, narrow, time_filter, where_filter
 
+    if records is Records.connections:
+        _parse_connections(paths or [], output, out, input, where, (since, until), strict)
+        return
     keep = where_filter(where) if where else None  # options first: a mistake stops before any input
     for text, option in ((since, "--since"), (until, "--until")):
         if text:
@@ -248,6 +260,57 @@ def parse(
             _when_no_format(run)
         # no row at all: still a header, `[]` or a valid Parquet file with the columns
         (writer or RowWriter(output.value, sink, row_columns(run.stream.formats.values()))).close()
+    finally:
+        if out:
+            sink.close()
+    _finish(run, strict)
+
+
+def _parse_connections(
+    paths: list[str],
+    output: RowOutput,
+    out: str | None,
+    input: Input,
+    where: str | None,
+    times: tuple[str | None, str | None],
+    strict: bool,
+) -> None:
+    """``parse --records connections``: ztunnel's records as rows (``parse.ztunnel.CONNECTION_SCHEMA``
+    after the wrapper columns); ``--where`` over their columns, ``--since/--until`` over ``timestamp``
+    (a duration counts back from the last connection, so rows then come at the end)."""
+    import polars as pl
+
+    from meshlog.envelopes import META
+    from meshlog.filters import bounds, check_time, in_window, is_relative, where_filter
+    from meshlog.parse.ztunnel import CONNECTION_SCHEMA
+
+    keep = where_filter(where) if where else None
+    for text, option in zip(times, ("--since", "--until"), strict=True):
+        if text:
+            check_time(text, option=option)
+    relative = is_relative(times[0]) or is_relative(times[1])
+    run = _start(FormatOptions(), input)
+    paths = _reading(paths)
+    if output is RowOutput.parquet and out is None and sys.stdout.isatty():
+        raise UsageError("parquet is binary; redirect stdout or use --out FILE")
+    sink = _sink(out)
+    writer = RowWriter(output.value, sink, ["source", "line_no", *META, *CONNECTION_SCHEMA])
+    held: list[pl.DataFrame] = []
+    try:
+        for log in parse_paths(paths, run):
+            rows = log.connections if keep is None else keep(log.connections)
+            if relative:
+                held.append(rows)
+            elif any(times):
+                writer.write(rows.filter(in_window(*bounds(*times, None), column="timestamp")))
+            else:
+                writer.write(rows)
+        if held:
+            rows = pl.concat(held, how="diagonal_relaxed")
+            latest = rows["timestamp"].max() if rows.height else None
+            if latest is not None:
+                writer.write(rows.filter(in_window(*bounds(*times, latest), column="timestamp")))  # type: ignore[arg-type]
+        writer.close()
     finally:
         if out:
             sink.close()
@@ -318,6 +381,7 @@ def summarize(
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
     from meshlog.filters import check_time, where_filter
+    from meshlog.parse.ztunnel import CONNECTION_SCHEMA
     from meshlog.reports.state import default_by
     from meshlog.reports.summary import by_table, iso_z, summary_dict
 

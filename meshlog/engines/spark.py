@@ -17,6 +17,7 @@ now (``check_options`` says so before anything runs).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import socket
@@ -31,12 +32,12 @@ from meshlog.engines.spark_lines import java, unwrapped
 from meshlog.errors import ConfigError, UnreachableError, UsageError
 from meshlog.filters import Backend, bounds, columns_named, compile_where, is_relative
 from meshlog.formats.compiler import CompiledFormat
-from meshlog.parse import JSON_UNDER_TEXT, UNPARSED_SCHEMA, looks_like_prefix
+from meshlog.formats.operators import Kind
+from meshlog.parse import JSON_UNDER_TEXT, UNPARSED_SCHEMA, lines_frame, looks_like_prefix, parse_lines
 from meshlog.parse.cast import _EXPECTED, dtype_of, strips_semicolon, unset_texts
 from meshlog.parse.classify import OTHER_LINES
 from meshlog.parse.detect import SAMPLE_LINES, detect
 from meshlog.parse.tally import KEEP_UNPARSED, Tally
-from meshlog.parse.text import failure_reasons
 from meshlog.reports.state import (
     KEEP_SLOWEST,
     KEYS,
@@ -153,6 +154,38 @@ def check_options(**given: Any) -> None:
         raise UsageError(f"--engine spark does not take {', '.join(refused)} yet (use the local engine)")
 
 
+def _text_fields(fmt: CompiledFormat, used: list[tuple[int, Any]]) -> tuple[Column, list[Column]]:
+    """A text format: does the line match its regex, and each used field's text (positional groups)."""
+    from pyspark.sql import functions as F
+
+    regex = java_regex(fmt)
+    return F.col("line").rlike(regex), [F.regexp_extract("line", regex, i + 1).alias(f"_r{i}") for i, _ in used]
+
+
+def _json_fields(fmt: CompiledFormat, used: list[tuple[int, Any]]) -> tuple[Column, list[Column]]:
+    """A JSON format, as ``parse.jsonl`` reads it: a line is a record when it is an object naming one
+    of the format's keys; every key is read as text (a number as its digits, an object as its JSON),
+    and a line that is no valid JSON is a broken record, not a match."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    line = F.col("line")
+    keys = list(dict.fromkeys(fmt.json_keys))
+    schema = StructType([*(StructField(k, StringType()) for k in keys), StructField("_corrupt", StringType())])
+    record = F.from_json(line, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"})
+    names = "|".join(re.escape(json.dumps(k)) for k in keys)
+    is_record = line.rlike(r"^\s*\{") & line.rlike(f"(?:{names})\\s*:")
+    match = is_record & record.isNotNull() & record["_corrupt"].isNull()
+
+    def raw(i: int, f: Any) -> Column:
+        key = fmt.json_keys[i]
+        if f.kind is Kind.JSON:  # structured: its JSON text
+            return F.get_json_object(line, "$[" + json.dumps(key) + "]")
+        return record[key]
+
+    return match, [raw(i, f).alias(f"_r{i}") for i, f in used]
+
+
 class _SparkColumns(Backend):
     """``--where`` as Spark columns: the same language and checks as the local engine's (the regex
     runs in Java there: the common syntax is the same, Rust-only features are not)."""
@@ -206,17 +239,14 @@ def spark_state(
     if fmt is None:
         sample = [r[0] for r in lines.select("line").limit(SAMPLE_LINES * 10).collect()]
         fmt = detect([s for s in sample if s.strip()][:SAMPLE_LINES])
-    if fmt.encoding != "text":
-        raise UsageError(f"--engine spark reads text formats for now; {fmt.name or 'this format'} is JSON")
-    regex = java_regex(fmt)
     fields = list(fmt.fields)
     wanted = STATE_COLUMNS | {by} | (columns_named(where) if where else set())
     used = [(i, f) for i, f in enumerate(fields) if f.column in wanted]
-    raws = [F.regexp_extract("line", regex, i + 1).alias(f"_r{i}") for i, _ in used]
+    match, raws = _json_fields(fmt, used) if fmt.encoding == "json" else _text_fields(fmt, used)
     kind = F.lit(None).cast("string")
     for name, pattern in reversed(OTHER_LINES):
         kind = F.when(F.col("line").rlike(pattern), F.lit(name)).otherwise(kind)
-    parsed = lines.select("*", F.col("line").rlike(regex).alias("_match"), kind.alias("_other"), *raws)
+    parsed = lines.select("*", match.alias("_match"), kind.alias("_other"), *raws)
     typed = parsed.select(
         "*", *(_typed(f, F.when(F.col("_match"), F.col(f"_r{i}"))).alias(f.column) for i, f in used)
     )
@@ -240,6 +270,8 @@ def spark_state(
     json_record = line.rlike(r"^\s*\{") & line.contains('"response_code"') & (
         line.contains('"start_time"') | line.contains('"duration"')
     )
+    if fmt.encoding == "json":
+        json_record = F.lit(False)
     looks_like = line.rlike("^" + java(looks_like_prefix(fmt)))
     other = F.col("_other")
     outcome = typed.select(
@@ -378,18 +410,23 @@ def _slowest(access: DataFrame, cols: set[str], blocks: pl.DataFrame, names: dic
 
 
 def _tally(outcome: DataFrame, blocks: pl.DataFrame, names: dict[str, str], fmt: CompiledFormat) -> Tally:
-    """The line accounting of every line, and the first unparsed ones with their reasons: a cast that
-    failed says so from Spark; a line that does not match is explained here, as the local engine
-    explains it (``parse.text.failure_reasons``), since only these few lines come back."""
+    """The line accounting of every line, and the first unparsed ones with their reasons: only these
+    few lines come back, so the local parser words why each failed, exactly as it would here (Spark's
+    own reason stays where it sees no failure)."""
     from pyspark.sql import functions as F
 
     kinds = _arrow(outcome.groupBy("_outcome", "_kind").agg(F.count(F.lit(1)).cast("bigint").alias("n")))
     unparsed_rows = outcome.filter(F.col("_outcome") == "unparsed").orderBy("_file", "_block", "_idx")
     first = unparsed_rows.select("line", F.col("_reason").alias("reason"), "_file", "_block", "_idx")
     examples = _located(_arrow(first.limit(KEEP_UNPARSED)), blocks, names)
-    if examples.height and examples["reason"].null_count():
-        why = failure_reasons(examples.select("line"), fmt)
-        examples = examples.with_columns(pl.coalesce(pl.col("reason"), why).alias("reason"))
+    if examples.height:  # the few lines that came back, worded as the local engine words them
+        local = parse_lines(lines_frame(examples["line"].to_list()), fmt).unparsed
+        said = pl.DataFrame({"_n": local["line_no"], "_why": local["reason"]})
+        examples = (
+            examples.with_row_index("_n", offset=1).with_columns(pl.col("_n").cast(pl.Int64))
+            .join(said, on="_n", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("_why", "reason").alias("reason")).drop("_n", "_why")
+        )  # fmt: skip
     other = kinds.filter(pl.col("_outcome") == "other").select("_kind", "n").iter_rows()
     return Tally(
         access=_total(kinds, "access"),

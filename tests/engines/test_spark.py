@@ -119,8 +119,9 @@ ISTIO = ENVOY / "istio" / "access.log"
 STREAMS = [
     "kubectl-plain", "kubectl-timestamps", "kubectl-prefix", "kubectl-prefix-timestamps",
     "kubectl-follow-selector-prefix", "kubectl-selector-all-containers-prefix", "cri-containerd", "cri-crio",
-    "docker-json-file",
+    "docker-json-file", "istio-json-kubectl-plain", "istio-json-cri-containerd",
 ]  # fmt: skip
+JSON_INPUTS = [ENVOY / "istio-json" / "access.log", ENVOY / "envoy-gateway" / "envoy-gateway-json" / "access.log"]
 WHERE = [
     "response_code>=500",
     "response_flags~UF and upstream_cluster~reviews",
@@ -166,6 +167,37 @@ def _columns(path: Path, fmt: Path | None) -> set[str]:
 def _same(local: dict[str, Any], remote: dict[str, Any], label: str) -> None:
     for key in remote:
         assert remote[key] == local[key], (label, key)
+
+
+def _broken(tmp: Path) -> list[Path]:
+    """Real records with broken ones among them, text and JSON: a value that does not fit its type, a
+    line cut short, a JSON record under a text format, an object that is no record, invalid JSON.
+    Both engines must count each the same and say why, at the same line."""
+    text = ISTIO.read_text().splitlines()
+    records = JSON_INPUTS[0].read_text().splitlines()
+    bad_text = [
+        text[0],
+        text[1].replace(" 200 ", " 2x0 ", 1),
+        text[2][:70],
+        records[0],
+        text[3],
+        "",
+        "some app line",
+        text[4].replace("HTTP/1.1", "HTTP/1.1", 1),
+    ]
+    bad_json = [
+        records[0],
+        records[1][:40],
+        records[2].replace('"response_code":', '"response_code":"abc","was":', 1),
+        '{"level":"info","msg":"hello"}',
+        '{"note": "an object, no record"}',
+        records[3],
+    ]
+    out = []
+    for name, lines in (("broken-text.log", bad_text), ("broken-json.log", bad_json)):
+        (tmp / name).write_text("\n".join(lines) + "\n")
+        out.append(tmp / name)
+    return out
 
 
 def _property_logs(tmp: Path, n: int = 20) -> list[tuple[Path, Path]]:
@@ -216,6 +248,9 @@ def test_spark_gives_the_local_report_everywhere(spark_url: str, tmp_path: Path)
         {"paths": [str(SAMPLE)], "since": "10m", "until": "300ms"},
         {"paths": [str(ISTIO)], "since": "500ms", "by": "path"},
     ]
+    jobs += [{"paths": [str(p)]} for p in JSON_INPUTS]
+    jobs += [{"paths": [str(p)], "where": "response_code>=400"} for p in JSON_INPUTS]
+    jobs += [{"paths": [str(p)]} for p in _broken(tmp_path)]
     samples = [SHARED / "samples" / "streams" / f"{name}.log" for name in STREAMS]
     jobs += [{"paths": [str(p)]} for p in samples]
     jobs += [{"paths": [str(p)], "by": "pod"} for p in samples if "prefix" in p.name]
