@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,8 @@ _LOW_BITS = (1 << 33) - 1  # monotonically_increasing_id: partition id above, ro
 def session(url: str) -> SparkSession:
     """A Spark session for ``url``: a Spark Connect address (``sc://host:15002``) or PySpark's own
     ``local[N]``. A Connect server that does not answer is an ``UnreachableError`` (exit 5) at once."""
+    # pyspark warns on import about pandas versions it has not tried; meshlog hands it Arrow, not pandas
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -78,7 +81,8 @@ def session(url: str) -> SparkSession:
         except ImportError as exc:  # the Connect client's own needs (grpcio, pyarrow, pandas)
             raise ConfigError(f"--engine spark needs the Spark Connect client ({exc}): {EXTRA}") from None
     elif re.fullmatch(r"local(\[(\d+|\*)\])?", url):
-        spark = SparkSession.builder.master(url).appName("meshlog").getOrCreate()
+        builder = SparkSession.builder.master(url).appName("meshlog")
+        spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()  # stderr is ours
     else:
         raise UsageError(f"--spark-remote {url}: expected a Spark Connect address (sc://host:15002) or local[N]")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
@@ -159,7 +163,14 @@ def _text_fields(fmt: CompiledFormat, used: list[tuple[int, Any]]) -> tuple[Colu
     from pyspark.sql import functions as F
 
     regex = java_regex(fmt)
-    return F.col("line").rlike(regex), [F.regexp_extract("line", regex, i + 1).alias(f"_r{i}") for i, _ in used]
+    # one regex run per line for every field: the match rewritten as its groups joined by a byte no
+    # line holds, then split (a group that took no part is "", as with regexp_extract)
+    template = _SEP.join(f"${i + 1}" for i in range(len(fmt.fields)))
+    parts = F.split(F.regexp_replace("line", regex, template), _SEP, -1)
+    return F.col("line").rlike(regex), [F.try_element_at(parts, F.lit(i + 1)).alias(f"_r{i}") for i, _ in used]
+
+
+_SEP = "\u0001"
 
 
 def _json_fields(fmt: CompiledFormat, used: list[tuple[int, Any]]) -> tuple[Column, list[Column]]:
@@ -246,6 +257,7 @@ def spark_state(
     kind = F.lit(None).cast("string")
     for name, pattern in reversed(OTHER_LINES):
         kind = F.when(F.col("line").rlike(pattern), F.lit(name)).otherwise(kind)
+    kind = F.when(~match, kind)  # only a line that is no record is asked what it is
     parsed = lines.select("*", match.alias("_match"), kind.alias("_other"), *raws)
     typed = parsed.select(
         "*", *(_typed(f, F.when(F.col("_match"), F.col(f"_r{i}"))).alias(f.column) for i, f in used)
@@ -284,6 +296,11 @@ def spark_state(
         .alias("_outcome"),
         F.coalesce(other, F.lit("unrecognised")).alias("_kind"),
         F.when(F.col("_match"), reason).when(json_record, F.lit(JSON_UNDER_TEXT)).alias("_reason"),
+    )
+    # what the aggregations read, cached: typed fields and the outcome, the text only of unparsed lines
+    keep = ["_file", "_block", "_idx", *WRAPPER_COLUMNS, *dict.fromkeys(f.column for _, f in used)]
+    outcome = outcome.select(
+        *keep, "_outcome", "_kind", "_reason", F.when(F.col("_outcome") == "unparsed", line).alias("line")
     ).persist()
     try:
         access = outcome.filter(F.col("_outcome") == "access")

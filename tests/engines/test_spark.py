@@ -264,4 +264,6 @@ def test_spark_gives_the_local_report_everywhere(spark_url: str, tmp_path: Path)
         local = _summarize(_args(job))
         _same(local, summary, json.dumps(job))
         chosen += local["requests"] > 0
+        if "broken" in job["paths"][0]:  # each kind of broken line, counted and explained alike
+            assert local["lines"]["unparsed"] == 3 and len(summary["unparsed_lines"]) == 3
     assert chosen >= len(jobs) - 6  # the filters and windows choose requests, not nothing
