@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from meshlog.cli.markdown import cell, table
 from meshlog.cli.render_l4 import markdown_connections, render_connections
 from meshlog.escape import safe
 from meshlog.figures import count, percent, span, timeline_lines
@@ -261,17 +262,6 @@ def _render_comparison(m: dict[str, Any], console: Console) -> None:
 
 def markdown_summary(summary: Summary) -> str:
     """The same report as Markdown (for tickets and chat), values escaped for tables."""
-
-    def cell(v: Any) -> str:
-        return safe(v).replace("|", "\\|")
-
-    def table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-        return [
-            "| " + " | ".join(headers) + " |",
-            "|" + "|".join("---" for _ in headers) + "|",
-            *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
-            "",
-        ]
 
     lines, over = summary["lines"], summary["overview"]
     out = [

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from meshlog.cli.markdown import cell, table
 from meshlog.escape import safe
 from meshlog.figures import connections_headline as headline
 from meshlog.figures import count, percent, span, timeline_lines
@@ -112,17 +113,6 @@ def _simple(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 
 def markdown_connections(report: dict[str, Any]) -> list[str]:
     """The same section as Markdown lines."""
-
-    def cell(v: Any) -> str:
-        return safe(v).replace("|", "\\|")
-
-    def table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-        return [
-            "| " + " | ".join(headers) + " |",
-            "|" + "|".join("---" for _ in headers) + "|",
-            *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
-            "",
-        ]
 
     out = ["## L4 connections (ztunnel)", "", headline(report), ""]
     if report["hints"]:
