@@ -79,6 +79,15 @@ def row_schema(formats: Iterable[CompiledFormat]) -> dict[str, pl.DataType]:
     return schema
 
 
+def connection_schema() -> dict[str, pl.DataType]:
+    """The columns of ztunnel's connections as rows, with their types: ``source, line_no``, every
+    column a wrapper can give, then ``parse.ztunnel.CONNECTION_SCHEMA`` (what ``--where`` is checked
+    against, and ``parse --records connections`` writes)."""
+    from meshlog.parse.ztunnel import CONNECTION_SCHEMA
+
+    return {"source": pl.String(), "line_no": pl.Int64(), **envelopes.META, **CONNECTION_SCHEMA}
+
+
 def peek_formats(run: Run, paths: list[str], *, max_bytes: int = 1 << 20) -> None:
     """Detect each file's format from its head now (before any row is written, so that a table's
     columns can be fixed); stdin and heads of start-up lines only are decided while streaming."""

@@ -24,6 +24,7 @@ from meshlog.pipeline import (
     FormatOptions,
     Run,
     compile_options,
+    connection_schema,
     parse_paths,
     peek_formats,
     row_columns,
@@ -178,6 +179,15 @@ def _check_early(run: Run, where: str | None) -> None:
         compile_where(where, {**CONNECTION_SCHEMA, **row_schema([run.format])})  # either kind of record
 
 
+def _check_l4_where(where: str | None) -> None:
+    """An input of ztunnel's records only (no Envoy format): a ``--where`` naming a column they lack is
+    a mistake to say (with its near miss), not a filter that quietly keeps nothing."""
+    if where:
+        from meshlog.filters import compile_where
+
+        compile_where(where, connection_schema())
+
+
 def _sink(out: str | None) -> BinaryIO:
     if not out:
         return sys.stdout.buffer
@@ -280,10 +290,9 @@ def _parse_connections(
     (a duration counts back from the last connection, so rows then come at the end)."""
     import polars as pl
 
-    from meshlog.envelopes import META
     from meshlog.filters import bounds, check_time, in_window, is_relative, where_filter
-    from meshlog.parse.ztunnel import CONNECTION_SCHEMA
 
+    _check_l4_where(where)  # every column a connection has is known: a mistake stops here
     keep = where_filter(where) if where else None
     for text, option in zip(times, ("--since", "--until"), strict=True):
         if text:
@@ -294,7 +303,7 @@ def _parse_connections(
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
         raise UsageError("parquet is binary; redirect stdout or use --out FILE")
     sink = _sink(out)
-    writer = RowWriter(output.value, sink, ["source", "line_no", *META, *CONNECTION_SCHEMA])
+    writer = RowWriter(output.value, sink, list(connection_schema()))
     held: list[pl.DataFrame] = []
     try:
         for log in parse_paths(paths, run):
@@ -496,6 +505,7 @@ def _fold(
             interrupted = True
     if run.format is None:
         _when_no_format(run)
+        _check_l4_where(where)
     return folded.state.with_tally(run.tally), run.format, folded.window, interrupted
 
 
@@ -602,6 +612,8 @@ def formats(
     if show is None:
         for name, (_, what) in PRESETS.items():
             print(f"{name:24} {what}")
+        # not a preset: told by their shape in any input, beside whichever Envoy format it has
+        print(f"{'(ztunnel)':24} Istio ambient's ztunnel access records, text or JSON: read in any input, no --format")
         return
     fmt = resolve(show)
     _warn_format(fmt)

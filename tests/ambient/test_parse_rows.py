@@ -38,3 +38,10 @@ def test_a_mixed_stream_gives_only_its_connections() -> None:
     rows = _rows(str(MIXED))
     assert [r["line_no"] for r in rows] == [i + 1 for i, m in enumerate(MIXED_LINES) if m["kind"] == "ztunnel"]
     assert [r["pod"] for r in rows] == [m["pod"] for m in ztunnel]
+
+
+def test_a_mistyped_connection_column_is_said_with_its_near_miss() -> None:
+    for command in (["parse", "--records", "connections"], ["summarize", "-o", "json"]):
+        result = runner.invoke(app, [*command, str(TEXT), "--where", "dst_servce~reviews"])
+        assert result.exit_code == 2, command
+        assert "no column 'dst_servce'; did you mean 'dst_service'?" in result.stderr.splitlines()[0]
