@@ -14,32 +14,21 @@ from meshlog.cli import app, boundary, say
 from meshlog.cli.exit_codes import ExitCode, exit_code_for
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
 from meshlog.errors import DetectionError, MeshlogError, UnparsedLinesError, UsageError
-from meshlog.export import RowWriter, write_rows
 from meshlog.figures import count
 from meshlog.flags import FLAGS, lookup, near_misses
-from meshlog.formats.compiler import CompiledFormat
-from meshlog.formats.presets import PRESETS, resolve
-from meshlog.parse import AccessLog, LineCounts
-from meshlog.pipeline import (
-    FormatOptions,
-    Run,
-    compile_options,
-    connection_schema,
-    parse_paths,
-    peek_formats,
-    row_columns,
-    row_schema,
-)
-from meshlog.reports.contract import InputFormat, Summary
-from meshlog.reports.fold import Folded
-from meshlog.sources import expand
 
+# The library (polars, pyparsing, …) is imported where a command runs, not here: `--help`, `flags`
+# and `formats` never load it, and each command loads what it uses.
 if TYPE_CHECKING:
     import datetime as dt
 
     import polars as pl
 
+    from meshlog.formats.compiler import CompiledFormat
     from meshlog.metrics.http import Connection
+    from meshlog.parse import AccessLog, LineCounts
+    from meshlog.pipeline import Run
+    from meshlog.reports.contract import InputFormat, Summary
     from meshlog.reports.state import SummaryState
 
 
@@ -95,6 +84,8 @@ InputOpt = Annotated[
 
 def _announcer(run_inputs: list[str]) -> Callable[[str, CompiledFormat], None]:
     """Say which format detection chose (for which input, when there are several) and its warnings."""
+    from meshlog.sources import expand
+
     several = len(expand(run_inputs)) > 1
 
     def announce(source: str, fmt: CompiledFormat) -> None:
@@ -175,6 +166,7 @@ def _check_early(run: Run, where: str | None) -> None:
     if where and run.format is not None:
         from meshlog.filters import compile_where
         from meshlog.parse.ztunnel import CONNECTION_SCHEMA
+        from meshlog.pipeline import row_schema
 
         compile_where(where, {**CONNECTION_SCHEMA, **row_schema([run.format])})  # either kind of record
 
@@ -184,6 +176,7 @@ def _check_l4_where(where: str | None) -> None:
     a mistake to say (with its near miss), not a filter that quietly keeps nothing."""
     if where:
         from meshlog.filters import compile_where
+        from meshlog.pipeline import connection_schema
 
         compile_where(where, connection_schema())
 
@@ -197,8 +190,13 @@ def _sink(out: str | None) -> BinaryIO:
         raise UsageError(f"--out {out}: cannot write: {exc.strerror}") from None
 
 
-def _start(fmt_opts: FormatOptions, input: Input = Input.auto) -> Run:
-    fmt = compile_options(fmt_opts)
+def _start(
+    input: Input = Input.auto, format: str | None = None, format_file: str | None = None, mesh_config: str | None = None
+) -> Run:
+    """The run of one command: its format (given, or None to detect) and how its input is wrapped."""
+    from meshlog.pipeline import FormatOptions, Run, compile_options
+
+    fmt = compile_options(FormatOptions(format, format_file, mesh_config))
     if fmt is not None:
         _warn_format(fmt)
     return Run(fmt, input=input.value)
@@ -224,7 +222,10 @@ def parse(
     ] = Records.requests,
 ) -> None:
     """Typed rows out, one per access-log line (with source and line_no)."""
+    from meshlog.export import RowWriter
     from meshlog.filters import check_time, is_relative, narrow, time_filter, where_filter
+    from meshlog.parse import AccessLog
+    from meshlog.pipeline import parse_paths, peek_formats, row_columns
 
     if records is Records.connections:
         _parse_connections(paths or [], output, out, input, where, (since, until), strict)
@@ -235,7 +236,7 @@ def parse(
             check_time(text, option=option)
     relative = is_relative(since) or is_relative(until)  # resolved against the last request: at the end
     in_time = None if relative else time_filter(since, until)
-    run = _start(FormatOptions(format, format_file, mesh_config), input)
+    run = _start(input, format, format_file, mesh_config)
     paths = _reading(paths or [])
     _check_early(run, where)
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
@@ -290,7 +291,9 @@ def _parse_connections(
     (a duration counts back from the last connection, so rows then come at the end)."""
     import polars as pl
 
+    from meshlog.export import RowWriter
     from meshlog.filters import bounds, check_time, in_window, is_relative, where_filter
+    from meshlog.pipeline import connection_schema, parse_paths
 
     _check_l4_where(where)  # every column a connection has is known: a mistake stops here
     keep = where_filter(where) if where else None
@@ -298,7 +301,7 @@ def _parse_connections(
         if text:
             check_time(text, option=option)
     relative = is_relative(times[0]) or is_relative(times[1])
-    run = _start(FormatOptions(), input)
+    run = _start(input)
     paths = _reading(paths)
     if output is RowOutput.parquet and out is None and sys.stdout.isatty():
         raise UsageError("parquet is binary; redirect stdout or use --out FILE")
@@ -389,8 +392,10 @@ def summarize(
     ] = "local[*]",
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
+    from meshlog.export import write_rows
     from meshlog.filters import check_time, where_filter
     from meshlog.parse.ztunnel import CONNECTION_SCHEMA
+    from meshlog.pipeline import row_columns
     from meshlog.reports.state import default_by
     from meshlog.reports.summary import by_table, iso_z, summary_dict
 
@@ -399,7 +404,7 @@ def summarize(
     for text, option in ((since, "--since"), (until, "--until")):
         if text:
             check_time(text, option=option)
-    run = _start(FormatOptions(format, format_file, mesh_config), input)
+    run = _start(input, format, format_file, mesh_config)
     if engine is Engine.spark:
         from meshlog.engines.spark import check_options
 
@@ -486,7 +491,10 @@ def _fold(
     when Ctrl-C stopped it (a live stream: the report then covers what came)."""
     from meshlog.cli.progress import progress
     from meshlog.filters import columns_named, where_filter
+    from meshlog.pipeline import parse_paths
+    from meshlog.reports.fold import Folded
     from meshlog.reports.state import STATE_COLUMNS
+    from meshlog.sources import expand
 
     keep_l4 = where_filter(where) if where else None
     folded = Folded(times, BY_COLUMN[by] if by is not None else None, keep, keep_l4)
@@ -564,10 +572,12 @@ def trace(
 ) -> None:
     """Every line with one request id across all inputs (client and server sidecars), in order."""
     from meshlog.cli.render import render_trace
+    from meshlog.parse import AccessLog
+    from meshlog.pipeline import parse_paths
     from meshlog.reports.trace import id_column, resolve_id
     from meshlog.reports.trace import trace as trace_hops
 
-    run = _start(FormatOptions(format, format_file, mesh_config), input)
+    run = _start(input, format, format_file, mesh_config)
     paths = _reading(paths or [])
     run.stream.on_format = _announcer(paths)
     logs = list(parse_paths(paths, run))
@@ -609,6 +619,8 @@ def formats(
     ] = None,
 ) -> None:
     """List the presets, or show how one format compiles (fields, types, regex)."""
+    from meshlog.formats.presets import PRESETS, resolve  # pyparsing, no polars
+
     if show is None:
         for name, (_, what) in PRESETS.items():
             print(f"{name:24} {what}")

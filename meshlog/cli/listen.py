@@ -7,21 +7,22 @@ import sys
 import threading
 from enum import StrEnum
 from types import FrameType
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
-import polars as pl
 import typer
 
 from meshlog.cli import app, boundary, say
 from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt, accounting
-from meshlog.export import RowWriter
 from meshlog.figures import count
-from meshlog.formats.compiler import CompiledFormat
-from meshlog.forward.protocol import MAX_MESSAGE_BYTES
-from meshlog.forward.server import IDLE_TIMEOUT, ForwardServer
-from meshlog.parse import LineCounts
-from meshlog.pipeline import FormatOptions, compile_options, row_columns
-from meshlog.stream import Job, StreamParser
+from meshlog.forward.limits import IDLE_TIMEOUT, MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:  # the receiver and the library load when `listen` runs
+    import polars as pl
+
+    from meshlog.formats.compiler import CompiledFormat
+    from meshlog.forward.server import ForwardServer
+    from meshlog.parse import LineCounts
+    from meshlog.stream import Job
 
 
 class StreamOutput(StrEnum):
@@ -48,6 +49,9 @@ class _Rows:
     detected on its own; the line accounting). Called from one thread."""
 
     def __init__(self, fmt: CompiledFormat | None, output: StreamOutput, sink: BinaryIO) -> None:
+        from meshlog.export import RowWriter
+        from meshlog.stream import StreamParser
+
         self.stream = StreamParser(fmt, on_format=self._announce)
         self.writer = RowWriter(output.value, sink, on_dropped=self._dropped)
 
@@ -72,6 +76,8 @@ class _Rows:
             say(f"warning: {problem}")
         if parsed.log is not None:
             if self.writer.columns is None:
+                from meshlog.pipeline import row_columns
+
                 self.writer.columns = row_columns([parsed.log.format])
             self.writer.write(parsed.log.requests)
 
@@ -114,6 +120,9 @@ def listen(
     ] = MAX_MESSAGE_BYTES >> 20,
 ) -> None:
     """Receive forward-protocol traffic and write each parsed row as it arrives; Ctrl-C / SIGTERM stops."""
+    from meshlog.forward.server import ForwardServer
+    from meshlog.pipeline import FormatOptions, compile_options
+
     host, port = parse_address(forward)
     fmt = compile_options(FormatOptions(format, format_file, mesh_config))
     if fmt is not None:

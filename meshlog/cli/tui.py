@@ -14,7 +14,6 @@ from meshlog.cli.commands import FormatFileOpt, FormatOpt, Input, InputOpt, Mesh
 from meshlog.cli.exit_codes import ExitCode
 from meshlog.cli.metrics import CaFileOpt, InsecureOpt, TimeoutOpt, TokenOpt, UserOpt, connection
 from meshlog.errors import UsageError
-from meshlog.sources import expand, unreadable_reason
 
 
 def _piped_stdin() -> BinaryIO | None:
@@ -64,6 +63,8 @@ def tui(
         raise UsageError(
             "the TUI draws on a terminal and stdout is not one; use `meshlog summarize` or `meshlog parse`"
         )
+    from meshlog.sources import expand, unreadable_reason
+
     unreadable = [problem for path in expand(paths or []) if (problem := unreadable_reason(path))]
     for problem in unreadable:  # before the screen opens: an empty dashboard would hide it
         say(f"error: {problem}")

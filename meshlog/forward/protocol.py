@@ -31,8 +31,8 @@ from typing import Any
 import msgpack
 
 from meshlog.errors import MeshlogError
+from meshlog.forward.limits import MAX_MESSAGE_BYTES
 
-MAX_MESSAGE_BYTES = 64 << 20
 MAX_ITEMS = 1 << 20  # entries per array/map: msgpack allocates a declared length up front
 _PIECE = 1 << 20  # feed the unpacker this much at a time, draining in between
 _SIGNAL_LOGS = 0

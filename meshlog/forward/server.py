@@ -24,11 +24,11 @@ from typing import Self
 import polars as pl
 
 from meshlog.errors import MeshlogError
+from meshlog.forward.limits import IDLE_TIMEOUT
 from meshlog.forward.protocol import MAX_MESSAGE_BYTES, Batch, ForwardDecoder, ForwardError, HandshakeError
 from meshlog.forward.records import LineAssembler
 
 READ_BYTES = 64 << 10
-IDLE_TIMEOUT = 60.0
 
 LinesCallback = Callable[[pl.DataFrame], None]
 
