@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
-from meshlog.filters import compile_where, flag_filter, quote
+from meshlog.filters import WRITTEN, compile_where, flag_filter, quote
 from meshlog.reports.contract import Hint, Place
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def hints(state: SummaryState, *, top: int = 3) -> list[Hint]:
     requests = state.requests
     total = max(state.total, 1)
     filters = {r.key: f for r in RULES if (f := rule_filter(r, columns)) is not None}
-    rules = [(r, compile_where(filters[r.key], requests.schema)) for r in RULES if r.key in filters]
+    rules = [(r, compile_where(filters[r.key], requests.schema, WRITTEN)) for r in RULES if r.key in filters]
     if not rules or not requests.height:
         return []
     # Every rule is about a flagged line or a 4xx/5xx/0 answer: look only at those (few) rows.
@@ -284,14 +284,16 @@ def _where(tagged: pl.DataFrame, rules: list[str], top: int) -> dict[str, dict[s
     for column in _PLACES:
         if column not in tagged.columns:
             continue
-        per_value = tagged.group_by(column).agg(_lines(key) for key in rules).drop_nulls(column)
-        for key in rules:
-            counts = (
-                per_value.select(column, key)
-                .filter(pl.col(key) > 0)
-                .sort([key, column], descending=[True, False])
-                .head(top)
-            )
-            if counts.height:
-                out[key][column] = [{"value": v, "count": int(n)} for v, n in counts.iter_rows()]
+        # every rule's top values in one query: long (value, rule, count), most lines first, ties by value
+        per_value = tagged.lazy().group_by(column).agg(_lines(key) for key in rules).drop_nulls(column)
+        ranked = (
+            per_value.unpivot(index=column, on=rules, variable_name="_rule", value_name="_c")
+            .filter(pl.col("_c") > 0)
+            .sort(["_rule", "_c", column], descending=[False, True, False])
+            .group_by("_rule", maintain_order=True)
+            .head(top)
+            .collect()
+        )
+        for key, value, n in ranked.select("_rule", column, "_c").iter_rows():
+            out[key].setdefault(column, []).append({"value": value, "count": int(n)})
     return out

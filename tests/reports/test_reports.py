@@ -343,3 +343,17 @@ def test_latency_from_the_text_log_matches_the_json_twin_envoy_wrote() -> None:
     assert upstream["p90"] == pytest.approx(_linear_percentile(ust, 0.9))
     codes = Counter(r["response_code"] for r in twin)
     assert {c["code"]: c["count"] for c in summary["response_codes"]} == dict(codes)
+
+
+def test_every_rule_filter_compiles_with_its_regexes_checked() -> None:
+    """The hints compile their own filters without checking each regex again (``filters.WRITTEN``):
+    this is where they are checked, against every column a rule may read."""
+    from meshlog.filters import compile_where
+    from meshlog.reports.hints import RULES, rule_filter
+
+    schema = {"response_flags": pl.String(), "response_code": pl.Int64(), "response_code_details": pl.String(),
+              "upstream_transport_failure_reason": pl.String(), "upstream_cluster": pl.String()}  # fmt: skip
+    texts = [t for rule in RULES if (t := rule_filter(rule, schema)) is not None]
+    assert len(texts) == len(RULES)
+    for text in texts:
+        compile_where(text, schema)  # the checking backend: a bad regex would raise FilterError here
