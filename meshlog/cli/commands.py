@@ -37,6 +37,12 @@ class Records(StrEnum):
     connections = "connections"
 
 
+RecordsOpt = Annotated[
+    Records,
+    typer.Option("--records", help="requests (Envoy's access lines) or connections (ztunnel's, Istio ambient)."),
+]
+
+
 class RowOutput(StrEnum):
     ndjson = "ndjson"
     csv = "csv"
@@ -216,10 +222,7 @@ def parse(
     where: WhereOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    records: Annotated[
-        Records,
-        typer.Option("--records", help="requests (Envoy's access lines) or connections (ztunnel's, Istio ambient)."),
-    ] = Records.requests,
+    records: RecordsOpt = Records.requests,
 ) -> None:
     """Typed rows out, one per access-log line (with source and line_no)."""
     from meshlog.export import RowWriter

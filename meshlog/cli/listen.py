@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, BinaryIO
 import typer
 
 from meshlog.cli import app, boundary, say
-from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt, accounting
+from meshlog.cli.commands import FormatFileOpt, FormatOpt, MeshConfigOpt, Records, RecordsOpt, accounting
 from meshlog.figures import count
 from meshlog.forward.limits import IDLE_TIMEOUT, MAX_MESSAGE_BYTES
 
@@ -48,12 +48,17 @@ class _Rows:
     """Lines frames → parsed rows on ``sink`` through the one ``StreamParser`` (each tag's format
     detected on its own; the line accounting). Called from one thread."""
 
-    def __init__(self, fmt: CompiledFormat | None, output: StreamOutput, sink: BinaryIO) -> None:
+    def __init__(
+        self, fmt: CompiledFormat | None, output: StreamOutput, sink: BinaryIO, *, connections: bool = False
+    ) -> None:
         from meshlog.export import RowWriter
+        from meshlog.pipeline import connection_schema
         from meshlog.stream import StreamParser
 
         self.stream = StreamParser(fmt, on_format=self._announce)
-        self.writer = RowWriter(output.value, sink, on_dropped=self._dropped)
+        self.connections = connections  # ztunnel's records (Istio ambient) rather than Envoy's requests
+        columns = list(connection_schema()) if connections else None
+        self.writer = RowWriter(output.value, sink, columns, on_dropped=self._dropped)
 
     @property
     def counts(self) -> LineCounts:
@@ -79,7 +84,7 @@ class _Rows:
                 from meshlog.pipeline import row_columns
 
                 self.writer.columns = row_columns([parsed.log.format])
-            self.writer.write(parsed.log.requests)
+            self.writer.write(parsed.log.connections if self.connections else parsed.log.requests)
 
     @staticmethod
     def _announce(source: str, fmt: CompiledFormat) -> None:
@@ -118,6 +123,7 @@ def listen(
     max_message_mib: Annotated[
         int, typer.Option("--max-message-mib", help="Reject (and disconnect) a client sending a bigger message.")
     ] = MAX_MESSAGE_BYTES >> 20,
+    records: RecordsOpt = Records.requests,
 ) -> None:
     """Receive forward-protocol traffic and write each parsed row as it arrives; Ctrl-C / SIGTERM stops."""
     from meshlog.forward.server import ForwardServer
@@ -128,7 +134,7 @@ def listen(
     if fmt is not None:
         for warning in fmt.warnings:
             say(f"warning: {warning}")
-    rows = _Rows(fmt, output, sys.stdout.buffer)
+    rows = _Rows(fmt, output, sys.stdout.buffer, connections=records is Records.connections)
     server = ForwardServer(
         rows,
         host=host,

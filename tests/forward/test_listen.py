@@ -130,6 +130,27 @@ def test_listen_detects_the_format_and_stops_on_sigint() -> None:
     assert "meshlog: lines: 26 total, 7 access, 0 unparsed, 19 other\n" in stderr
 
 
+def test_listen_writes_ztunnel_connections_when_asked() -> None:
+    """Istio ambient through a collector: ztunnel's records forwarded, written as connection rows."""
+    ambient = ROOT / "fixtures" / "ambient"
+    lines = (ambient / "ztunnel.log").read_text().splitlines()
+    records = json.loads((ambient / "records.json").read_text())["ztunnel"]
+    listener = Listener("--records", "connections")
+    try:
+        client = sender.FluentSender(K8S_TAG, host="127.0.0.1", port=listener.port, nanosecond_precision=True)
+        for i, line in enumerate(lines):
+            assert client.emit_with_time(None, 1719556871.25 + i, {"log": line + "\n", "stream": "stdout"})
+        client.close()
+        rows = listener.rows(len(records))
+    finally:
+        code, stderr, _ = listener.stop(signal.SIGTERM)
+    assert code == 0, stderr
+    assert [r["src_addr"] for r in rows] == [r["fields"]["src.addr"] for r in records]
+    assert [r["error"] for r in rows] == [r["fields"].get("error") for r in records]
+    assert {r["pod"] for r in rows} == {"sleep-7656cf8794-7hkmv"}  # the tag names the pod, as for Envoy lines
+    assert f"meshlog: lines: {len(lines)} total, {len(records)} access" in stderr
+
+
 def test_listen_reports_a_bad_client_and_goes_on() -> None:
     listener = Listener("-f", "istio", "--summary-every", "0.2")
     try:
