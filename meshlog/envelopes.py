@@ -173,6 +173,10 @@ ANSI = r"\x1b\[[0-9;]*m|\x1b\(B"
 # and an offset (`2021-02-01T21:34:35+00:00`). The stamps #77603 repeats inside a >16 KiB line are
 # kubelet's own, so those are cut only in the 9-digit form.
 TIMESTAMPS = rf"^(?P<ts>{_TS_ANY}) "
+# A line's own timestamp then its level, as a log line copied from a terminal reads (ztunnel's, with
+# its TABs turned to spaces): kubectl's --timestamps prefix is followed by the container's line,
+# never straight by a level, so such a line is not unwrapped.
+OWN_TIMESTAMP = rf"^{_TS_ANY}[ \t]+(?i:trace|debug|info|warn|warning|error|critical|fatal)[ \t]"
 _TS9_SPACE = re.compile(rf"{_TS9} ".encode())
 CRI = rf"^(?P<ts>{_TS_ANY}) (?P<stream>stdout|stderr) (?P<tag>[FP])(?::\S*)?(?: |$)"
 
@@ -608,7 +612,8 @@ def kubectl_timestamps(df: pl.DataFrame, scope: pl.Expr) -> pl.DataFrame:
     if not _any(df, pl.col("_e_m")):
         return df.drop("_e_x")
     x = pl.col("_e_x").struct
-    df = df.with_columns(pl.col("_e_m") & ~line.str.contains(CRI))  # `--input kubectl`: a CRI line stays whole
+    # `--input kubectl`: a CRI line stays whole; a log line with its own time and level is no prefix
+    df = df.with_columns(pl.col("_e_m") & ~line.str.contains(CRI) & ~line.str.contains(OWN_TIMESTAMP))
     df = df.with_columns(
         _when(line, _rest()),
         _when(pl.col("_e_captured_at"), _rfc3339(x.field("ts"))),

@@ -66,6 +66,9 @@ class Backend:
         """A condition with null (a missing value) read as false."""
         return condition.fill_null(False)
 
+    def constant(self, value: bool) -> Any:
+        return pl.lit(value)
+
     def check_regex(self, pattern: str) -> str | None:
         """Why ``pattern`` is no regex for this engine, or None."""
         try:
@@ -90,11 +93,14 @@ class _Written(Backend):
 WRITTEN = _Written()
 
 
-def compile_where(text: str, schema: Mapping[str, pl.DataType], backend: Backend = POLARS) -> Any:
+def compile_where(
+    text: str, schema: Mapping[str, pl.DataType], backend: Backend = POLARS, *, absent: Collection[str] = ()
+) -> Any:
     """Compile a ``--where`` expression for a frame with this ``schema`` (a polars expression, or
     what ``backend`` builds): values are read as their column's type; errors say the column
-    (1-based) of the offending text."""
-    return _expr(_parse(text), text, schema, backend)
+    (1-based) of the offending text. ``absent``: columns this kind of record lacks (the other kind
+    has them), read as null: ``dst_service~reviews or response_code>=500`` keeps both kinds."""
+    return _expr(_parse(text), text, schema, backend, frozenset(absent))
 
 
 def where_filter(text: str, *, elsewhere: Collection[str] | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -102,9 +108,9 @@ def where_filter(text: str, *, elsewhere: Collection[str] | None = None) -> Call
     checked now, compiled once per distinct schema. A wrapper column (pod, namespace, container,
     stream, captured_at) that one input lacks reads as null there, since another input may carry it.
 
-    ``elsewhere``: the columns of the other kind of record (requests vs ztunnel's connections). A
-    filter that names one of them is about that kind, and keeps none of this one; None: any column
-    this frame lacks is the other kind's."""
+    ``elsewhere``: the columns of the other kind of record (requests vs ztunnel's connections); here
+    they read as null, so a term on them holds for none of this kind's records (``or`` keeps both
+    kinds, ``and`` neither). None: any column this frame lacks is the other kind's."""
     named = columns_named(text)
     compiled: dict[tuple[tuple[str, pl.DataType], ...], pl.Expr] = {}
     lock = threading.Lock()  # parse workers call it side by side
@@ -113,15 +119,14 @@ def where_filter(text: str, *, elsewhere: Collection[str] | None = None) -> Call
         if not frame.height:  # nothing to choose from (an input no format fits has no columns yet)
             return frame
         missing = [c for c in named if c not in frame.columns and c not in META]
-        if missing and (elsewhere is None or set(missing) <= set(elsewhere)):
-            return frame.clear()
+        other_kind = missing if missing and (elsewhere is None or set(missing) <= set(elsewhere)) else []
         absent = [c for c in named if c not in frame.columns and c in META]
         if absent:
             frame = frame.with_columns(pl.lit(None, dtype=META[c]).alias(c) for c in absent)
         key = tuple(frame.schema.items())
         with lock:
             if key not in compiled:
-                compiled[key] = compile_where(text, frame.schema)
+                compiled[key] = compile_where(text, frame.schema, absent=other_kind)
             expr = compiled[key]
         return frame.filter(expr).drop(absent)
 
@@ -176,24 +181,30 @@ def _check_parentheses(text: str) -> None:
         raise FilterError("'(' is never closed", text, opened[-1] + 1)
 
 
-def _expr(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType], backend: Backend) -> Any:
+def _expr(
+    node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType], backend: Backend, absent: frozenset[str]
+) -> Any:
     if "op" in node:
-        return _comparison(node, text, schema, backend)
+        return _comparison(node, text, schema, backend, absent)
     items = list(node)
     if isinstance(items[0], str) and items[0].lower() == "not":
-        return ~_expr(items[1], text, schema, backend)
-    result = _expr(items[0], text, schema, backend)
+        return ~_expr(items[1], text, schema, backend, absent)
+    result = _expr(items[0], text, schema, backend, absent)
     for i in range(1, len(items), 2):
-        right = _expr(items[i + 1], text, schema, backend)
+        right = _expr(items[i + 1], text, schema, backend, absent)
         result = (result | right) if items[i].lower() == "or" else (result & right)
     return result
 
 
-def _comparison(node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType], backend: Backend) -> Any:
+def _comparison(
+    node: pp.ParseResults, text: str, schema: Mapping[str, pl.DataType], backend: Backend, absent: frozenset[str]
+) -> Any:
     """One ``column op value``; the value is read as the column's type, so ``response_code=abc`` or
     ``start_time>yesterday`` is an error at the value, never a filter that silently matches nothing."""
     column_start, (name,), _ = node["column"]
     value_start, value, _ = node["value"]
+    if name in absent:  # as a column of nulls reads: no comparison holds, "does not match" does
+        return backend.constant(node["op"] == "!~")
     if name not in schema:
         import difflib
 

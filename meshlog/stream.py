@@ -156,10 +156,12 @@ class StreamParser:
         return free
 
     def _l4_free(self, source: str, held: _Held) -> list[Job]:
-        """ztunnel's records need no Envoy format: when the held lines have some, they and the known
-        kinds of other line go on now, and only the lines that may be Envoy's wait for a format."""
+        """ztunnel's records need no Envoy format: when the held lines have some (or ztunnel's own log
+        lines: a quiet node), they and the known kinds of other line go on now, and only the lines that
+        may be Envoy's wait for a format; lines no preset fits there (its config dump) are other."""
         sample = held.frames[0]
-        if source not in self._l4 and not sample.select(ztunnel.is_record().any()).item():
+        ztunnel_lines = ztunnel.is_record() | (other_kind() == "ztunnel-log")  # its records, or its own log
+        if source not in self._l4 and not sample.select(ztunnel_lines.any()).item():
             return []
         self._l4.add(source)
         known = ztunnel.is_record() | other_kind().is_not_null()

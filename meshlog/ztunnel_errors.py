@@ -36,6 +36,11 @@ KINDS: tuple[ErrorKind, ...] = (
               "NetworkPolicies in the destination namespace must allow TCP 15008 from other nodes' ztunnels; "
               "is the destination pod's ztunnel running (kubectl get pods -n istio-system -l app=ztunnel -o wide)?",
               "critical"),
+    ErrorKind("ca", "Certificate signing failed (istiod / the CA)",
+              r"^identity error: (?:signing|failed to create CSR|chain returned from CA)|signing gRPC error",
+              "ztunnel could not get the workload's certificate: is istiod (or the external CA) reachable from "
+              "ztunnel on 15012 and healthy (its logs), and what do istioctl ztunnel-config certificates show?",
+              "critical"),
     ErrorKind("identity", "ztunnel does not know the workload",
               r"failed to fetch information about local workload|ip mismatch|identity error|workload is unknown"
               r"|unknown source",

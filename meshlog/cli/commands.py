@@ -148,7 +148,10 @@ def _finish(run: Run, strict: bool) -> None:
 
 def _when_no_format(run: Run) -> None:
     """No access line came in: stop for an unreadable input (exit 3) or an input no format fits
-    (exit 2); else (empty, or start-up lines only) say so, and the command still writes its output."""
+    (exit 2); else (empty, or start-up lines only) say so, and the command still writes its output.
+    ztunnel's records need no Envoy format: with some, the run goes on to its report (and its end)."""
+    if run.tally.access:
+        return
     for error in run.errors:
         say(f"error: {error}")
     if run.errors:
@@ -274,6 +277,8 @@ def parse(
             _when_no_format(run)
         # no row at all: still a header, `[]` or a valid Parquet file with the columns
         (writer or RowWriter(output.value, sink, row_columns(run.stream.formats.values()))).close()
+        if n := run.tally.connections:
+            say(f"note: {count(n, 'ztunnel record')} (Istio ambient) not in these rows: use --records connections")
     finally:
         if out:
             sink.close()
@@ -395,12 +400,11 @@ def summarize(
     ] = "local[*]",
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
-    from meshlog.export import write_rows
     from meshlog.filters import check_time, where_filter
     from meshlog.parse.ztunnel import CONNECTION_SCHEMA
     from meshlog.pipeline import row_columns
     from meshlog.reports.state import default_by
-    from meshlog.reports.summary import by_table, iso_z, summary_dict
+    from meshlog.reports.summary import iso_z, summary_dict
 
     # options first: a mistake stops here, before any input is read
     keep = where_filter(where, elsewhere=CONNECTION_SCHEMA) if where else None
@@ -433,7 +437,7 @@ def summarize(
         say(f"note: latency by {dimension} (this log has no upstream_cluster; --by chooses)")
     metrics_failed: MeshlogError | None = None
     if output is SummaryOutput.csv:
-        write_rows(by_table(state, dimension, top=top), "csv", sys.stdout.buffer)
+        _write_table(state, dimension, top)
     else:
         summary = summary_dict(state, fmt or run.format, top=top, by=dimension)
         if len(formats := _formats_used(run)) > 1:  # several inputs, several formats: name each
@@ -455,6 +459,16 @@ def summarize(
         raise typer.Exit(exit_code_for(metrics_failed))
     if interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _write_table(state: SummaryState, dimension: str, top: int) -> None:
+    """``summarize -o csv``: one row per value of the dimension (requests only: the note says so)."""
+    from meshlog.export import write_rows
+    from meshlog.reports.summary import by_table
+
+    write_rows(by_table(state, dimension, top=top), "csv", sys.stdout.buffer)
+    if n := state.tally.connections:
+        say(f"note: {count(n, 'ztunnel record')} (Istio ambient) not in this table of requests: -o json has them")
 
 
 def _finish_on(engine: Engine, run: Run, state: SummaryState, strict: bool) -> None:
@@ -507,9 +521,12 @@ def _fold(
         # only the text columns the state and --where read are built
         columns = STATE_COLUMNS | set(folded.dims) | (columns_named(where) if where else set())
         try:
-            for n, piece in enumerate(parse_paths(paths, run, columns=columns, then=folded.chunk)):
-                if n == 0 and by is not None and single:  # one input: its first rows show its columns
-                    _check_by(by, piece[0].columns if isinstance(piece, tuple) else piece.columns)
+            checked = by is None or not single
+            for piece in parse_paths(paths, run, columns=columns, then=folded.chunk):
+                rows = piece[0].height if isinstance(piece, tuple) else piece.total
+                if not checked and rows:  # one input: its first requests show its columns
+                    _check_by(by, piece[0].columns if isinstance(piece, tuple) else piece.columns)  # type: ignore[arg-type]
+                    checked = True
                 folded.add(piece)
                 tick()
         except KeyboardInterrupt:  # following a live stream: Ctrl-C reports what came so far

@@ -81,7 +81,7 @@ def format_names(summary: Summary) -> str:
     if several:
         return "formats " + ", ".join(f["name"] or "custom" for f in several)
     if summary["format"]["string"] is None:
-        return "no format yet (no access line)"
+        return "ztunnel records" if summary.get("connections") else "no format yet (no access line)"
     return f"format {summary['format']['name'] or 'custom'}"
 
 
@@ -95,8 +95,21 @@ def chosen_by(summary: Summary) -> str | None:
         for key, given, at in (("since", win["since"], win["start"]), ("until", win["until"], win["end"])):
             if given:
                 parts.append(f"{key} {safe(given)}" + (f" ({at})" if at and at != given else ""))
-    access = summary["lines"]["access"]
-    return f"{summary['requests']:,} of {count(access, 'request')} match " + ", ".join(parts)
+    l4 = summary.get("connections")
+    records = l4["records"] if l4 else 0  # ztunnel's records are access lines too: not requests
+    requests = summary["lines"]["access"] - records
+    said = f"{summary['requests']:,} of {count(requests, 'request')}" if requests or not l4 else ""
+    if l4:
+        said += (" and " if said else "") + f"{l4['total'] + l4['opened']:,} of {count(records, 'ztunnel record')}"
+    return f"{said} match " + ", ".join(parts)
+
+
+def _what(summary: Summary) -> str:
+    """``7 requests``, ``7 requests, 40 connections``: what the report counts."""
+    l4 = summary.get("connections")
+    if l4 and summary["lines"]["access"] == l4["records"]:  # ztunnel's records only
+        return count(l4["total"], "connection")
+    return count(summary["requests"], "request") + (f", {count(l4['total'], 'connection')}" if l4 else "")
 
 
 def render_summary(summary: Summary, console: Console | None = None) -> None:
@@ -106,7 +119,7 @@ def render_summary(summary: Summary, console: Console | None = None) -> None:
     rate = over["requests_per_s"]
     console.print(
         Text.assemble(
-            (count(summary["requests"], "request"), "bold"),
+            (_what(summary), "bold"),
             f" from {count(lines['total'], 'line')} ({lines['unparsed']:,} unparsed, {lines['other']:,} other)"
             f" · {safe(format_names(summary))}",
         )
@@ -269,10 +282,12 @@ def markdown_summary(summary: Summary) -> str:
         "",
         *([chosen, ""] if (chosen := chosen_by(summary)) else []),
         (
-            f"{count(summary['requests'], 'request')} from {count(lines['total'], 'line')} ({lines['unparsed']:,} "
-            f"unparsed, {lines['other']:,} other); errors (5xx, 0 with a flag): {over['errors']:,} "
-            f"({percent(over['error_ratio'])}); {format_names(summary)}; "
-            f"{summary['time_range']['start']} → {summary['time_range']['end']}"
+            f"{_what(summary)} from {count(lines['total'], 'line')} ({lines['unparsed']:,} "
+            f"unparsed, {lines['other']:,} other); "
+            + (f"errors (5xx, 0 with a flag): {over['errors']:,} ({percent(over['error_ratio'])}); "
+               if summary["requests"] else "")
+            + f"{format_names(summary)}"
+            + (f"; {tr['start']} → {tr['end']}" if (tr := summary["time_range"])["start"] else "")
         ),
         "",
     ]
@@ -294,7 +309,8 @@ def markdown_summary(summary: Summary) -> str:
         if pathless := summary["overview"].get("errors_without_path"):
             out += [f"{count(pathless, 'error')} without a path (TCP, or the format logs none).", ""]
     codes = [[r["code"], r["count"]] for r in summary["response_codes"]]
-    out += ["## Status codes", "", *table(["code", "requests"], codes)]
+    if codes:
+        out += ["## Status codes", "", *table(["code", "requests"], codes)]
     if summary["response_flags"]:
         flags = [[f["flag"], f["count"], f["name"], f["meaning"]] for f in summary["response_flags"]]
         out += ["## Response flags", "", *table(["flag", "requests", "name", "meaning"], flags)]
@@ -311,14 +327,15 @@ def markdown_summary(summary: Summary) -> str:
         heading = f"## Duration by {dim} (ms, slowest p99 first)"
         out += [heading, "", *table([dim, "requests", "p50", "p90", "p99"], rows)]
     retries = summary["retries"]
-    out += ["## Retries", "", f"- retry limit exceeded (URX): {retries['retry_limit_exceeded']}"]
-    if retries["attempt_counts"] is not None:
-        attempts = ", ".join(f"{r['attempts']}×{r['count']}" for r in retries["attempt_counts"])
-        out.append(
-            f"- retried: {retries['retried_requests']} ({retries['retried_then_succeeded']} then succeeded, "
-            f"{retries['retried_and_failed']} still failed); attempts {attempts}"
-        )
-    out.append("")
+    if summary["requests"]:
+        out += ["## Retries", "", f"- retry limit exceeded (URX): {retries['retry_limit_exceeded']}"]
+        if retries["attempt_counts"] is not None:
+            attempts = ", ".join(f"{r['attempts']}×{r['count']}" for r in retries["attempt_counts"])
+            out.append(
+                f"- retried: {retries['retried_requests']} ({retries['retried_then_succeeded']} then succeeded, "
+                f"{retries['retried_and_failed']} still failed); attempts {attempts}"
+            )
+        out.append("")
     buckets = summary["timeline"]["buckets"]
     if len(buckets) > 1:
         step = summary["timeline"]["bucket_seconds"]

@@ -51,7 +51,9 @@ def _who(workload: Any, namespace: Any) -> str:
 
 def _pair_rows(report: dict[str, Any]) -> list[list[str]]:
     return [
-        [
+        ["(early rejections: no workload known)", "", f"{r['connections']:,}", f"{r['errors']:,}", "", "", ""]
+        if r["src_workload"] is None and r["dst_workload"] is None and r["dst_service"] is None
+        else [
             _who(r["src_workload"], r["src_namespace"]),
             _who(r["dst_workload"], r["dst_namespace"])
             + (f" ({safe(short(r['dst_service']))})" if r["dst_service"] else ""),

@@ -217,6 +217,11 @@ class _SparkColumns(Backend):
 
         return F.coalesce(condition, F.lit(False))
 
+    def constant(self, value: bool) -> Any:
+        from pyspark.sql import functions as F
+
+        return F.lit(value)
+
 
 Window = tuple[dt.datetime | None, dt.datetime | None]
 

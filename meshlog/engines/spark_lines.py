@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from meshlog.envelopes import CRI, PREFIX, TIMESTAMPS
+from meshlog.envelopes import CRI, OWN_TIMESTAMP, PREFIX, TIMESTAMPS
 from meshlog.kubernetes import CONTAINER_LINK, POD_DIR
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def unwrapped(lines: DataFrame) -> DataFrame:
     # 2. one runtime wrapper: CRI, else kubectl --timestamps, else docker json-file
     l1 = F.col("_l1")
     cri = _head(l1, CRI)
-    stamp = _head(l1, TIMESTAMPS)
+    stamp = F.when(~l1.rlike(java(OWN_TIMESTAMP)), _head(l1, TIMESTAMPS)).otherwise(F.lit(""))
     docker = l1.startswith('{"log":"') & l1.endswith('"}') & l1.contains('","stream":"') & l1.contains('","time":"')
     log = F.get_json_object(l1, "$.log")
     docker &= log.isNotNull()

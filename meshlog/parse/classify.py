@@ -14,6 +14,13 @@ import polars as pl
 OTHER_LINES: tuple[tuple[str, str], ...] = (
     ("blank", r"^\s*$"),
     ("envoy-log", r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t(?:trace|debug|info|warning|error|critical)\tenvoy "),
+    # ztunnel's own lines (Istio ambient): its targets are Rust module paths (`xds::client`, `proxy::h2`)
+    # or its own names; tabs, or the spaces a terminal copy leaves
+    (
+        "ztunnel-log",
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z[\t ]+(?:trace|debug|info|warn|error)[\t ]+"
+        r"(?:ztunnel|access|dns|hyper_util|[a-z_]+::[^\t ]*)[\t ]",
+    ),
     ("istio-log", r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z\t(?:debug|info|warn|error|fatal)\t"),
     ("envoy-log", r"^\[Envoy \(Epoch \d+\)\] \["),
     ("envoy-log", r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\]\[\d+\]\[\w+\]"),

@@ -25,13 +25,15 @@ class Tally:
 
     access: int = 0
     unparsed: int = 0
+    connections: int = 0  # of the access lines, ztunnel's records (Istio ambient); the rest are requests
     other_kinds: Counter[str] = field(default_factory=Counter)
     examples: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=UNPARSED_SCHEMA))
 
     @classmethod
     def of(cls, log: AccessLog) -> Tally:
         kinds = Counter(dict(log.other.group_by("kind").len().iter_rows())) if log.other.height else Counter()
-        return cls(log.requests.height + log.connections.height, log.unparsed.height, kinds, _examples(log.unparsed))
+        access = log.requests.height + log.connections.height
+        return cls(access, log.unparsed.height, log.connections.height, kinds, _examples(log.unparsed))
 
     @property
     def other(self) -> int:
@@ -52,6 +54,7 @@ class Tally:
         """Add ``later`` (lines that came after these)."""
         self.access += later.access
         self.unparsed += later.unparsed
+        self.connections += later.connections
         self.other_kinds.update(later.other_kinds)
         if self.examples.height < KEEP_UNPARSED and later.examples.height:
             both = pl.concat([self.examples, later.examples], how="diagonal_relaxed")

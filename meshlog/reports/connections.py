@@ -196,10 +196,12 @@ def timeline(state: ConnectionState) -> tuple[int, pl.DataFrame]:
     )
 
 
-def connections_report(state: ConnectionState, *, top: int = 10) -> dict[str, Any] | None:
-    """The ``connections`` key of ``summarize -o json``; None when the input has no ztunnel record."""
+def connections_report(state: ConnectionState, *, top: int = 10, records: int = 0) -> dict[str, Any] | None:
+    """The ``connections`` key of ``summarize -o json``; None when the input has no ztunnel record.
+    ``records``: the ztunnel records read (the line accounting's), before ``--where`` and the window
+    chose; with some but none chosen the report is there, with zero counts."""
     if not state.counts.height:
-        return None
+        return _none_chosen(records) if records else None
     ended = state.counts.filter(_ENDED)
     total = int(ended["n"].sum()) if ended.height else 0
     errors = int(ended.filter(pl.col("error").is_not_null())["n"].sum()) if ended.height else 0
@@ -216,6 +218,7 @@ def connections_report(state: ConnectionState, *, top: int = 10) -> dict[str, An
     from meshlog.reports.summary import iso_z  # the one ISO writer
 
     return {
+        "records": max(records, state.records),
         "total": total,
         "opened": int(by_event.get("opened", 0)),
         "failed_early": int(by_event.get("failed", 0)),
@@ -239,6 +242,18 @@ def connections_report(state: ConnectionState, *, top: int = 10) -> dict[str, An
             ],
         },
     }
+
+
+def _none_chosen(records: int) -> dict[str, Any]:
+    """The report of ztunnel records that were read but none of which the filter or window chose."""
+    spread = {**dict.fromkeys(QUANTILES), "max": None}
+    return {
+        "records": records, "total": 0, "opened": 0, "failed_early": 0, "errors": 0, "error_ratio": 0.0,
+        "time_range": {"start": None, "end": None}, "duration": spread,
+        "bytes_sent": {"total": 0, **spread}, "bytes_recv": {"total": 0, **spread},
+        "by_workload": [], "by_service": [], "by_identity": [], "by_direction": [], "errors_by_kind": [],
+        "hints": [], "timeline": {"bucket_seconds": 0, "buckets": []},
+    }  # fmt: skip
 
 
 def connection_hints(state: ConnectionState, *, top: int = 3) -> list[dict[str, Any]]:

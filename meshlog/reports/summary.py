@@ -95,7 +95,7 @@ def summary_dict(
         "retries": retries.retries_report(state, top=top),
         "timeline": {"bucket_seconds": step, "buckets": buckets},
         "hints": hints(state),
-        "connections": connections_report(state.l4, top=top),
+        "connections": connections_report(state.l4, top=top, records=state.tally.connections),
     }
 
 

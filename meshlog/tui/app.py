@@ -302,8 +302,9 @@ class MeshlogApp(App[None]):
             (f" {status} ", "reverse bold" if status in ("LIVE", "PAUSED") else "reverse"),
             f" {lines.access - s.connections:,} requests",
         )
-        if s.connections:  # Istio ambient: ztunnel's records are access lines too
-            text.append(f" · {s.connections:,} connections")
+        if s.connections:  # Istio ambient: ztunnel's records are access lines too (the panel's count, once known)
+            l4 = self._summary.get("connections") if self._summary else None
+            text.append(f" · {l4['total'] if l4 else s.connections:,} connections")
         if self.paused and lines.access > self._paused_at:
             text.append(f" (+{lines.access - self._paused_at:,} since the pause)", style="yellow")
         if self.problem:  # before the figures: one line, and a narrow terminal cuts its end

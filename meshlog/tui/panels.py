@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from meshlog.figures import connections_headline as headline
-from meshlog.figures import percent, span, sparkline, timeline_lines
+from meshlog.figures import count, percent, span, sparkline, timeline_lines
 from meshlog.filters import flag_filter, quote
 from meshlog.reports.contract import Hint, Retries, Summary
 from meshlog.reports.latency import HISTOGRAM_BOUNDS
@@ -269,10 +269,11 @@ def _connections(report: dict[str, Any], *, top: int = 6) -> Text:
         out.append(f"  → {hint['look_at']}\n", style="dim")
     for r in report["by_workload"][:top]:
         if r["src_workload"] is None and r["dst_workload"] is None and r["dst_service"] is None:
-            out.append(f"early rejections (no workload known): {r['connections']} conns\n", style="red")
+            out.append(f"early rejections (no workload known): {count(r['connections'], 'connection')}\n", style="red")
             continue
         src = short_name(r["src_workload"] or "?")
         dst = short_name(r["dst_service"] or r["dst_workload"] or "?")
-        errors = f" · {r['errors']} errors" if r["errors"] else ""
-        out.append(f"{src} → {dst}: {r['connections']} conns{errors}\n", style="red" if r["errors"] else "")
+        errors = f" · {count(r['errors'], 'error')}" if r["errors"] else ""
+        style = "red" if r["errors"] else ""
+        out.append(f"{src} → {dst}: {count(r['connections'], 'connection')}{errors}\n", style=style)
     return out

@@ -149,10 +149,11 @@ EXPECTED_KIND: dict[str, str] = {
     'tls handshake error: Custom { kind: UnexpectedEof, error: "tls handshake eof" }': "mtls",
     # §4.4 TLS/mTLS handshake: `invalid peer certificate` (§4.2: rustls behind `io error: `)
     "io error: invalid peer certificate: BadSignature": "mtls",
-    # §4.4 identity/cert provisioning: `identity error:` (`signing gRPC error`); the "Connection refused"
-    # at its end is the CA's, inside the identity error (§4.1 Identity(identity::Error) wraps it)
+    # §4.4 identity/cert provisioning: `identity error:` (`signing gRPC error`, identity::Error's CA call,
+    # §4.1); the "Connection refused" at its end is the CA's, inside the identity error: certificate
+    # signing, not an unknown workload
     "identity error: signing gRPC error (The service is currently unavailable): error trying to connect: "
-    "tcp connect error: Connection refused (os error 111)": "identity",
+    "tcp connect error: Connection refused (os error 111)": "ca",
     # §4.4 policy/authorization denial: `connection closed due to policy rejection:`
     "connection closed due to policy rejection: allow policies exist, but none allowed": "policy",
     "connection closed due to policy rejection: explicitly denied by: bookinfo/deny-ratings": "policy",

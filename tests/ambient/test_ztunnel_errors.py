@@ -33,10 +33,10 @@ def test_no_error_has_no_kind() -> None:
 
 
 def test_the_readme_table_of_categories() -> None:
-    """fixtures/ambient/README.md's table, by the note's categories (identity/cert and unknown source are
-    both meshlog's "identity"; connect failure and the upstream 503 both "refused")."""
+    """fixtures/ambient/README.md's table, by the note's categories (identity/cert provisioning is
+    meshlog's "ca", unknown source its "identity"; connect failure and the upstream 503 both "refused")."""
     assert errors_by_kind() == {
-        "refused": 2 + 1, "timeout": 2, "hbone-blocked": 1, "mtls": 3, "identity": 1 + 2, "policy": 4,
+        "refused": 2 + 1, "timeout": 2, "hbone-blocked": 1, "mtls": 3, "ca": 1, "identity": 2, "policy": 4,
         "no-upstream": 1, "waypoint": 2, "hbone": 2, "dns": 1, "reset": 2, "drain": 1, "other": 1,
     }  # fmt: skip
     assert sum(errors_by_kind().values()) == 26
