@@ -48,8 +48,21 @@ def span(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _whole_ms(v: Any) -> str:
-    return "-" if v is None else f"{float(v):,.0f}" if float(v).is_integer() else f"{float(v):,.1f}"
+def millis(v: Any) -> str:
+    """A duration in milliseconds as people read one: ``13 ms``, ``10.0 s``, ``19m 33s``, ``2h 05m``."""
+    if v is None:
+        return "-"
+    ms = float(v)
+    if ms < 10_000:
+        return f"{ms:,.0f} ms" if ms.is_integer() else f"{ms:,.1f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
 
 
 def connections_headline(report: dict[str, Any]) -> str:
@@ -58,5 +71,5 @@ def connections_headline(report: dict[str, Any]) -> str:
     extra = f", {report['opened']:,} opened" if report["opened"] else ""
     return (
         f"{count(report['total'], 'connection')} (ztunnel{extra}) · errors: {report['errors']:,} "
-        f"({percent(report['error_ratio'])}) · duration p50 {_whole_ms(d['p50'])} ms, p99 {_whole_ms(d['p99'])} ms"
+        f"({percent(report['error_ratio'])}) · duration p50 {millis(d['p50'])}, p99 {millis(d['p99'])}"
     )

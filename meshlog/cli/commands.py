@@ -475,6 +475,8 @@ def _finish_on(engine: Engine, run: Run, state: SummaryState, strict: bool) -> N
     """The run's ending: Spark's accounting is in the state it sent back (the local sources read none)."""
     if engine is Engine.spark:
         say(accounting(state.tally.counts))
+        if n := state.tally.other_kinds.get("ztunnel-record", 0):
+            say(f"note: {count(n, 'ztunnel record')} (Istio ambient) counted as other: the local engine reads them")
     else:
         _finish(run, strict)
 

@@ -70,6 +70,33 @@ def _pair_rows(report: dict[str, Any]) -> list[list[str]]:
 _PAIR_COLUMNS = ["source", "destination (service)", "conns", "errors", "sent", "recv", "p99 ms"]
 
 
+_SERVICE_COLUMNS = ["service", "conns", "errors", "sent", "recv", "p50 ms", "p99 ms"]
+
+
+def _service_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
+        [safe(short(r["dst_service"])) if r["dst_service"] else "(none: early rejections, no service known)",
+         f"{r['connections']:,}", f"{r['errors']:,}", _bytes(r["bytes_sent"]), _bytes(r["bytes_recv"]),
+         _ms(r.get("p50")), _ms(r.get("p99"))]
+        for r in report["by_service"]
+    ]  # fmt: skip
+
+
+def _shown(title: str, report: dict[str, Any], table: str) -> str:
+    """A table's title, saying when ``--top`` left rows out."""
+    shown, of = len(report[table]), report.get("distinct", {}).get(table, 0)
+    return f"{title} (top {shown} of {of:,})" if of > shown else title
+
+
+def _directions(report: dict[str, Any]) -> str:
+    """``by direction: outbound 20 (12 errors) · inbound 18 (9 errors)``."""
+    parts = [
+        f"{r['direction'] or '?'} {r['connections']:,}" + (f" ({count(r['errors'], 'error')})" if r["errors"] else "")
+        for r in report["by_direction"]
+    ]
+    return "by direction: " + " · ".join(parts) if parts else ""
+
+
 def render_connections(report: dict[str, Any], console: Console) -> None:
     """Ambient's L4 section: headline, what to check, errors by kind, who talks to whom."""
     console.print(Text("L4 connections (ztunnel)", style="bold"))
@@ -87,9 +114,16 @@ def render_connections(report: dict[str, Any], console: Console) -> None:
         console.print(Text(f"  → {hint['look_at']}", style="dim"))
     if report["errors_by_kind"]:
         rows = [[safe(e["title"]), f"{e['count']:,}", safe(e["example"])] for e in report["errors_by_kind"]]
-        console.print(_simple("connection errors", ["kind", "conns", "commonest error"], rows))
+        title = _shown("connection errors", report, "errors_by_kind")
+        console.print(_simple(title, ["kind", "conns", "commonest error"], rows))
     if report["by_workload"]:
-        console.print(_simple("by source → destination", _PAIR_COLUMNS, _pair_rows(report)))
+        console.print(_simple(_shown("by source → destination", report, "by_workload"), _PAIR_COLUMNS,
+                              _pair_rows(report)))  # fmt: skip
+    if report["by_service"]:
+        console.print(_simple(_shown("by destination service", report, "by_service"), _SERVICE_COLUMNS,
+                              _service_rows(report)))  # fmt: skip
+    if directions := _directions(report):
+        console.print(directions)
     ids = [[_identity(r["src_identity"]), _identity(r["dst_identity"]), f"{r['connections']:,}", f"{r['errors']:,}"]
            for r in report["by_identity"]]  # fmt: skip
     if ids:
@@ -132,7 +166,13 @@ def markdown_connections(report: dict[str, Any]) -> list[str]:
         rows = [[e["title"], e["count"], e["example"]] for e in report["errors_by_kind"]]
         out += ["### Connection errors", "", *table(["kind", "connections", "commonest error"], rows)]
     if report["by_workload"]:
-        out += ["### By source → destination", "", *table(_PAIR_COLUMNS, _pair_rows(report))]
+        out += [f"### {_shown('By source → destination', report, 'by_workload')}", "",
+                *table(_PAIR_COLUMNS, _pair_rows(report))]  # fmt: skip
+    if report["by_service"]:
+        out += [f"### {_shown('By destination service', report, 'by_service')}", "",
+                *table(_SERVICE_COLUMNS, _service_rows(report))]  # fmt: skip
+    if directions := _directions(report):
+        out += [directions, ""]
     if report["by_identity"]:
         rows = [[r["src_identity"] or "-", r["dst_identity"] or "-", r["connections"], r["errors"]]
                 for r in report["by_identity"]]  # fmt: skip

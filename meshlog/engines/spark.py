@@ -30,11 +30,11 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 
 from meshlog.engines.spark_lines import java, unwrapped
-from meshlog.errors import ConfigError, UnreachableError, UsageError
+from meshlog.errors import ConfigError, DetectionError, UnreachableError, UsageError
 from meshlog.filters import Backend, bounds, columns_named, compile_where, is_relative
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.operators import Kind
-from meshlog.parse import JSON_UNDER_TEXT, UNPARSED_SCHEMA, lines_frame, looks_like_prefix, parse_lines
+from meshlog.parse import JSON_UNDER_TEXT, UNPARSED_SCHEMA, lines_frame, looks_like_prefix, parse_lines, ztunnel
 from meshlog.parse.cast import _EXPECTED, dtype_of, strips_semicolon, unset_texts
 from meshlog.parse.classify import OTHER_LINES
 from meshlog.parse.detect import SAMPLE_LINES, detect
@@ -197,6 +197,18 @@ def _json_fields(fmt: CompiledFormat, used: list[tuple[int, Any]]) -> tuple[Colu
     return match, [raw(i, f).alias(f"_r{i}") for i, f in used]
 
 
+ZTUNNEL_KIND = "ztunnel-record"  # ztunnel's records: access lines locally, only counted here (for now)
+
+
+def _ztunnel_record() -> Column:
+    """``parse.ztunnel.is_record`` in Spark SQL."""
+    from pyspark.sql import functions as F
+
+    line = F.col("line")
+    json = line.rlike(r"^\s*\{") & line.rlike(ztunnel.JSON_TARGET) & line.rlike(ztunnel.JSON_MESSAGE)
+    return line.rlike(java(ztunnel.TEXT)) | json
+
+
 class _SparkColumns(Backend):
     """``--where`` as Spark columns: the same language and checks as the local engine's (the regex
     runs in Java there: the common syntax is the same, Rust-only features are not)."""
@@ -254,7 +266,14 @@ def spark_state(
     lines = unwrapped(lines)
     if fmt is None:
         sample = [r[0] for r in lines.select("line").limit(SAMPLE_LINES * 10).collect()]
-        fmt = detect([s for s in sample if s.strip()][:SAMPLE_LINES])
+        try:
+            fmt = detect([s for s in sample if s.strip()][:SAMPLE_LINES])
+        except DetectionError:
+            if pl.DataFrame({"line": sample}, schema={"line": pl.String}).select(ztunnel.is_record().any()).item():
+                raise UsageError(
+                    "these are ztunnel's records (Istio ambient): the local engine reads them; drop --engine spark"
+                ) from None
+            raise
     fields = list(fmt.fields)
     wanted = STATE_COLUMNS | {by} | (columns_named(where) if where else set())
     used = [(i, f) for i, f in enumerate(fields) if f.column in wanted]
@@ -262,6 +281,7 @@ def spark_state(
     kind = F.lit(None).cast("string")
     for name, pattern in reversed(OTHER_LINES):
         kind = F.when(F.col("line").rlike(pattern), F.lit(name)).otherwise(kind)
+    kind = F.when(_ztunnel_record(), F.lit(ZTUNNEL_KIND)).otherwise(kind)
     kind = F.when(~match, kind)  # only a line that is no record is asked what it is
     parsed = lines.select("*", match.alias("_match"), kind.alias("_other"), *raws)
     typed = parsed.select(

@@ -58,9 +58,9 @@ _TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
 _LEVEL = r"(?i:trace|debug|info|warn|warning|error)"
 # text: TIME level access message fields (tabs, or the spaces a terminal copy leaves); 1.22's
 # tracing default wrote "LEVEL access: message fields"
-_TEXT = rf"^({_TIME})[\t ]+({_LEVEL})[\t ]+access:?[\t ]+connection (opened|complete|failed)(?:[\t ]+(.*?))?[\t ]*$"
-_JSON_TARGET = r'"(?:scope|target)"\s*:\s*"access"'
-_JSON_MESSAGE = r'"message"\s*:\s*"connection (?:opened|complete|failed)"'
+TEXT = rf"^({_TIME})[\t ]+({_LEVEL})[\t ]+access:?[\t ]+connection (opened|complete|failed)(?:[\t ]+(.*?))?[\t ]*$"
+JSON_TARGET = r'"(?:scope|target)"\s*:\s*"access"'
+JSON_MESSAGE = r'"message"\s*:\s*"connection (?:opened|complete|failed)"'
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 
 
@@ -69,8 +69,8 @@ def is_record() -> pl.Expr:
     of most inputs are Envoy's, and none of them says "connection opened/complete/failed"."""
     line = pl.col("line")
     maybe = line.str.contains("connection (?:opened|complete|failed)")
-    text = line.str.contains(_TEXT)
-    json = line.str.contains(r"^\s*\{") & line.str.contains(_JSON_TARGET) & line.str.contains(_JSON_MESSAGE)
+    text = line.str.contains(TEXT)
+    json = line.str.contains(r"^\s*\{") & line.str.contains(JSON_TARGET) & line.str.contains(JSON_MESSAGE)
     return maybe & (text | json)
 
 
@@ -101,7 +101,7 @@ def _raw_empty() -> pl.DataFrame:
 
 def _text_fields(lines: pl.DataFrame) -> pl.DataFrame:
     """Raw text per key; quoted values unescaped. Each key is one regex over the whole column."""
-    head = pl.col("line").str.extract_groups(_TEXT).struct.rename_fields(["_time", "_level", "_event", "_rest"])
+    head = pl.col("line").str.extract_groups(TEXT).struct.rename_fields(["_time", "_level", "_event", "_rest"])
     frame = lines.select(ROW, head.alias("_h")).unnest("_h")
     rest = pl.col("_rest").fill_null("")
 

@@ -228,6 +228,12 @@ def connections_report(state: ConnectionState, *, top: int = 10, records: int = 
         "duration": _spread(state.durations, "duration"),
         "bytes_sent": bytes_of("sent"),
         "bytes_recv": bytes_of("recv"),
+        "distinct": {  # how many rows each table would have without --top
+            "by_workload": _distinct(ended, PAIR),
+            "by_service": _distinct(ended, ("dst_service",)),
+            "by_identity": _distinct(ended, ("src_identity", "dst_identity")),
+            "errors_by_kind": _distinct(error_kinds(state, top=len(KINDS) + 1), ("kind",)),
+        },
         "by_workload": _table(state, PAIR, top).to_dicts(),
         "by_service": _table(state, ("dst_service",), top).to_dicts(),
         "by_identity": _table(state, ("src_identity", "dst_identity"), top, bytes_=False).to_dicts(),
@@ -244,6 +250,10 @@ def connections_report(state: ConnectionState, *, top: int = 10, records: int = 
     }
 
 
+def _distinct(frame: pl.DataFrame, keys: Sequence[str]) -> int:
+    return frame.select(*keys).unique().height if frame.height else 0
+
+
 def _none_chosen(records: int) -> dict[str, Any]:
     """The report of ztunnel records that were read but none of which the filter or window chose."""
     spread = {**dict.fromkeys(QUANTILES), "max": None}
@@ -251,6 +261,7 @@ def _none_chosen(records: int) -> dict[str, Any]:
         "records": records, "total": 0, "opened": 0, "failed_early": 0, "errors": 0, "error_ratio": 0.0,
         "time_range": {"start": None, "end": None}, "duration": spread,
         "bytes_sent": {"total": 0, **spread}, "bytes_recv": {"total": 0, **spread},
+        "distinct": {"by_workload": 0, "by_service": 0, "by_identity": 0, "errors_by_kind": 0},
         "by_workload": [], "by_service": [], "by_identity": [], "by_direction": [], "errors_by_kind": [],
         "hints": [], "timeline": {"bucket_seconds": 0, "buckets": []},
     }  # fmt: skip
