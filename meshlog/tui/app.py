@@ -38,9 +38,10 @@ from meshlog.tui.help import HelpScreen
 from meshlog.tui.metrics_pane import MetricsPane
 from meshlog.tui.panels import Dashboard
 from meshlog.tui.state import LogState
-from meshlog.tui.table import RequestTable
+from meshlog.tui.table import CONNECTION_COLUMNS, ConnectionTable, RequestTable
 
-TAB_FOCUS = {"dashboard": "#hints", "requests": "RequestTable", "metrics": "#metrics-services"}  # where keys go
+TAB_FOCUS = {"dashboard": "#hints", "requests": "#table", "metrics": "#metrics-services",
+             "connections": "#connections-table"}  # where keys go, per tab  # fmt: skip
 EXPORT_SUFFIX = {"csv": "csv", "ndjson": "ndjson", "json": "json", "parquet": "parquet"}
 
 
@@ -83,6 +84,7 @@ class MeshlogApp(App[None]):
         Binding("1", "tab('dashboard')", "dashboard", show=False),
         Binding("2", "tab('requests')", "requests", show=False),
         Binding("3", "tab('metrics')", "metrics", show=False),
+        Binding("4", "tab('connections')", "connections", show=False),
     ]
     CSS = """
     TabbedContent { height: 1fr; }
@@ -266,7 +268,7 @@ class MeshlogApp(App[None]):
     def _show_table(self) -> None:
         """A live stream is followed (like ``tail -f``) while the cursor sits on the last row; move
         away and new rows are counted instead of scrolled to."""
-        table = self.query_one(RequestTable)
+        table = self.query_one("#table", RequestTable)
         view = self.state.view()
         was_at_end = table.at_end or not table.frame.height
         table.show(view.rows, self.state.table_columns(), view.sort)
@@ -277,9 +279,23 @@ class MeshlogApp(App[None]):
         if table.at_end or not self.live:
             self._rows_seen = view.rows.height
         self._show_table_status()
+        self._show_connections()
+
+    def _show_connections(self) -> None:
+        """Istio ambient: a Connections tab appears when ztunnel's records come, and pages them."""
+        if not self.state.connections:
+            return
+        if not self.query("#connections-table"):
+            pane = TabPane("Connections [4]", ConnectionTable(id="connections-table"), id="connections")
+            self.query_one(TabbedContent).add_pane(pane)
+            self.call_after_refresh(self._show_connections)  # once the table is mounted
+            return
+        rows = self.state.connection_rows()
+        table = self.query_one("#connections-table", ConnectionTable)
+        table.show(rows, [c for c in CONNECTION_COLUMNS if c in rows.columns], None)
 
     def _show_table_status(self) -> None:
-        table = self.query_one(RequestTable)
+        table = self.query_one("#table", RequestTable)
         view = self.state.view()
         new = view.rows.height - max(self._rows_seen, table.cursor + 1)
         parts = [f"{view.rows.height:,} of {view.total:,} requests"]
@@ -359,7 +375,7 @@ class MeshlogApp(App[None]):
             self.notify(str(exc), title="filter", severity="error", timeout=6)
             return False
         self.query_one("#filter", Input).value = self.state.where
-        table = self.query_one(RequestTable)
+        table = self.query_one("#table", RequestTable)
         table.cursor = 0 if keep is None else self.state.view().index_of(keep)
         self._show_table()
         if self.prometheus is not None and self._metrics_asked:
@@ -371,11 +387,11 @@ class MeshlogApp(App[None]):
         """Esc in the filter bar goes back to the table (the filter stays as it was applied)."""
         if event.key == "escape" and isinstance(self.focused, Input):
             event.stop()
-            self.query_one(RequestTable).focus()
+            self.query_one("#table", RequestTable).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter" and self.apply_filter(event.value):
-            self.query_one(RequestTable).focus()
+            self.query_one("#table", RequestTable).focus()
 
     def _filter_and_show(self, where: str) -> bool:
         if not self.apply_filter(where):
@@ -397,7 +413,8 @@ class MeshlogApp(App[None]):
         else:
             same = f"{event.column}={quote(str(value))}"
         where = self.state.where
-        self.apply_filter(f"({where}) and {same}" if where else same, keep=self.query_one(RequestTable).current())
+        keep = self.query_one("#table", RequestTable).current()
+        self.apply_filter(f"({where}) and {same}" if where else same, keep=keep)
 
     def on_request_table_sort_requested(self, event: RequestTable.SortRequested) -> None:
         self.action_sort(event.column)
@@ -437,6 +454,8 @@ class MeshlogApp(App[None]):
     def action_tab(self, tab: str) -> None:
         # Focus moves into the new tab first: a focused widget left in a hidden pane hands focus to its
         # neighbour (the filter bar), and the TabbedContent would switch back to that widget's pane.
+        if not self.query(f"#{tab}"):
+            return  # the Connections tab is there only once ztunnel's records came
         self.query_one(f"#{tab} {TAB_FOCUS[tab]}").focus()
         self.query_one(TabbedContent).active = tab
 

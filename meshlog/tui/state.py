@@ -55,6 +55,7 @@ class LogState:
     tally: Tally = field(default_factory=Tally)  # the line accounting of everything added
     connections: int = 0  # ztunnel records seen (Istio ambient): reportable without an Envoy format
     _requests: list[pl.DataFrame] = field(default_factory=list)
+    _connection_rows: list[pl.DataFrame] = field(default_factory=list)
     _states: list[SummaryState] = field(default_factory=list)  # one per chunk, merged when a summary is asked
     _sources: set[str] = field(default_factory=set)  # inputs that gave requests
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,6 +77,8 @@ class LogState:
                 if log.requests.height or log.connections.height:
                     self._states.append(state_of(log.requests).with_connections(log.connections))
                     self.connections += log.connections.height
+                if log.connections.height:
+                    self._connection_rows.append(log.connections)
             if tally is not None:
                 self.tally.merge(tally)
             self.version += 1
@@ -94,6 +97,14 @@ class LogState:
                 self._all_version = self.version
             assert self._all is not None
             return self._all
+
+    def connection_rows(self) -> pl.DataFrame:
+        """ztunnel's connections so far, in input order (the Connections tab pages them)."""
+        with self._lock:
+            parts = self._connection_rows
+            if len(parts) > 1:
+                self._connection_rows = parts = [pl.concat(parts, how="diagonal_relaxed")]
+            return parts[0] if parts else pl.DataFrame()
 
     def log(self) -> AccessLog | None:
         if self.format is None:

@@ -30,17 +30,26 @@ WIDTHS = {
     "start_time": (12, 12), "response_code": (5, 5), "response_flags": (5, 9), "method": (6, 7),
     "path": (12, 80), "duration": (5, 9), "upstream_service_time": (5, 9), "upstream_cluster": (24, 46),
     "authority": (14, 46), "pod": (16, 40), "source": (10, 32), "request_id": (36, 36),
+    # ztunnel's connections (the Connections tab); the error takes what is left, as the path does
+    "timestamp": (12, 12), "event": (8, 8), "direction": (8, 8), "src_workload": (14, 36),
+    "dst_service": (14, 40), "dst_workload": (14, 36), "bytes_sent": (6, 10), "bytes_recv": (6, 10),
+    "error": (16, 200),
 }  # fmt: skip
-DROP = ("request_id", "pod", "source", "upstream_service_time", "method", "authority", "response_flags")
+FLEX = ("path", "error")  # the column that takes the width left
+DROP = ("request_id", "pod", "source", "upstream_service_time", "method", "authority", "response_flags",
+        "bytes_recv", "bytes_sent", "event", "dst_workload")  # fmt: skip
 GROW = ("duration", "upstream_service_time", "upstream_cluster", "authority", "path", "source", "request_id", "pod",
         "response_flags", "method")  # fmt: skip
 HEADINGS = {
     "start_time": "time", "response_code": "code", "response_flags": "flags", "duration": "ms",
     "upstream_service_time": "up ms", "upstream_cluster": "upstream cluster", "request_id": "request id",
+    "timestamp": "time", "src_workload": "source", "dst_service": "service", "dst_workload": "destination",
+    "bytes_sent": "sent", "bytes_recv": "recv",
 }  # fmt: skip
 # shown shorter: cluster and authority without the ".svc.cluster.local" every in-mesh name has, the
 # source (with several inputs) by its file name
-SHORTENED = {"upstream_cluster": (IN_MESH, "$1"), "authority": (IN_MESH, "$1"), "source": (r"^.*/", "")}
+SHORTENED = {"upstream_cluster": (IN_MESH, "$1"), "authority": (IN_MESH, "$1"), "source": (r"^.*/", ""),
+             "dst_service": (IN_MESH, "$1")}  # fmt: skip
 _HEADER = Style(bold=True, reverse=True)
 _CURSOR = Style(reverse=True)
 _CODE_STYLES = {"5": Style(color="red", bold=True), "4": Style(color="yellow"), "0": Style(color="magenta")}
@@ -81,8 +90,8 @@ def layout(columns: Sequence[str], wanted: dict[str, int], width: int) -> list[t
     for c in [c for c in GROW if c in shown] + [c for c in shown if c not in GROW]:
         need = min(max(wanted.get(c, 0), widths[c]), WIDTHS.get(c, (8, 20))[1])
         widths[c] += max(0, min(need - widths[c], width - used(widths)))
-    if "path" in widths:
-        widths["path"] += max(0, width - used(widths))
+    if flex := next((c for c in FLEX if c in widths), None):
+        widths[flex] += max(0, width - used(widths))
     return [(c, widths[c]) for c in shown]
 
 
@@ -103,6 +112,7 @@ class RequestTable(ScrollView, can_focus=True):
     DEFAULT_CSS = "RequestTable { height: 1fr; scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
     cursor: reactive[int] = reactive(0)
+    drills_down: ClassVar[bool] = True  # Enter opens a row, f/u narrow, a heading sorts (requests)
 
     class Opened(Message):
         """Enter (or a double click) on a row."""
@@ -251,12 +261,12 @@ class RequestTable(ScrollView, can_focus=True):
 
     def action_open(self) -> None:
         row = self.current()
-        if row is not None:
+        if row is not None and self.drills_down:
             self.post_message(self.Opened(row))
 
     def action_narrow(self, column: str) -> None:
         row = self.current()
-        if row is not None and column in row:
+        if row is not None and column in row and self.drills_down:
             self.post_message(self.NarrowRequested(column, row[column]))
 
     def on_click(self, event: events.Click) -> None:
@@ -264,7 +274,8 @@ class RequestTable(ScrollView, can_focus=True):
             x = 0
             for column, width in self._layout:
                 if x <= event.x < x + width + 1:
-                    self.post_message(self.SortRequested(column))
+                    if self.drills_down:
+                        self.post_message(self.SortRequested(column))
                     return
                 x += width + 1
             return
@@ -273,3 +284,15 @@ class RequestTable(ScrollView, can_focus=True):
             self.cursor = index
             if event.chain >= 2:
                 self.action_open()
+
+
+class ConnectionTable(RequestTable):
+    """ztunnel's connections (Istio ambient), paged as requests are: browsed, not drilled into."""
+
+    drills_down: ClassVar[bool] = False
+
+
+CONNECTION_COLUMNS = (
+    "timestamp", "event", "src_workload", "dst_service", "dst_workload", "direction",
+    "bytes_sent", "bytes_recv", "duration", "error",
+)  # fmt: skip
