@@ -292,7 +292,10 @@ class MeshlogApp(App[None]):
             return
         rows = self.state.connection_rows()
         table = self.query_one("#connections-table", ConnectionTable)
+        was_at_end = table.at_end or not table.frame.height
         table.show(rows, [c for c in CONNECTION_COLUMNS if c in rows.columns], None)
+        if self.live and was_at_end:  # followed like the requests: the newest in view while at the end
+            table.action_jump(-1)
 
     def _show_table_status(self) -> None:
         table = self.query_one("#table", RequestTable)
