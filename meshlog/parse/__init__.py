@@ -111,7 +111,7 @@ def parse_lines(
     accounting is the same.
     """
     lines = lines.with_row_index(ROW)
-    l4 = lines.filter(ztunnel.is_record())
+    l4 = ztunnel.records(lines)
     if not l4.height:
         return _parse_envoy(lines, fmt, use_plan=use_plan, columns=columns, reason=reason)
     connections, bad = ztunnel.parse(l4)

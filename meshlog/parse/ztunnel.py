@@ -64,14 +64,24 @@ JSON_MESSAGE = r'"message"\s*:\s*"connection (?:opened|complete|failed)"'
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 
 
+_MAYBE = "connection (?:opened|complete|failed)"  # a literal scan: what every record says
+
+
 def is_record() -> pl.Expr:
-    """Is ``line`` a ztunnel access record (text or JSON)? One cheap literal test first: most lines
-    of most inputs are Envoy's, and none of them says "connection opened/complete/failed"."""
+    """Is ``line`` a ztunnel access record (text or JSON)? For samples; a chunk goes through
+    ``records``, which runs the full patterns only on the lines the cheap scan kept."""
     line = pl.col("line")
-    maybe = line.str.contains("connection (?:opened|complete|failed)")
     text = line.str.contains(TEXT)
     json = line.str.contains(r"^\s*\{") & line.str.contains(JSON_TARGET) & line.str.contains(JSON_MESSAGE)
-    return maybe & (text | json)
+    return line.str.contains(_MAYBE) & (text | json)
+
+
+def records(lines: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``lines`` that are ztunnel access records. Most lines of most inputs are Envoy's and
+    none says "connection opened/complete/failed": that literal scan (~17 ms per 500k lines) keeps
+    the few others for the patterns (which would cost 5× as much on every line)."""
+    maybe = lines.filter(pl.col("line").str.contains(_MAYBE))
+    return maybe.filter(is_record()) if maybe.height else maybe
 
 
 def parse(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
