@@ -151,13 +151,21 @@ def _table(state: ConnectionState, keys: Sequence[str], top: int, *, bytes_: boo
                       nulls_last=True).head(top)  # fmt: skip
 
 
-def error_kinds(state: ConnectionState, *, top: int = 10) -> pl.DataFrame:
-    """Failed connections per kind of error (``ztunnel_errors``), with the commonest text and where."""
+def _tagged(state: ConnectionState) -> pl.DataFrame:
+    """The failed connections' counts, each with its kind of error (decoded once per distinct text)."""
     failed = state.counts.filter(_ENDED & pl.col("error").is_not_null())
     if not failed.height:
+        return failed
+    texts = failed.select("error").unique().with_columns(error_kind(pl.col("error")).alias("kind"))
+    return failed.join(texts, on="error")
+
+
+def error_kinds(state: ConnectionState, *, top: int = 10) -> pl.DataFrame:
+    """Failed connections per kind of error (``ztunnel_errors``), with the commonest text and where."""
+    tagged = _tagged(state)
+    if not tagged.height:
         return pl.DataFrame()
-    texts = failed.group_by("error").agg(pl.col("n").sum()).with_columns(error_kind(pl.col("error")).alias("kind"))
-    tagged = failed.join(texts.select("error", "kind"), on="error")
+    texts = tagged.group_by("error", "kind").agg(pl.col("n").sum())
     per_kind = tagged.group_by("kind").agg(pl.col("n").sum().alias("count"))
     example = texts.sort(["n", "error"], descending=[True, False]).group_by("kind", maintain_order=True).first()
     where = (
@@ -215,6 +223,7 @@ def connections_report(state: ConnectionState, *, top: int = 10, records: int = 
         return {"total": int(ended[column].sum()) if ended.height else 0, **spread}
 
     step, frame = timeline(state)
+    kinds = error_kinds(state, top=len(KINDS) + 1)  # every kind once: the table, its count, the hints
     from meshlog.reports.summary import iso_z  # the one ISO writer
 
     return {
@@ -232,14 +241,14 @@ def connections_report(state: ConnectionState, *, top: int = 10, records: int = 
             "by_workload": _distinct(ended, PAIR),
             "by_service": _distinct(ended, ("dst_service",)),
             "by_identity": _distinct(ended, ("src_identity", "dst_identity")),
-            "errors_by_kind": _distinct(error_kinds(state, top=len(KINDS) + 1), ("kind",)),
+            "errors_by_kind": kinds.height,
         },
         "by_workload": _table(state, PAIR, top).to_dicts(),
         "by_service": _table(state, ("dst_service",), top).to_dicts(),
         "by_identity": _table(state, ("src_identity", "dst_identity"), top, bytes_=False).to_dicts(),
         "by_direction": _table(state, ("direction",), top, bytes_=False).to_dicts(),
-        "errors_by_kind": error_kinds(state, top=top).to_dicts(),
-        "hints": connection_hints(state),
+        "errors_by_kind": kinds.head(top).to_dicts(),
+        "hints": connection_hints(state, kinds=kinds),
         "timeline": {
             "bucket_seconds": step,
             "buckets": [
@@ -267,18 +276,19 @@ def _none_chosen(records: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def connection_hints(state: ConnectionState, *, top: int = 3) -> list[dict[str, Any]]:
+def connection_hints(
+    state: ConnectionState, *, top: int = 3, kinds: pl.DataFrame | None = None
+) -> list[dict[str, Any]]:
     """One hint per kind of connection error seen: what it is, where, and what to check in ambient
-    (the keys of a request hint: ``reports.contract.Hint``)."""
-    failed = state.counts.filter(_ENDED & pl.col("error").is_not_null())
-    if not failed.height:
+    (the keys of a request hint: ``reports.contract.Hint``). ``kinds``: ``error_kinds`` of every
+    kind, when the caller has it already."""
+    tagged = _tagged(state)
+    if not tagged.height:
         return []
-    ended = state.counts.filter(_ENDED)
-    total = max(int(ended["n"].sum()), 1)
-    texts = failed.select("error").unique().with_columns(error_kind(pl.col("error")).alias("kind"))
-    tagged = failed.join(texts, on="error")
+    total = max(int(state.counts.filter(_ENDED)["n"].sum()), 1)
     out = []
-    for row in error_kinds(state, top=len(KINDS) + 1).to_dicts():
+    every = kinds if kinds is not None else error_kinds(state, top=len(KINDS) + 1)
+    for row in every.to_dicts():
         kind = BY_KEY[row["kind"]]
         mine = tagged.filter(pl.col("kind") == kind.key)
         # where: the destination each connection names best (an early rejection knows only its address)
