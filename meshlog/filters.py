@@ -339,6 +339,13 @@ def check_time(text: str, *, option: str = "--since") -> None:
         parse_time(text, None, option=option)
 
 
+def check_times(since: str | None, until: str | None) -> None:
+    """``check_time`` for both options a command takes (each named in its error)."""
+    for text, option in ((since, "--since"), (until, "--until")):
+        if text:
+            check_time(text, option=option)
+
+
 def window(
     requests: pl.DataFrame, since: str | None, until: str | None
 ) -> tuple[dt.datetime | None, dt.datetime | None]:

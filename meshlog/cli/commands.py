@@ -229,7 +229,7 @@ def parse(
 ) -> None:
     """Typed rows out, one per access-log line (with source and line_no)."""
     from meshlog.export import RowWriter
-    from meshlog.filters import check_time, is_relative, narrow, time_filter, where_filter
+    from meshlog.filters import check_times, is_relative, narrow, time_filter, where_filter
     from meshlog.parse import AccessLog
     from meshlog.pipeline import parse_paths, peek_formats, row_columns
 
@@ -237,9 +237,7 @@ def parse(
         _parse_connections(paths or [], output, out, input, where, (since, until), strict)
         return
     keep = where_filter(where) if where else None  # options first: a mistake stops before any input
-    for text, option in ((since, "--since"), (until, "--until")):
-        if text:
-            check_time(text, option=option)
+    check_times(since, until)
     relative = is_relative(since) or is_relative(until)  # resolved against the last request: at the end
     in_time = None if relative else time_filter(since, until)
     run = _start(input, format, format_file, mesh_config)
@@ -300,14 +298,12 @@ def _parse_connections(
     import polars as pl
 
     from meshlog.export import RowWriter
-    from meshlog.filters import bounds, check_time, in_window, is_relative, where_filter
+    from meshlog.filters import bounds, check_times, in_window, is_relative, where_filter
     from meshlog.pipeline import connection_schema, parse_paths
 
     _check_l4_where(where)  # every column a connection has is known: a mistake stops here
     keep = where_filter(where) if where else None
-    for text, option in zip(times, ("--since", "--until"), strict=True):
-        if text:
-            check_time(text, option=option)
+    check_times(*times)
     relative = is_relative(times[0]) or is_relative(times[1])
     run = _start(input)
     paths = _reading(paths)
@@ -400,7 +396,7 @@ def summarize(
     ] = "local[*]",
 ) -> None:
     """Status codes, response flags, latency, retries and triage hints, in one screen."""
-    from meshlog.filters import check_time, where_filter
+    from meshlog.filters import check_times, where_filter
     from meshlog.parse.ztunnel import CONNECTION_SCHEMA
     from meshlog.pipeline import row_columns
     from meshlog.reports.state import default_by
@@ -408,9 +404,7 @@ def summarize(
 
     # options first: a mistake stops here, before any input is read
     keep = where_filter(where, elsewhere=CONNECTION_SCHEMA) if where else None
-    for text, option in ((since, "--since"), (until, "--until")):
-        if text:
-            check_time(text, option=option)
+    check_times(since, until)
     run = _start(input, format, format_file, mesh_config)
     if engine is Engine.spark:
         from meshlog.engines.spark import check_options
