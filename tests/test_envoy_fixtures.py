@@ -15,6 +15,7 @@ from meshlog.formats.compiler import compile_format
 from meshlog.parse import AccessLog, parse_lines
 from meshlog.sources import read_lines
 from tests.conftest import FIXTURES
+from tests.roads import on_both_roads
 
 ENVOY = FIXTURES / "envoy"
 NAMES = sorted(p.name for p in ENVOY.iterdir() if (p / "access.log").exists())
@@ -41,7 +42,7 @@ def load(name: str) -> tuple[AccessLog, list[dict[str, Any]]]:
     folder = ENVOY / name
     fmt = compile_format((folder / "format.txt").read_text(encoding="utf-8"), name=name)
     frames = list(read_lines(str(folder / "access.log")))
-    log = AccessLog.concat([parse_lines(f, fmt) for f in frames], fmt)
+    log = on_both_roads(lambda: AccessLog.concat([parse_lines(f, fmt) for f in frames], fmt))
     expected = [json.loads(line) for line in (folder / "expected.jsonl").read_text().splitlines()]
     return log, expected
 

@@ -12,15 +12,19 @@ import pytest
 from meshlog.parse import AccessLog
 from meshlog.pipeline import Run, parse_paths
 from tests.conftest import PEER_DATA
+from tests.roads import on_both_roads
 
 ISTIO = PEER_DATA / "elastic-integrations" / "istio-access_logs"
 
 
 def parse_file(path: Path) -> AccessLog:
-    run = Run(None)
-    logs = list(parse_paths([str(path)], run))
-    assert run.format is not None and not run.errors
-    return AccessLog.concat(logs, run.format)
+    def parse() -> AccessLog:
+        run = Run(None)
+        logs = list(parse_paths([str(path)], run))
+        assert run.format is not None and not run.errors
+        return AccessLog.concat(logs, run.format)
+
+    return on_both_roads(parse)
 
 
 # file → (lines, access lines) as counted in MANIFEST.md; every other line is "other", none unparsed

@@ -15,7 +15,7 @@ import polars as pl
 
 from meshlog.formats.compiler import CompiledFormat
 from meshlog.formats.operators import Kind
-from meshlog.parse import jsonl, text, ztunnel
+from meshlog.parse import jsonl, scanner, text, ztunnel
 from meshlog.parse.cast import cast_fields, dtype_of
 from meshlog.parse.classify import other_kind
 from meshlog.parse.derive import DERIVED, cluster_columns
@@ -137,10 +137,9 @@ def _parse_envoy(
     fields = wanted_fields(fmt, columns)
     if fmt.encoding == "json":
         raw, bad, not_records = _extract_json(lines, fmt, fields)
+        good, cast_failed = cast_fields(raw, fmt)
     else:
-        raw, unmatched, bad = text.extract(lines, fmt, use_plan=use_plan, fields=fields)
-        not_records = unmatched
-    good, cast_failed = cast_fields(raw, fmt)
+        good, not_records, bad, cast_failed = _text_fields(lines, fmt, use_plan=use_plan, fields=fields)
 
     leftovers = lines.join(pl.DataFrame({ROW: not_records}, schema={ROW: pl.UInt32}), on=ROW, how="semi")
     leftovers = leftovers.with_columns(other_kind().alias("kind"))
@@ -227,6 +226,19 @@ def looks_like_prefix(fmt: CompiledFormat) -> str:
 
 def _looks_like_access(fmt: CompiledFormat) -> pl.Expr:
     return pl.col("line").str.contains("^" + looks_like_prefix(fmt))
+
+
+def _text_fields(
+    lines: pl.DataFrame, fmt: CompiledFormat, *, use_plan: bool, fields: list[int] | None
+) -> tuple[pl.DataFrame, pl.Series, pl.DataFrame, pl.DataFrame]:
+    """Typed rows, unmatched row numbers, ambiguous rows and rows a value of which does not fit its
+    type: by the compiled scanner when it is in use, else by polars (the reference)."""
+    if use_plan and (read := scanner.typed_fields(lines, fmt, fields)) is not None:
+        good, unmatched, bad = read
+        return good, unmatched, bad, bad.head(0)
+    raw, unmatched, ambiguous = text.extract(lines, fmt, use_plan=use_plan, fields=fields)
+    good, cast_failed = cast_fields(raw, fmt)
+    return good, unmatched, ambiguous, cast_failed
 
 
 def _extract_json(

@@ -63,7 +63,7 @@ class _PlanExprs:
             for i, part in enumerate(node.parts):
                 self.walk(part, pl.col(name).struct.field(f"field_{i}"), depth + 1)
         elif isinstance(node, Regex):
-            pattern = "^" + _tokens_regex(self.compiled, node.tokens) + "$"
+            pattern = "^" + tokens_regex(self.compiled, node.tokens) + "$"
             groups = expr.str.extract_groups(pattern)
             for token in node.tokens:
                 if isinstance(token, int):
@@ -71,7 +71,7 @@ class _PlanExprs:
             self.checks.append(expr.str.contains(pattern))
 
 
-def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
+def tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
     return "".join(
         re.escape(t.text) if isinstance(t, Literal) else f"(?P<_f{t}>{compiled.fields[t].pattern})" for t in tokens
     )
@@ -105,16 +105,7 @@ def _extract(
         slow, matched, readings = _regex_fields(lines, compiled, keep, raw_names)
         by_regex = readings.with_columns(lines[ROW], lines["line"]).filter(matched)
         return slow.filter(matched), lines.filter(~matched)[ROW], by_regex
-    exprs = _PlanExprs(compiled)
-    exprs.walk(plan, pl.col("line"), 0)
-    lf = lines.lazy()
-    for stage in exprs.stages:
-        lf = lf.with_columns(stage)
-    fast = lf.select(
-        *keep,
-        exprs.ok.alias("_ok"),
-        *(exprs.values[i].alias(name) for i, name in raw_names.items()),
-    ).collect()
+    fast = _cut(lines, compiled, plan, keep, wanted)
     ok = fast["_ok"]
     none = pl.Series(ROW, [], dtype=pl.UInt32)
     if ok.all():
@@ -130,6 +121,16 @@ def _extract(
         return fast.drop("_ok"), none, by_regex
     keep_rows = ok.clone().scatter(at, True)
     return fast.filter(keep_rows).drop("_ok"), lines[refused.filter(~matched)][ROW], by_regex
+
+
+def _cut(lines: pl.DataFrame, compiled: CompiledFormat, plan: Plan, keep: list[str], wanted: list[int]) -> pl.DataFrame:
+    """``keep``, ``_ok`` and the wanted ``_fN``: the plan's cut of every line, by polars' split kernels."""
+    exprs = _PlanExprs(compiled)
+    exprs.walk(plan, pl.col("line"), 0)
+    lf = lines.lazy()
+    for stage in exprs.stages:
+        lf = lf.with_columns(stage)
+    return lf.select(*keep, exprs.ok.alias("_ok"), *(exprs.values[i].alias(f"_f{i}") for i in wanted)).collect()
 
 
 FEW = 4096  # lines at most that a regex reads in Python's re: polars compiles each pattern per call, re once
@@ -151,7 +152,7 @@ def _groups(lines: pl.Series, pattern: str, n_fields: int) -> pl.DataFrame:
         rows: list[tuple[str | None, ...]] = []
         for value in lines.to_list():
             m = rx.match(value) if value is not None else None
-            rows.append(tuple(m.groupdict()[n] for n in names) if m else nulls)
+            rows.append(tuple(map(m.groupdict().__getitem__, names)) if m else nulls)
         return pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String), orient="row")
     return pl.DataFrame({"line": lines}).select(pl.col("line").str.extract_groups(pattern).alias("_g")).unnest("_g")
 

@@ -184,6 +184,7 @@ def from_tables(
 ) -> SummaryState:
     """A state from its tables by name (a table the log gave no column for is absent): how every
     engine hands its aggregations over."""
+    tables = {name: owned(t) for name, t in tables.items()}
     return SummaryState(
         dims=dims,
         schema=schema,
@@ -197,9 +198,19 @@ def from_tables(
         step=step,
         start=start,
         end=end,
-        slowest=slowest,
+        slowest=owned(slowest),
         tally=tally or Tally(),
     )
+
+
+def owned(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its text in buffers of its own. A group-by key or a kept row is a view into the
+    chunk it came from, and one view holds that chunk's whole text buffer alive (8 MiB a chunk): the
+    state of a long log would grow with it. Its tables are small, so copying their text is cheap."""
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not text:
+        return frame
+    return frame.with_columns(pl.concat_str(pl.col(c), pl.lit("")).alias(c) for c in text)
 
 
 _EMPTY = pl.DataFrame()
