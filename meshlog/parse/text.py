@@ -63,7 +63,7 @@ class _PlanExprs:
             for i, part in enumerate(node.parts):
                 self.walk(part, pl.col(name).struct.field(f"field_{i}"), depth + 1)
         elif isinstance(node, Regex):
-            pattern = "^" + tokens_regex(self.compiled, node.tokens) + "$"
+            pattern = "^" + _tokens_regex(self.compiled, node.tokens) + "$"
             groups = expr.str.extract_groups(pattern)
             for token in node.tokens:
                 if isinstance(token, int):
@@ -71,7 +71,7 @@ class _PlanExprs:
             self.checks.append(expr.str.contains(pattern))
 
 
-def tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
+def _tokens_regex(compiled: CompiledFormat, tokens: tuple[Literal | int, ...]) -> str:
     return "".join(
         re.escape(t.text) if isinstance(t, Literal) else f"(?P<_f{t}>{compiled.fields[t].pattern})" for t in tokens
     )
